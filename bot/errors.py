@@ -1,0 +1,239 @@
+"""The one exception tree of voicebot.
+
+Every boundary (DashScope client, audio pipeline, storage, platform adapters) translates
+what its libraries raise into one of these, keeping the context as attributes. Adapters
+show ``exc.user_message`` to the user and never the library's own text.
+
+::
+
+    BotError
+    ├── ConfigError                      invalid configuration (exit status 2)
+    ├── AccessDenied                     user/chat not in ALLOWED_USERS / ALLOWED_CHATS
+    ├── NotChatAdmin                     settings change by a non-admin
+    ├── UserRateLimited                  per-user rate limit of the bot itself
+    ├── UnsupportedRequest               the chosen model cannot do what was asked
+    ├── UnknownModel                     a model name that is not in the catalog / allow-list
+    ├── InvalidSetting                   a setting value out of range
+    ├── ConversationNotFound             `ask --conversation` with an unknown id
+    ├── AudioError                       the audio pipeline refused the input
+    │   ├── AudioTooLarge                over the byte limit, refused before download/decoding
+    │   ├── AudioTooLong                 over the decode duration bound
+    │   ├── AudioEmpty                   zero bytes or no samples
+    │   ├── AudioSilent                  decodes, but nothing audible
+    │   ├── AudioUnreadable              corrupt, truncated or not decodable
+    │   ├── NotAudio                     an image, archive, text… (no audio container)
+    │   ├── NoAudioTrack                 a video without an audio stream
+    │   └── AudioTimeout                 conversion took longer than the per-file limit
+    └── ModelError                       DashScope (or OpenAI-compatible) said no
+        ├── ModelAuthError               InvalidApiKey (401)
+        ├── ModelAccessDenied            Arrearage, AccessDenied*, free tier exhausted (400/403)
+        ├── ModelNotFoundError           unknown model at the service (404 / Model not exist)
+        ├── ModelBadRequest              InvalidParameter, InvalidURL, BadRequest.* (400)
+        ├── ModelPayloadTooLarge         a clip over 10 MB as base64, refused before sending
+        ├── ContentFiltered              DataInspectionFailed
+        ├── ModelRateLimited             Throttling* (429)
+        ├── ModelServerError             InternalError, 5xx
+        ├── ModelTimeout                 connect / first byte / idle timeouts
+        └── ModelConnectionLost          connection dropped, also mid-stream
+"""
+
+from __future__ import annotations
+
+from bot import texts
+
+
+class BotError(Exception):
+    """Root of every error voicebot raises on purpose.
+
+    ``user_message`` is a short, friendly text fit to show in a chat; ``str(exc)`` is for
+    logs and never holds secrets, audio or message text.
+    """
+
+    default_user_message: str = texts.ERROR_GENERIC
+
+    def __init__(self, detail: str = "", *, user_message: str | None = None) -> None:
+        super().__init__(detail or type(self).__name__)
+        self.detail = detail
+        self.user_message = user_message or self.default_user_message
+
+
+class ConfigError(BotError):
+    """Invalid configuration: ``variable`` names the setting at fault."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+class AccessDenied(BotError):
+    default_user_message = texts.ACCESS_DENIED
+
+
+class NotChatAdmin(BotError):
+    default_user_message = texts.NOT_ADMIN
+
+
+class UserRateLimited(BotError):
+    default_user_message = texts.USER_RATE_LIMITED
+
+    def __init__(self, detail: str = "", *, retry_after: float | None = None) -> None:
+        msg = texts.USER_RATE_LIMITED
+        if retry_after is not None:
+            msg = texts.USER_RATE_LIMITED_WAIT.format(seconds=max(1, round(retry_after)))
+        super().__init__(detail, user_message=msg)
+        self.retry_after = retry_after
+
+
+class UnsupportedRequest(BotError):
+    default_user_message = texts.UNSUPPORTED_REQUEST
+
+
+class UnknownModel(BotError):
+    default_user_message = texts.UNKNOWN_MODEL
+
+    def __init__(self, model: str, *, allowed: list[str] | None = None) -> None:
+        names = ", ".join(allowed or [])
+        super().__init__(
+            f"unknown model {model!r}",
+            user_message=texts.UNKNOWN_MODEL_NAMED.format(model=model, allowed=names),
+        )
+        self.model = model
+
+
+class InvalidSetting(BotError):
+    default_user_message = texts.INVALID_SETTING
+
+
+class ConversationNotFound(BotError):
+    default_user_message = texts.CONVERSATION_NOT_FOUND
+
+
+# --- audio ---------------------------------------------------------------------------
+
+
+class AudioError(BotError):
+    default_user_message = texts.AUDIO_UNREADABLE
+
+
+class AudioTooLarge(AudioError):
+    default_user_message = texts.AUDIO_TOO_LARGE
+
+    def __init__(self, detail: str = "", *, size: int | None = None, limit: int) -> None:
+        super().__init__(
+            detail or f"size {size} over limit {limit}",
+            user_message=texts.AUDIO_TOO_LARGE.format(limit_mb=limit // (1024 * 1024)),
+        )
+        self.size = size
+        self.limit = limit
+
+
+class AudioTooLong(AudioError):
+    default_user_message = texts.AUDIO_TOO_LONG
+
+    def __init__(self, detail: str = "", *, limit_seconds: float) -> None:
+        super().__init__(
+            detail or f"longer than {limit_seconds} s",
+            user_message=texts.AUDIO_TOO_LONG.format(minutes=round(limit_seconds / 60)),
+        )
+        self.limit_seconds = limit_seconds
+
+
+class AudioEmpty(AudioError):
+    default_user_message = texts.AUDIO_EMPTY
+
+
+class AudioSilent(AudioError):
+    default_user_message = texts.AUDIO_SILENT
+
+
+class AudioUnreadable(AudioError):
+    default_user_message = texts.AUDIO_UNREADABLE
+
+
+class NotAudio(AudioError):
+    default_user_message = texts.NOT_AUDIO
+
+
+class NoAudioTrack(AudioError):
+    default_user_message = texts.NO_AUDIO_TRACK
+
+
+class AudioTimeout(AudioError):
+    default_user_message = texts.AUDIO_TIMEOUT
+
+
+# --- model service -------------------------------------------------------------------
+
+
+class ModelError(BotError):
+    """An answer from the model service that is not a reply.
+
+    Carries the service's ``code``, ``message``, ``request_id``, the HTTP ``status`` and
+    ``retry_after`` (seconds) where the service gave them.
+    """
+
+    default_user_message = texts.MODEL_ERROR
+    retryable: bool = False
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        code: str | None = None,
+        message: str | None = None,
+        request_id: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+        user_message: str | None = None,
+    ) -> None:
+        parts = [p for p in (detail, code, message) if p]
+        super().__init__(" | ".join(parts) or type(self).__name__, user_message=user_message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ModelAuthError(ModelError):
+    default_user_message = texts.MODEL_AUTH
+
+
+class ModelAccessDenied(ModelError):
+    default_user_message = texts.MODEL_QUOTA
+
+
+class ModelNotFoundError(ModelError):
+    default_user_message = texts.MODEL_NOT_FOUND
+
+
+class ModelBadRequest(ModelError):
+    default_user_message = texts.MODEL_BAD_REQUEST
+
+
+class ModelPayloadTooLarge(ModelError):
+    default_user_message = texts.MODEL_PAYLOAD_TOO_LARGE
+
+
+class ContentFiltered(ModelError):
+    default_user_message = texts.CONTENT_FILTERED
+
+
+class ModelRateLimited(ModelError):
+    default_user_message = texts.MODEL_RATE_LIMITED
+    retryable = True
+
+
+class ModelServerError(ModelError):
+    default_user_message = texts.MODEL_SERVER_ERROR
+    retryable = True
+
+
+class ModelTimeout(ModelError):
+    default_user_message = texts.MODEL_TIMEOUT
+
+
+class ModelConnectionLost(ModelError):
+    default_user_message = texts.MODEL_CONNECTION_LOST
+    retryable = True
