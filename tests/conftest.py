@@ -1,0 +1,1 @@
+"""Shared fixtures. Area fixtures live in tests/<area>/conftest.py and tests/fakes/."""
