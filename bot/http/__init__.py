@@ -1,0 +1,1 @@
+"""The bot's own HTTP server: health, readiness, metrics and platform webhooks."""

@@ -1,0 +1,77 @@
+"""aiohttp server for /healthz, /readyz, /metrics and the routes adapters add."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from bot.metrics import Metrics
+from bot.storage.database import Database
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HttpServer:
+    """Serves the bot's endpoints on HTTP_HOST:HTTP_PORT.
+
+    Adapters call :meth:`add_route` before :meth:`start` (Telegram webhook, Slack events).
+    """
+
+    def __init__(self, *, host: str, port: int, database: Database, metrics: Metrics) -> None:
+        self._host = host
+        self._port = port
+        self._database = database
+        self._metrics = metrics
+        self._app = web.Application(client_max_size=4 * 1024 * 1024)
+        self._app.router.add_get("/healthz", self._healthz)
+        self._app.router.add_get("/readyz", self._readyz)
+        self._app.router.add_get("/metrics", self._metrics_view)
+        self._runner: web.AppRunner | None = None
+        self.bound_port: int | None = None
+
+    def add_route(self, method: str, path: str, handler: Handler) -> None:
+        self._app.router.add_route(method, path, handler)
+
+    @property
+    def app(self) -> web.Application:
+        return self._app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port, shutdown_timeout=2.0)
+        await site.start()
+        server = site._server  # aiohttp keeps the bound sockets here
+        sockets = getattr(server, "sockets", None) or []
+        self.bound_port = sockets[0].getsockname()[1] if sockets else self._port
+        log.info("http.started", host=self._host, port=self.bound_port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        try:
+            await asyncio.wait_for(self._database.ping(), timeout=3.0)
+        except Exception as exc:  # any failure means "not ready", never a 500 page
+            log.warning("http.readyz.failed", error=type(exc).__name__)
+            return web.json_response(
+                {"status": "unavailable", "database": "unreachable"}, status=503
+            )
+        return web.json_response({"status": "ok", "database": "ok"})
+
+    async def _metrics_view(self, _request: web.Request) -> web.Response:
+        body = self._metrics.render()
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp

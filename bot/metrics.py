@@ -1,0 +1,80 @@
+"""Prometheus metrics of the process, on a registry of their own (served at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """Every metric the bot exports. One instance per application."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.turns = Counter(
+            "voicebot_turns_total",
+            "Turns handled, by platform, model, kind and final status.",
+            ["platform", "model", "kind", "status"],
+            registry=self.registry,
+        )
+        self.model_errors = Counter(
+            "voicebot_model_errors_total",
+            "Errors from the model service, by error class.",
+            ["error"],
+            registry=self.registry,
+        )
+        self.audio_errors = Counter(
+            "voicebot_audio_errors_total",
+            "Audio inputs refused, by error class.",
+            ["error"],
+            registry=self.registry,
+        )
+        self.audio_seconds = Counter(
+            "voicebot_audio_seconds_sent_total",
+            "Seconds of audio sent to the model.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "voicebot_tokens_total",
+            "Tokens reported by the model service.",
+            ["model", "direction"],
+            registry=self.registry,
+        )
+        self.first_token = Histogram(
+            "voicebot_time_to_first_token_seconds",
+            "From the user's message to the first reply text.",
+            ["model"],
+            buckets=(0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60),
+            registry=self.registry,
+        )
+        self.turn_duration = Histogram(
+            "voicebot_turn_duration_seconds",
+            "From the user's message to the finished reply.",
+            ["model"],
+            buckets=(0.5, 1, 2, 4, 8, 15, 30, 60, 120),
+            registry=self.registry,
+        )
+        self.transcode = Histogram(
+            "voicebot_transcode_seconds",
+            "Audio conversion time per input.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "voicebot_turns_in_flight", "Turns being answered now.", registry=self.registry
+        )
+        self.platform_errors = Counter(
+            "voicebot_platform_errors_total",
+            "Errors from chat platform APIs, by platform and kind.",
+            ["platform", "error"],
+            registry=self.registry,
+        )
+        self.duplicate_events = Counter(
+            "voicebot_duplicate_events_total",
+            "Platform events skipped because they were already processed.",
+            ["platform"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""SQL storage: tables, database access, migrations and repositories."""

@@ -1,0 +1,243 @@
+"""SQL tables (SQLAlchemy 2 declarative, typed with ``Mapped``).
+
+The same schema runs on SQLite (default) and PostgreSQL (production); Alembic migrations in
+``migrations/`` must match it exactly (a test compares them on both databases).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names: Alembic can then compare and drop them on every backend.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT ids on PostgreSQL, but INTEGER on SQLite, where only INTEGER PRIMARY KEY autoincrements.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: dict[Any, Any] = {
+        dt.datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
+
+
+class TurnStatus(StrEnum):
+    PENDING = "pending"
+    STREAMING = "streaming"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class TurnRole(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class GroupPolicy(StrEnum):
+    """When the bot answers in a group or channel."""
+
+    MENTION = "mention"  # voice notes that reply to / mention the bot, and mentions
+    ALL_VOICE = "all_voice"  # also every voice note in the group
+
+
+class Chat(Base):
+    """A place where people talk to the bot: a Telegram chat or a Slack channel/DM."""
+
+    __tablename__ = "chats"
+    __table_args__ = (UniqueConstraint("platform", "external_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # private, group, supergroup, channel, im…
+    title: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+    settings: Mapped[ChatSettings | None] = relationship(
+        back_populates="chat", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ChatSettings(Base):
+    """Per-chat choices; ``None`` means the configured default."""
+
+    __tablename__ = "chat_settings"
+
+    chat_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str | None] = mapped_column(String(64))
+    system_prompt: Mapped[str | None] = mapped_column(Text)
+    temperature: Mapped[float | None] = mapped_column(Float)
+    top_p: Mapped[float | None] = mapped_column(Float)
+    top_k: Mapped[int | None] = mapped_column(Integer)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    max_tokens: Mapped[int | None] = mapped_column(Integer)
+    asr_language: Mapped[str | None] = mapped_column(String(8))
+    asr_enable_itn: Mapped[bool | None] = mapped_column(Boolean)
+    group_policy: Mapped[str] = mapped_column(String(16), server_default=GroupPolicy.MENTION.value)
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(64))
+
+    chat: Mapped[Chat] = relationship(back_populates="settings")
+
+
+class Conversation(Base):
+    """A thread of turns in a chat; per topic/thread where the platform has them."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        # Hot path: the latest open conversation of a chat (and thread).
+        Index("ix_conversations_open", "chat_id", "thread_key", "closed_at"),
+        # At most one open conversation per chat and thread, even under concurrent starts.
+        Index(
+            "uq_conversations_one_open",
+            "chat_id",
+            "thread_key",
+            unique=True,
+            sqlite_where=text("closed_at IS NULL"),
+            postgresql_where=text("closed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigId, ForeignKey("chats.id", ondelete="CASCADE"))
+    thread_key: Mapped[str] = mapped_column(String(128), default="")
+    started_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    closed_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class Turn(Base):
+    """One message of a conversation: what the user sent, or the model's reply."""
+
+    __tablename__ = "turns"
+    __table_args__ = (
+        # Hot path: the turns of a conversation in order.
+        UniqueConstraint("conversation_id", "seq"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str | None] = mapped_column(String(24))  # voice_chat, analysis, followup…
+    text: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), server_default=TurnStatus.PENDING.value)
+    user_external_id: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(64))
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    audio_tokens: Mapped[int | None] = mapped_column(Integer)
+    audio_seconds_total: Mapped[float | None] = mapped_column(Float)
+    audio_seconds_sent: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    started_at: Mapped[dt.datetime | None] = mapped_column()
+    first_token_at: Mapped[dt.datetime | None] = mapped_column()
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+    source_message_id: Mapped[str | None] = mapped_column(String(64))
+    reply_message_ids: Mapped[list[str] | None] = mapped_column(JSON)
+
+    clips: Mapped[list[AudioClip]] = relationship(
+        order_by="AudioClip.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="selectin",
+    )
+
+
+class AudioClip(Base):
+    """The converted audio a user turn sent to the model, kept so history can be replayed."""
+
+    __tablename__ = "audio_clips"
+    __table_args__ = (
+        UniqueConstraint("turn_id", "position"),
+        Index("ix_audio_clips_source_key", "source_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    turn_id: Mapped[int] = mapped_column(BigId, ForeignKey("turns.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(8))
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    start_seconds: Mapped[float] = mapped_column(Float)
+    duration: Mapped[float] = mapped_column(Float)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # Where the recording came from (e.g. "telegram:<file_unique_id>"), so the same audio
+    # analysed again is neither downloaded nor converted twice.
+    source_key: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+
+
+class ProcessedEvent(Base):
+    """Platform events already handled, for exactly-once processing across restarts."""
+
+    __tablename__ = "processed_events"
+    __table_args__ = (UniqueConstraint("platform", "event_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(128))
+    processed_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), index=True)
+
+
+class UsageEntry(Base):
+    """One line of the usage ledger: what one turn cost."""
+
+    __tablename__ = "usage_ledger"
+    __table_args__ = (Index("ix_usage_ledger_chat_day_model", "chat_id", "day", "model"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigId, ForeignKey("chats.id", ondelete="CASCADE"))
+    turn_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("turns.id", ondelete="SET NULL")
+    )
+    user_external_id: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(64))
+    day: Mapped[dt.date] = mapped_column(Date)
+    audio_seconds: Mapped[float] = mapped_column(Float, server_default="0")
+    input_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    output_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    audio_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
