@@ -1,0 +1,496 @@
+"""The DashScope model client: one pooled ``httpx.AsyncClient``, both wire protocols.
+
+:class:`DashScopeClient` implements :class:`bot.llm.types.ModelClient`. It validates audio
+sizes before any network call, opens the request with retries (only before the first
+byte of an answer, only for rate limits, 5xx and connection errors), then decodes the
+stream into typed events with separate time-to-first-byte and idle timeouts.
+
+Nothing here logs the API key, audio bytes or message text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import structlog
+
+from bot import errors
+from bot.llm import compatible, native
+from bot.llm.errors import (
+    error_from_body,
+    map_error,
+    parse_retry_after,
+    request_id_from_headers,
+    wire_error_from_json,
+)
+from bot.llm.sse import SSEDecoder, SSEEvent
+from bot.llm.types import (
+    AudioInfo,
+    AudioPart,
+    ChatMessage,
+    Completion,
+    Finished,
+    GenerationParams,
+    StreamEvent,
+    TextDelta,
+    Usage,
+    UsageUpdate,
+)
+from bot.llm.wire import Chunk, check_audio_size
+
+__all__ = ["DEFAULT_BASE_URL", "DashScopeClient", "TextAccumulator"]
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
+
+WireProtocol = Literal["native", "openai"]
+
+
+def derive_compatible_base_url(base_url: str) -> str:
+    """``…/api/v1`` → ``…/compatible-mode/v1`` (the same rule as the settings)."""
+    base = base_url.rstrip("/")
+    if base.endswith("/api/v1"):
+        return base[: -len("/api/v1")] + "/compatible-mode/v1"
+    return base + "/compatible-mode/v1"
+
+
+class TextAccumulator:
+    """Turns wire text into incremental deltas, whether the wire sends deltas or totals.
+
+    Servers send either deltas (``incremental_output: true``, OpenAI style) or the whole
+    text so far (native default, some compatible servers). The mode is decided once, at
+    the second non-empty text: if it repeats everything received so far, the stream is
+    cumulative. Deciding once keeps a delta that happens to repeat earlier text intact
+    afterwards.
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._cumulative: bool | None = None
+
+    def push(self, text: str) -> str:
+        """Take the text of one event; return what is new."""
+        if not text:
+            return ""
+        if not self.text:
+            self.text = text
+            return text
+        if self._cumulative is None:
+            self._cumulative = text.startswith(self.text)
+        if self._cumulative:
+            if text.startswith(self.text):
+                new = text[len(self.text) :]
+                self.text = text
+                return new
+            # A total that does not extend the old one: a server-side rewrite. Emit what
+            # differs after the common prefix so the caller's text ends up right in length.
+            self.text = text
+            return ""
+        self.text += text
+        return text
+
+
+@dataclass(slots=True)
+class _Opened:
+    response: httpx.Response
+    chunks: AsyncIterator[bytes]
+    first: bytes
+    request_id: str | None
+
+
+class DashScopeClient:
+    """Async client for DashScope's Qwen-Audio models (native SSE or OpenAI-compatible).
+
+    One instance per process: it owns (or borrows, if ``http_client`` is given) a pooled
+    ``httpx.AsyncClient``. ``backoff_base``/``backoff_max`` shape the retry delays and
+    ``max_retry_after`` is the longest ``Retry-After`` worth waiting for inside one call.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        protocol: WireProtocol = "native",
+        base_url: str = DEFAULT_BASE_URL,
+        compatible_base_url: str | None = None,
+        connect_timeout: float = 10.0,
+        first_byte_timeout: float = 60.0,
+        idle_timeout: float = 60.0,
+        max_retries: int = 3,
+        http_client: httpx.AsyncClient | None = None,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        max_retry_after: float = 60.0,
+    ) -> None:
+        if protocol not in ("native", "openai"):
+            raise ValueError(f"protocol must be 'native' or 'openai', got {protocol!r}")
+        self._api_key = api_key
+        self.protocol: WireProtocol = protocol
+        self.base_url = base_url.rstrip("/")
+        self.compatible_base_url = (
+            compatible_base_url or derive_compatible_base_url(self.base_url)
+        ).rstrip("/")
+        self.connect_timeout = connect_timeout
+        self.first_byte_timeout = first_byte_timeout
+        self.idle_timeout = idle_timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.max_retry_after = max_retry_after
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            timeout=self._httpx_timeout(),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+
+    def __repr__(self) -> str:  # never show the key
+        return f"DashScopeClient(protocol={self.protocol!r}, base_url={self._endpoint()!r})"
+
+    # --- public API ------------------------------------------------------------------
+
+    async def stream(
+        self, *, model: str, messages: list[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[StreamEvent]:
+        """Stream one reply: text deltas, audio info, usage, then :class:`Finished` last.
+
+        Raises a :class:`bot.errors.ModelError` subclass otherwise; after partial text that
+        is :class:`~bot.errors.ModelConnectionLost` or :class:`~bot.errors.ModelTimeout`
+        (or the service's own mid-stream error), and the caller keeps what it got.
+        """
+        body = self._body(model=model, messages=messages, params=params, stream=True)
+        opened = await self._open_with_retries(body, stream=True, model=model)
+        decoder = SSEDecoder()
+        state = _StreamState(request_id=opened.request_id)
+        response = opened.response
+        reader = self._read(opened, state)
+        try:
+            async for raw in reader:
+                for event in decoder.feed(raw):
+                    for out in self._on_event(event, state, response.status_code):
+                        yield out
+                if state.done:
+                    break
+            if not state.done:
+                for event in decoder.close():
+                    for out in self._on_event(event, state, response.status_code):
+                        yield out
+        finally:
+            await reader.aclose()
+            await response.aclose()
+        if state.finish_reason is None:
+            log.warning("model_stream_incomplete", model=model, request_id=state.request_id)
+            raise errors.ModelConnectionLost(
+                "stream ended before the reply was finished",
+                request_id=state.request_id,
+                status=response.status_code,
+            )
+        log.info(
+            "model_stream_finished",
+            model=model,
+            finish_reason=state.finish_reason,
+            request_id=state.request_id,
+            output_tokens=state.usage.output_tokens if state.usage else None,
+        )
+        yield Finished(
+            finish_reason=state.finish_reason,
+            request_id=state.request_id,
+            usage=state.usage or Usage(),
+        )
+
+    async def complete(
+        self, *, model: str, messages: list[ChatMessage], params: GenerationParams
+    ) -> Completion:
+        """One whole reply from the non-streaming endpoint."""
+        body = self._body(model=model, messages=messages, params=params, stream=False)
+        opened = await self._open_with_retries(body, stream=False, model=model)
+        state = _StreamState(request_id=opened.request_id)
+        parts: list[bytes] = []
+        reader = self._read(opened, state)
+        try:
+            async for raw in reader:
+                parts.append(raw)
+        finally:
+            await reader.aclose()
+            await opened.response.aclose()
+        payload = b"".join(parts)
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            raise errors.ModelServerError(
+                "answer is not JSON",
+                request_id=state.request_id,
+                status=opened.response.status_code,
+            ) from None
+        wire = wire_error_from_json(obj) if not _has_output(obj) else None
+        if wire is not None:
+            raise map_error(
+                status=opened.response.status_code,
+                code=wire.code,
+                message=wire.message,
+                request_id=wire.request_id or state.request_id,
+            )
+        chunk = (
+            native.parse_message(obj)
+            if self.protocol == "native"
+            else compatible.parse_completion(obj)
+        )
+        return Completion(
+            text=chunk.text or "",
+            finish_reason=chunk.finish_reason or "stop",
+            request_id=chunk.request_id or state.request_id,
+            usage=chunk.usage or Usage(),
+            audio_info=chunk.audio_info,
+        )
+
+    async def aclose(self) -> None:
+        """Close the pooled HTTP client (only if this instance created it)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    # --- request building ------------------------------------------------------------
+
+    def _endpoint(self) -> str:
+        if self.protocol == "native":
+            return self.base_url + native.PATH
+        return self.compatible_base_url + compatible.PATH
+
+    def _body(
+        self, *, model: str, messages: list[ChatMessage], params: GenerationParams, stream: bool
+    ) -> bytes:
+        # The size check runs before anything touches the network.
+        for message in messages:
+            for part in message.parts:
+                if isinstance(part, AudioPart):
+                    check_audio_size(part)
+        build = native.build_body if self.protocol == "native" else compatible.build_body
+        obj = build(model=model, messages=messages, params=params, stream=stream)
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def _headers(self, *, stream: bool) -> dict[str, str]:
+        if self.protocol == "native":
+            return native.headers(api_key=self._api_key, stream=stream)
+        return compatible.headers(api_key=self._api_key, stream=stream)
+
+    def _httpx_timeout(self) -> httpx.Timeout:
+        # Reads are bounded by our own first-byte and idle deadlines, not httpx's.
+        return httpx.Timeout(
+            connect=self.connect_timeout,
+            read=None,
+            write=max(self.first_byte_timeout, self.connect_timeout),
+            pool=self.connect_timeout,
+        )
+
+    # --- opening, with retries ---------------------------------------------------------
+
+    async def _open_with_retries(self, body: bytes, *, stream: bool, model: str) -> _Opened:
+        attempt = 0
+        while True:
+            try:
+                return await self._open(body, stream=stream, model=model, attempt=attempt)
+            except errors.ModelError as exc:
+                delay = self._retry_delay(exc, attempt)
+                if delay is None:
+                    raise
+                log.warning(
+                    "model_retry",
+                    model=model,
+                    attempt=attempt + 1,
+                    error=type(exc).__name__,
+                    code=exc.code,
+                    status=exc.status,
+                    request_id=exc.request_id,
+                    delay=round(delay, 3),
+                )
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    def _retry_delay(self, exc: errors.ModelError, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or ``None`` to give up."""
+        retryable = isinstance(
+            exc, errors.ModelRateLimited | errors.ModelServerError | errors.ModelConnectionLost
+        ) or (isinstance(exc, errors.ModelTimeout) and exc.code == "ConnectTimeout")
+        if not retryable or attempt >= self.max_retries:
+            return None
+        if exc.retry_after is not None:
+            if exc.retry_after > self.max_retry_after:
+                return None  # longer than a chat user would wait: let the caller say so
+            return exc.retry_after
+        backoff = min(self.backoff_max, self.backoff_base * (2.0**attempt))
+        return backoff * (1.0 + random.uniform(0.0, 0.25))
+
+    async def _open(self, body: bytes, *, stream: bool, model: str, attempt: int) -> _Opened:
+        """Send the request and wait for the first byte of a successful answer."""
+        loop = asyncio.get_running_loop()
+        url = self._endpoint()
+        log.debug(
+            "model_request", model=model, protocol=self.protocol, stream=stream, attempt=attempt
+        )
+        # Until the request is on the wire, allow for connecting and uploading; once it
+        # is sent, the time-to-first-byte clock starts (reset from httpcore's trace).
+        budget = self.connect_timeout + self.first_byte_timeout
+        response: httpx.Response | None = None
+        try:
+            async with asyncio.timeout(loop.time() + budget) as deadline:
+                request = self._http.build_request(
+                    "POST",
+                    url,
+                    content=body,
+                    headers=self._headers(stream=stream),
+                    timeout=self._httpx_timeout(),
+                    extensions={
+                        "trace": _first_byte_clock(deadline, loop, self.first_byte_timeout)
+                    },
+                )
+                response = await self._http.send(request, stream=True)
+                request_id = request_id_from_headers(response.headers)
+                if not response.is_success:
+                    payload = await response.aread()
+                    await response.aclose()
+                    raise error_from_body(
+                        payload,
+                        status=response.status_code,
+                        headers=response.headers,
+                        retry_after=parse_retry_after(response.headers),
+                    )
+                chunks = response.aiter_raw()
+                first: bytes | None = b""
+                while first == b"":
+                    first = await anext(chunks, None)
+                return _Opened(
+                    response=response, chunks=chunks, first=first or b"", request_id=request_id
+                )
+        except TimeoutError:
+            if response is not None:
+                await response.aclose()
+            raise errors.ModelTimeout(
+                f"no answer within {self.first_byte_timeout} s", code="FirstByteTimeout"
+            ) from None
+        except httpx.ConnectTimeout as exc:
+            raise errors.ModelTimeout("connect timeout", code="ConnectTimeout") from exc
+        except httpx.TimeoutException as exc:
+            raise errors.ModelTimeout(f"timeout: {type(exc).__name__}") from exc
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            if response is not None:
+                await response.aclose()
+            raise errors.ModelConnectionLost(
+                f"connection failed: {type(exc).__name__}", code="ConnectionError"
+            ) from exc
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def _read(self, opened: _Opened, state: _StreamState) -> AsyncGenerator[bytes, None]:
+        """The body's raw chunks, each within the idle timeout of the previous one."""
+        if opened.first:
+            yield opened.first
+        else:
+            return
+        while not state.done:
+            try:
+                async with asyncio.timeout(self.idle_timeout):
+                    raw = await anext(opened.chunks, None)
+            except TimeoutError:
+                if state.finish_reason is not None and self.protocol == "native":
+                    return  # the reply was complete; the server just did not close
+                raise errors.ModelTimeout(
+                    f"no data for {self.idle_timeout} s",
+                    code="IdleTimeout",
+                    request_id=state.request_id,
+                ) from None
+            except (httpx.TransportError, httpx.StreamError) as exc:
+                if state.finish_reason is not None and self.protocol == "native":
+                    return  # dropped after the last event: nothing was lost
+                raise errors.ModelConnectionLost(
+                    f"connection lost mid-stream: {type(exc).__name__}",
+                    code="ConnectionLost",
+                    request_id=state.request_id,
+                    status=opened.response.status_code,
+                ) from exc
+            if raw is None:
+                return
+            if raw:
+                yield raw
+
+    def _on_event(
+        self, event: SSEEvent, state: _StreamState, http_status: int
+    ) -> list[StreamEvent]:
+        if self.protocol == "openai" and event.data.strip() == compatible.DONE:
+            state.done = True
+            return []
+        try:
+            obj: Any = json.loads(event.data)
+        except ValueError:
+            if event.is_error:
+                raise map_error(
+                    status=event.status or http_status,
+                    code=None,
+                    message=None,
+                    request_id=state.request_id,
+                    detail="error event",
+                ) from None
+            return []  # keep-alives and other non-JSON data carry nothing for us
+        wire = wire_error_from_json(obj) if event.is_error or not _has_output(obj) else None
+        if wire is not None:
+            raise map_error(
+                status=event.status or http_status,
+                code=wire.code,
+                message=wire.message,
+                request_id=wire.request_id or state.request_id,
+                detail="error in stream",
+            )
+        if self.protocol == "native":
+            chunk = native.parse_message(obj)
+        else:
+            chunk = compatible.parse_chunk(obj)
+        return state.apply(chunk)
+
+
+def _has_output(obj: Any) -> bool:
+    return isinstance(obj, dict) and ("output" in obj or "choices" in obj)
+
+
+def _first_byte_clock(
+    deadline: asyncio.Timeout, loop: asyncio.AbstractEventLoop, first_byte_timeout: float
+) -> Callable[[str, dict[str, Any]], Any]:
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        del info
+        if name.endswith("send_request_body.complete"):
+            deadline.reschedule(loop.time() + first_byte_timeout)
+
+    return trace
+
+
+class _StreamState:
+    """What a stream has said so far."""
+
+    def __init__(self, *, request_id: str | None) -> None:
+        self.request_id = request_id
+        self.text = TextAccumulator()
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.audio_info: AudioInfo | None = None
+        self.done = False
+
+    def apply(self, chunk: Chunk) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        if chunk.request_id and not self.request_id:
+            self.request_id = chunk.request_id
+        if chunk.audio_info is not None and chunk.audio_info != self.audio_info:
+            self.audio_info = chunk.audio_info
+            out.append(chunk.audio_info)
+        if chunk.text:
+            new = self.text.push(chunk.text)
+            if new:
+                out.append(TextDelta(new))
+        if chunk.usage is not None and chunk.usage != self.usage:
+            self.usage = chunk.usage
+            out.append(UsageUpdate(usage=chunk.usage))
+        if chunk.finish_reason is not None:
+            self.finish_reason = chunk.finish_reason
+        return out

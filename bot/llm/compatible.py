@@ -1,0 +1,160 @@
+"""The OpenAI-compatible protocol: request bodies and answer parsing.
+
+``POST {compatible_base}/chat/completions`` with ``input_audio`` content parts, ``stream``
+plus ``stream_options.include_usage``, and DashScope's ``asr_options`` as a top-level
+extension field. Streams are ``data: {json}`` lines ending with ``data: [DONE]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.llm.types import AudioPart, ChatMessage, GenerationParams, TextPart, Usage
+from bot.llm.wire import Chunk, audio_data_url, audio_info_from, float_or_none, int_or_none
+
+__all__ = [
+    "DONE",
+    "PATH",
+    "build_body",
+    "headers",
+    "parse_chunk",
+    "parse_completion",
+    "parse_usage",
+]
+
+PATH = "/chat/completions"
+DONE = "[DONE]"
+
+
+def headers(*, api_key: str, stream: bool) -> dict[str, str]:
+    """Request headers."""
+    return {
+        "Authorization": f"Bearer {api_key}",
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream" if stream else "application/json",
+    }
+
+
+def build_body(
+    *, model: str, messages: list[ChatMessage], params: GenerationParams, stream: bool
+) -> dict[str, Any]:
+    """The JSON body. Audio items must have passed the size check already."""
+    body: dict[str, Any] = {"model": model, "messages": [_message(m) for m in messages]}
+    if stream:
+        body["stream"] = True
+        # The docs forbid stream_options on non-stream requests.
+        body["stream_options"] = {"include_usage": True}
+    for name in ("temperature", "top_p", "top_k", "seed", "max_tokens"):
+        value = getattr(params, name)
+        if value is not None:
+            body[name] = value
+    asr: dict[str, Any] = {}
+    if params.asr_language is not None:
+        asr["language"] = params.asr_language
+    if params.asr_enable_itn is not None:
+        asr["enable_itn"] = params.asr_enable_itn
+    if asr:
+        body["asr_options"] = asr
+    return body
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    has_audio = any(isinstance(p, AudioPart) for p in message.parts)
+    if not has_audio and message.role != "user":
+        # Plain strings are what every OpenAI-compatible server understands for these roles.
+        return {"role": message.role, "content": "".join(_texts(message))}
+    content: list[dict[str, Any]] = []
+    for part in message.parts:
+        if isinstance(part, AudioPart):
+            content.append(
+                {
+                    "type": "input_audio",
+                    "input_audio": {"data": audio_data_url(part), "format": part.format},
+                }
+            )
+        elif isinstance(part, TextPart):
+            content.append({"type": "text", "text": part.text})
+    return {"role": message.role, "content": content}
+
+
+def _texts(message: ChatMessage) -> list[str]:
+    return [p.text for p in message.parts if isinstance(p, TextPart)]
+
+
+def parse_chunk(obj: Any) -> Chunk:
+    """Read one ``chat.completion.chunk``."""
+    if not isinstance(obj, dict):
+        return Chunk()
+    chunk = Chunk(request_id=_request_id(obj))
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        chunk.usage = parse_usage(usage)
+    choices = obj.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        choice = choices[0]
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            chunk.text = _content_text(delta.get("content"))
+            chunk.audio_info = audio_info_from(delta.get("annotations"))
+        chunk.finish_reason = _finish(choice.get("finish_reason"))
+    return chunk
+
+
+def parse_completion(obj: Any) -> Chunk:
+    """Read a whole ``chat.completion``."""
+    if not isinstance(obj, dict):
+        return Chunk()
+    chunk = Chunk(request_id=_request_id(obj))
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        chunk.usage = parse_usage(usage)
+    choices = obj.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        choice = choices[0]
+        message = choice.get("message")
+        if isinstance(message, dict):
+            chunk.text = _content_text(message.get("content"))
+            chunk.audio_info = audio_info_from(message.get("annotations"))
+        chunk.finish_reason = _finish(choice.get("finish_reason"))
+    return chunk
+
+
+def parse_usage(usage: dict[str, Any]) -> Usage:
+    """Normalise OpenAI-style usage (with DashScope's ``seconds`` for ASR)."""
+    details = usage.get("prompt_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    return Usage(
+        input_tokens=int_or_none(usage.get("prompt_tokens")),
+        output_tokens=int_or_none(usage.get("completion_tokens")),
+        audio_tokens=int_or_none(details.get("audio_tokens")),
+        text_tokens=int_or_none(details.get("text_tokens")),
+        total_tokens=int_or_none(usage.get("total_tokens")),
+        seconds=float_or_none(usage.get("seconds")),
+    )
+
+
+def _finish(value: Any) -> str | None:
+    if value is None or value == "null" or value == "":
+        return None
+    return str(value)
+
+
+def _content_text(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            item["text"]
+            for item in content
+            if isinstance(item, dict) and isinstance(item.get("text"), str)
+        ]
+        return "".join(texts) if texts else None
+    return None
+
+
+def _request_id(obj: dict[str, Any]) -> str | None:
+    for key in ("request_id", "id"):
+        value = obj.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
