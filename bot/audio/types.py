@@ -40,6 +40,9 @@ class AudioReport:
     segments: int
     seconds_sent: float
     seconds_left_out: float
+    # Decoding stopped at the duration bound although the header promised less: the real
+    # recording is longer than ``duration``, by an unknown amount (not in seconds_left_out).
+    truncated: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
