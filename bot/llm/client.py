@@ -244,7 +244,13 @@ class DashScopeClient:
         return Completion(
             text=chunk.text or "",
             finish_reason=chunk.finish_reason or "stop",
-            request_id=chunk.request_id or state.request_id,
+            # Native bodies carry DashScope's request id; compatible ones a completion id,
+            # so there the x-request-id header wins.
+            request_id=(
+                chunk.request_id or state.request_id
+                if self.protocol == "native"
+                else state.request_id or chunk.request_id
+            ),
             usage=chunk.usage or Usage(),
             audio_info=chunk.audio_info,
         )
