@@ -29,6 +29,8 @@ AUDIO_UNREADABLE = "I couldn't read that audio. The file may be damaged or incom
 NOT_AUDIO = "That doesn't look like an audio or video file."
 NO_AUDIO_TRACK = "That video has no sound for me to listen to."
 AUDIO_TIMEOUT = "That recording took too long to process. Please try a shorter one."
+AUDIO_LEFT_OUT = "I listened to the first {sent} of {total}."
+AUDIO_LEFT_OUT_AT_LEAST = "I listened to the first {sent} of more than {total}."
 
 # --- model service -------------------------------------------------------------------
 MODEL_ERROR = "The model couldn't answer this time. Please try again."
