@@ -34,9 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("file", metavar="FILE", help="an audio or video file")
     ask.add_argument("--prompt", metavar="TEXT", help="an instruction about the audio")
     ask.add_argument("--model", metavar="NAME", help="a model from the catalog")
-    ask.add_argument(
-        "--conversation", metavar="ID", help="continue a stored conversation (its id)"
-    )
+    ask.add_argument("--conversation", metavar="ID", help="continue a stored conversation (its id)")
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
     return parser
 

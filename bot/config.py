@@ -103,7 +103,9 @@ class Settings(BaseSettings):
     LOG_FORMAT: Literal["console", "json"] = "console"
 
     # --- validators ---------------------------------------------------------------
-    @field_validator("ALLOWED_MODELS", "BOT_ADMINS", "ALLOWED_USERS", "ALLOWED_CHATS", mode="before")
+    @field_validator(
+        "ALLOWED_MODELS", "BOT_ADMINS", "ALLOWED_USERS", "ALLOWED_CHATS", mode="before"
+    )
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
@@ -113,14 +115,19 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("DASHSCOPE_PROTOCOL", "TELEGRAM_MODE", "SLACK_MODE", "LOG_FORMAT", mode="before")
+    @field_validator(
+        "DASHSCOPE_PROTOCOL", "TELEGRAM_MODE", "SLACK_MODE", "LOG_FORMAT", mode="before"
+    )
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
     @field_validator(
-        "DASHSCOPE_BASE_URL", "DASHSCOPE_COMPATIBLE_BASE_URL", "TELEGRAM_API_BASE",
-        "TELEGRAM_WEBHOOK_URL", "SLACK_API_BASE",
+        "DASHSCOPE_BASE_URL",
+        "DASHSCOPE_COMPATIBLE_BASE_URL",
+        "TELEGRAM_API_BASE",
+        "TELEGRAM_WEBHOOK_URL",
+        "SLACK_API_BASE",
     )
     @classmethod
     def _url(cls, value: str | None) -> str | None:
@@ -167,7 +174,9 @@ class Settings(BaseSettings):
     def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
         import re
 
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+        if value is not None and not re.fullmatch(
+            r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()
+        ):
             raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
@@ -289,6 +298,10 @@ def data_dir_for(url: str) -> Path | None:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not parsed.database
+        or parsed.database == ":memory:"
+    ):
         return None
     return Path(parsed.database).expanduser().resolve().parent

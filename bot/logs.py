@@ -46,5 +46,5 @@ def configure_logging(*, level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # httpx logs every request URL at INFO; Telegram URLs contain the bot token.
-    for noisy in ("httpx", "httpcore", "aiohttp.access", "hpack"):
+    for noisy in ("httpx", "httpcore", "aiohttp.access", "hpack", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

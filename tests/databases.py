@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -26,6 +29,27 @@ POSTGRES_URL = os.environ.get(
     "VOICEBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 BACKENDS = ["sqlite", "postgresql"]
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` to completion on a fresh loop in another thread.
+
+    Session fixtures are first requested from inside a running test loop, where
+    ``asyncio.run`` is not allowed.
+    """
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
 
 
 def _admin_url() -> str:
@@ -47,9 +71,10 @@ def _pg_url(dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_template(worker_id: str) -> Iterator[str]:
+def pg_template() -> Iterator[str]:
     """A migrated PostgreSQL database to clone per test (one per xdist worker)."""
-    name = f"voicebot_tpl_{worker_id}_{uuid.uuid4().hex[:8]}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"voicebot_tpl_{worker}_{uuid.uuid4().hex[:8]}"
 
     async def setup() -> None:
         try:
@@ -60,9 +85,9 @@ def pg_template(worker_id: str) -> Iterator[str]:
         await migrations.upgrade(db)
         await db.dispose()
 
-    asyncio.run(setup())
+    _run(setup())
     yield name
-    asyncio.run(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _run(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
@@ -74,13 +99,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         await migrations.upgrade(db)
         await db.dispose()
 
-    asyncio.run(setup())
+    _run(setup())
     return path
-
-
-@pytest.fixture
-def worker_id(request: pytest.FixtureRequest) -> str:  # overridden by pytest-xdist
-    return "main"
 
 
 @pytest.fixture(params=BACKENDS)
@@ -90,9 +110,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
         return
     name = f"voicebot_t_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_exec(f'CREATE DATABASE "{name}"'))
+    _run(_pg_exec(f'CREATE DATABASE "{name}"'))
     yield _pg_url(name)
-    asyncio.run(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _run(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -101,7 +121,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
     if request.param == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         target = tmp_path / "bot.db"
-        target.write_bytes(template.read_bytes())
+        shutil.copyfile(template, target)  # a few hundred KB: cheap enough inline
         database = Database(url=f"sqlite+aiosqlite:///{target}")
         yield database
         await database.dispose()

@@ -43,9 +43,11 @@ class HttpServer:
         return self._app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self._app, access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, shutdown_timeout=2.0)
+        site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
         server = site._server  # aiohttp keeps the bound sockets here
         sockets = getattr(server, "sockets", None) or []

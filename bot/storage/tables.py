@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -49,7 +49,7 @@ def utcnow() -> dt.datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map: dict[Any, Any] = {
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
         dt.datetime: DateTime(timezone=True),
         dict[str, Any]: JSON,
         list[str]: JSON,
@@ -230,9 +230,7 @@ class UsageEntry(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     chat_id: Mapped[int] = mapped_column(BigId, ForeignKey("chats.id", ondelete="CASCADE"))
-    turn_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("turns.id", ondelete="SET NULL")
-    )
+    turn_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("turns.id", ondelete="SET NULL"))
     user_external_id: Mapped[str | None] = mapped_column(String(64))
     model: Mapped[str] = mapped_column(String(64))
     day: Mapped[dt.date] = mapped_column(Date)

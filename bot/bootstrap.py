@@ -1,0 +1,224 @@
+"""The one composition root: builds every component from :class:`Settings` and runs them.
+
+Nothing is built at import time. ``voicebot run``, ``voicebot ask`` and the tests all
+build through :func:`build_core`, so they run the same pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from bot.config import Settings
+from bot.errors import ConfigError
+from bot.metrics import Metrics
+from bot.storage.database import Database
+
+log = structlog.get_logger(__name__)
+
+# Whole shutdown budget: platforms stop receiving, in-flight replies finish or are closed
+# as stopped, then the HTTP server and the database go.
+SHUTDOWN_SECONDS = 8.0
+
+
+class Platform(Protocol):
+    """A running chat platform adapter."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Begin receiving (polling, socket, or webhook routes already registered)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop receiving new events; in-flight turns are drained by the engine."""
+        ...
+
+
+@dataclass(kw_only=True)
+class Core:
+    """The platform-neutral components, shared by every adapter and the CLI."""
+
+    settings: Settings
+    database: Database
+    metrics: Metrics
+    model_client: object
+    audio: object
+    engine: object
+    closers: list[object] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        for closer in reversed(self.closers):
+            with contextlib.suppress(Exception):
+                result = closer.aclose()  # type: ignore[attr-defined]
+                if asyncio.iscoroutine(result):
+                    await result
+        await self.database.dispose()
+
+
+def plan(settings: Settings) -> tuple[list[str], list[str]]:
+    """What ``run`` would start, and what stops it from starting (one line each)."""
+    started: list[str] = []
+    problems: list[str] = []
+    db_kind = "PostgreSQL" if settings.DATABASE_URL.startswith("postgresql") else "SQLite"
+    started.append(
+        f"database: {db_kind}"
+        + (" (migrations applied first)" if settings.AUTO_MIGRATE else " (AUTO_MIGRATE=false)")
+    )
+    started.append(
+        f"HTTP server on {settings.HTTP_HOST}:{settings.HTTP_PORT} (/healthz, /readyz, /metrics)"
+    )
+    started.append(
+        f"model: DashScope {settings.DASHSCOPE_PROTOCOL} protocol, default {settings.DEFAULT_MODEL}"
+    )
+    if settings.telegram_enabled:
+        how = (
+            f"webhook {settings.TELEGRAM_WEBHOOK_URL} (POST /telegram/webhook)"
+            if settings.TELEGRAM_MODE == "webhook"
+            else "long polling"
+        )
+        started.append(f"Telegram: {how}")
+    if settings.slack_enabled:
+        how = "Socket Mode" if settings.SLACK_MODE == "socket" else "HTTP mode (POST /slack/events)"
+        started.append(f"Slack: {how}")
+    missing = missing_requirements(settings)
+    if missing:
+        problems.append(missing)
+    return started, problems
+
+
+def missing_requirements(settings: Settings) -> str | None:
+    """One line naming the variables ``run`` needs and lacks, or ``None``."""
+    needs: list[str] = []
+    if not settings.telegram_enabled and not settings.slack_enabled:
+        needs.append(
+            "TELEGRAM_BOT_TOKEN (Telegram) and/or SLACK_BOT_TOKEN with SLACK_APP_TOKEN "
+            "or SLACK_SIGNING_SECRET (Slack)"
+        )
+    if settings.DASHSCOPE_API_KEY is None:
+        needs.append("DASHSCOPE_API_KEY")
+    if not needs:
+        return None
+    return "nothing to run: set " + " and ".join(needs)
+
+
+async def build_core(settings: Settings, *, migrate: bool | None = None) -> Core:
+    """Build database, model client, audio pipeline and engine (migrating if asked)."""
+    from bot.audio.pipeline import AudioPipeline
+    from bot.engine.service import Engine
+    from bot.llm.client import DashScopeClient
+    from bot.storage import migrations
+
+    if settings.DASHSCOPE_API_KEY is None:
+        raise ConfigError("DASHSCOPE_API_KEY", "required (the DashScope API key, sk-…)")
+    database = Database(url=settings.DATABASE_URL)
+    if settings.AUTO_MIGRATE if migrate is None else migrate:
+        await migrations.upgrade(database)
+    metrics = Metrics()
+    model_client = DashScopeClient(
+        api_key=settings.DASHSCOPE_API_KEY.get_secret_value(),
+        protocol=settings.DASHSCOPE_PROTOCOL,
+        base_url=settings.DASHSCOPE_BASE_URL,
+        compatible_base_url=settings.compatible_base_url,
+        connect_timeout=settings.DASHSCOPE_CONNECT_TIMEOUT,
+        first_byte_timeout=settings.DASHSCOPE_FIRST_BYTE_TIMEOUT,
+        idle_timeout=settings.DASHSCOPE_IDLE_TIMEOUT,
+        max_retries=settings.DASHSCOPE_MAX_RETRIES,
+    )
+    audio = AudioPipeline(
+        max_bytes=settings.AUDIO_MAX_BYTES,
+        max_seconds=settings.AUDIO_MAX_SECONDS,
+        output_format=settings.AUDIO_FORMAT,
+        workers=settings.audio_workers,
+        timeout=settings.AUDIO_TIMEOUT,
+    )
+    engine = Engine(
+        settings=settings,
+        database=database,
+        model_client=model_client,
+        audio=audio,
+        metrics=metrics,
+    )
+    return Core(
+        settings=settings,
+        database=database,
+        metrics=metrics,
+        model_client=model_client,
+        audio=audio,
+        engine=engine,
+        closers=[model_client, audio],
+    )
+
+
+def build_platforms(core: Core, http: object) -> list[Platform]:
+    """The adapters whose credentials are set (imported only then)."""
+    platforms: list[Platform] = []
+    settings = core.settings
+    if settings.telegram_enabled:
+        from bot.adapters.telegram.app import TelegramPlatform
+
+        platforms.append(TelegramPlatform.from_core(core=core, http=http))
+    if settings.slack_enabled:
+        from bot.adapters.slack.app import SlackPlatform
+
+        platforms.append(SlackPlatform.from_core(core=core, http=http))
+    return platforms
+
+
+async def run_forever(settings: Settings) -> int:
+    """``voicebot run``: start everything, wait for SIGINT/SIGTERM, stop cleanly."""
+    from bot.http.server import HttpServer
+
+    missing = missing_requirements(settings)
+    if missing:
+        raise ConfigError(missing.split(": set ")[1].split(" ")[0], missing)
+
+    core = await build_core(settings)
+    http = HttpServer(
+        host=settings.HTTP_HOST,
+        port=settings.HTTP_PORT,
+        database=core.database,
+        metrics=core.metrics,
+    )
+    platforms = build_platforms(core, http)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await http.start()
+        for platform in platforms:
+            await platform.start()
+            log.info("platform.started", platform=platform.name)
+        await stop.wait()
+        log.info("shutdown.begin")
+    finally:
+        await _shutdown(core=core, http=http, platforms=platforms)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    log.info("shutdown.done")
+    return 0
+
+
+async def _shutdown(*, core: Core, http: object, platforms: list[Platform]) -> None:
+    from bot.http.server import HttpServer
+
+    async def stop_platform(platform: Platform) -> None:
+        try:
+            await asyncio.wait_for(platform.stop(), timeout=SHUTDOWN_SECONDS / 2)
+        except Exception as exc:
+            log.warning("platform.stop_failed", platform=platform.name, error=type(exc).__name__)
+
+    await asyncio.gather(*(stop_platform(p) for p in platforms))
+    drain = getattr(core.engine, "drain", None)
+    if drain is not None:
+        with contextlib.suppress(Exception):
+            await drain(timeout=SHUTDOWN_SECONDS / 2)
+    if isinstance(http, HttpServer):
+        await http.stop()
+    await core.aclose()

@@ -1,0 +1,1 @@
+"""The platform-neutral conversation engine that both chat adapters use."""

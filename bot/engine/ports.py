@@ -1,0 +1,133 @@
+"""What the platform adapters and the engine exchange (platform-neutral).
+
+Adapters translate platform events into :class:`IncomingTurn` and implement
+:class:`ReplySink`, :class:`AudioSource` and :class:`AdminCheck`; the engine does the rest.
+Nothing here imports a platform SDK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from bot.errors import BotError
+from bot.llm.types import AudioInfo, Usage
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatRef:
+    """A chat on a platform: a Telegram chat, a Slack channel or DM."""
+
+    platform: str  # "telegram" | "slack" | "cli"
+    chat_id: str  # the platform's id, as text
+    kind: str  # telegram: private/group/supergroup/channel; slack: im/mpim/channel/group
+    title: str | None = None
+
+    @property
+    def is_private(self) -> bool:
+        """A one-to-one chat, where the user is the admin of their own chat."""
+        return self.kind in ("private", "im", "cli")
+
+
+class AudioSource(Protocol):
+    """A recording the engine may fetch (lazily, after access and size checks)."""
+
+    @property
+    def declared_size(self) -> int | None:
+        """Bytes as the platform declares them, for the refusal before any download."""
+        ...
+
+    @property
+    def mime_type(self) -> str | None: ...
+
+    @property
+    def file_name(self) -> str | None: ...
+
+    @property
+    def source_key(self) -> str | None:
+        """A stable id of the recording (e.g. ``telegram:<file_unique_id>``), so the same
+        audio analysed again is neither downloaded nor converted twice."""
+        ...
+
+    async def fetch(self) -> bytes:
+        """Download the bytes. Raises :class:`bot.errors.BotError` subclasses."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncomingTurn:
+    """One message for the bot: audio and/or text, in a chat and (maybe) a thread."""
+
+    chat: ChatRef
+    user_id: str
+    thread_key: str | None = None  # forum topic / Slack thread_ts: one conversation each
+    text: str | None = None  # the instruction, or a follow-up question
+    audio: AudioSource | None = None
+    source_message_id: str | None = None  # the platform message this turn answers
+    # The CLI names conversations explicitly: continue this one (``voicebot ask
+    # --conversation``), or always start a fresh one.
+    conversation_id: int | None = None
+    fresh_conversation: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinalReply:
+    """The finished reply, as the user should see it."""
+
+    text: str
+    status: Literal["complete", "stopped"]
+    model: str
+    finish_reason: str | None = None  # "stop", "length"
+    notes: tuple[str, ...] = ()  # e.g. "I listened to the first 3:00 of 7:42."
+    audio_info: AudioInfo | None = None  # ASR: detected language / emotion
+    usage: Usage = field(default_factory=Usage)
+
+    def render(self) -> str:
+        """Text plus notes, as one message body (adapters may format notes differently)."""
+        parts = [self.text.strip()] if self.text.strip() else []
+        parts.extend(self.notes)
+        return "\n\n".join(parts)
+
+
+class ReplySink(Protocol):
+    """Where a reply is streamed: implemented by each adapter.
+
+    Call order: ``start`` once, then ``update`` any number of times, then exactly one of
+    ``finish`` or ``fail``. The engine never calls ``update`` after ``finish``/``fail``.
+    Adapters throttle platform calls themselves; ``update`` must not block for long.
+    """
+
+    async def start(self) -> None:
+        """The turn is accepted: show "typing…" / a thread status."""
+        ...
+
+    async def update(self, text: str, delta: str) -> None:
+        """``text`` is the whole reply so far, ``delta`` what is new since the last call."""
+        ...
+
+    async def finish(self, reply: FinalReply) -> list[str]:
+        """Finalise the reply; return the platform message ids it occupies."""
+        ...
+
+    async def fail(self, error: BotError, partial_text: str) -> list[str]:
+        """Show ``error.user_message`` (keeping ``partial_text`` if any was shown)."""
+        ...
+
+
+class AdminCheck(Protocol):
+    """The platform's own admin check (BOT_ADMINS is applied by the engine)."""
+
+    async def is_admin(self, chat: ChatRef, user_id: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnOutcome:
+    """What became of a turn (for adapters' bookkeeping and tests)."""
+
+    status: Literal["complete", "stopped", "failed", "refused", "duplicate"]
+    conversation_id: int | None = None
+    user_turn_id: int | None = None
+    assistant_turn_id: int | None = None
+    reply: FinalReply | None = None
+    error: BotError | None = None
+    message_ids: tuple[str, ...] = ()
