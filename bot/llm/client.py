@@ -66,9 +66,9 @@ class TextAccumulator:
 
     Servers send either deltas (``incremental_output: true``, OpenAI style) or the whole
     text so far (native default, some compatible servers). The mode is decided once, at
-    the second non-empty text: if it repeats everything received so far, the stream is
-    cumulative. Deciding once keeps a delta that happens to repeat earlier text intact
-    afterwards.
+    the second non-empty text: it is cumulative only if that text *strictly extends*
+    everything received so far. A plain repeat ("哈", "哈") is a delta. Deciding once
+    keeps later deltas that happen to repeat earlier text intact.
     """
 
     def __init__(self) -> None:
@@ -83,15 +83,14 @@ class TextAccumulator:
             self.text = text
             return text
         if self._cumulative is None:
-            self._cumulative = text.startswith(self.text)
+            self._cumulative = len(text) > len(self.text) and text.startswith(self.text)
         if self._cumulative:
             if text.startswith(self.text):
                 new = text[len(self.text) :]
                 self.text = text
                 return new
-            # A total that does not extend the old one: a server-side rewrite. Emit what
-            # differs after the common prefix so the caller's text ends up right in length.
-            self.text = text
+            # A total that does not extend the old one (a server-side rewrite): deltas
+            # cannot take text back, so keep what was sent and wait for it to extend again.
             return ""
         self.text += text
         return text

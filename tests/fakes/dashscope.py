@@ -140,6 +140,10 @@ class Reply:
     error: StreamError | None = None
     drop: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    # Send the text so far in every event instead of deltas. None: native follows the
+    # request's incremental_output (the service default is cumulative); compatible sends
+    # deltas. True imitates a server that ignores incremental_output.
+    cumulative: bool | None = None
 
 
 @dataclass(kw_only=True)
@@ -361,7 +365,9 @@ class FakeDashScope:
             self._loop = None
 
     async def _bind(self) -> None:
-        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(
+            self.app(), handle_signals=False, access_log=None, shutdown_timeout=0.05
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -614,6 +620,8 @@ class FakeDashScope:
                 headers=reply.headers,
             )
         incremental = rec.parameters.get("incremental_output") is True
+        if reply.cumulative is not None:
+            incremental = not reply.cumulative
         headers = {"Content-Type": "text/event-stream;charset=UTF-8", **reply.headers}
         if reply.error is not None:
             headers["x-dashscope-finished"] = "true"  # as observed with in-stream errors
@@ -724,10 +732,12 @@ class FakeDashScope:
         await resp.write(
             frame([{"logprobs": None, "index": 0, "delta": {"content": "", "role": "assistant"}}])
         )
+        sent = ""
         for i, chunk in enumerate(chunks):
             if i and reply.chunk_delay:
                 await asyncio.sleep(reply.chunk_delay)
-            delta: dict[str, Any] = {"content": chunk, "role": None}
+            sent += chunk
+            delta: dict[str, Any] = {"content": sent if reply.cumulative else chunk, "role": None}
             if annotations and i == 0:
                 delta["annotations"] = annotations
             await resp.write(frame([{"delta": delta, "index": 0}]))
