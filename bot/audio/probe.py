@@ -26,6 +26,10 @@ EXACT_DURATION_FORMATS = frozenset({"wav", "flac", "mov", "aiff", "caf", "w64"})
 TRUNCATION_TOLERANCE = 0.5  # seconds
 
 
+# Enough for two MPEG audio frames at the largest frame size (1441 bytes).
+_SNIFF_BYTES = 4096
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProbeInfo:
     """What the container says about its audio stream (before any decoding)."""
@@ -70,16 +74,61 @@ def sniff_format(head: bytes) -> str | None:
         return "mov"  # MP4, M4A, 3GP, QuickTime
     if head.startswith(b"ID3"):
         return "mp3"  # ID3v2 tag; FFmpeg's mp3 demuxer also reads AAC/ADTS after one rarely
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
-        layer = (head[1] >> 1) & 0b11
-        if layer == 0b00:
-            return "aac"  # ADTS: the layer bits of an ADTS header are always 0
-        return "mp3"  # MPEG audio frame sync
+    # Headerless streams: one sync word proves nothing (1 in 2048 random files has one), so
+    # two consecutive frames must parse.
+    adts = _adts_frame_length(head, 0)
+    if adts and _adts_frame_length(head, adts):
+        return "aac"
+    first = _mpeg_frame_length(head, 0)
+    if first and _mpeg_frame_length(head, first):
+        return "mp3"
     if len(head) >= 4 * 188 + 1 and all(head[i * 188] == 0x47 for i in range(4)):
         return "mpegts"
     if head.startswith(b"\x00\x00\x01\xba"):
         return "mpeg"
     return None
+
+
+_MPEG_BITRATES = {  # kbit/s by (MPEG-1?, layer III?) for bitrate index 1..14
+    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (False, 3): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+}
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mpeg_frame_length(data: bytes, pos: int) -> int:
+    """Length of the MPEG audio frame whose header is at ``pos``, or 0 if none is there."""
+    if pos + 4 > len(data) or data[pos] != 0xFF or data[pos + 1] & 0xE0 != 0xE0:
+        return 0
+    version = (data[pos + 1] >> 3) & 0b11  # 3: MPEG-1, 2: MPEG-2, 0: MPEG-2.5, 1: reserved
+    layer_bits = (data[pos + 1] >> 1) & 0b11  # 1: layer III, 2: II, 3: I, 0: reserved
+    bitrate_index = data[pos + 2] >> 4
+    rate_index = (data[pos + 2] >> 2) & 0b11
+    if version == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
+        return 0
+    layer = 4 - layer_bits
+    mpeg1 = version == 3
+    bitrate = _MPEG_BITRATES[(mpeg1, layer)][bitrate_index - 1] * 1000
+    rate = _MPEG_RATES[version][rate_index]
+    padding = (data[pos + 2] >> 1) & 1
+    if layer == 1:
+        return (12 * bitrate // rate + padding) * 4
+    per_frame = 144 if (mpeg1 or layer == 2) else 72
+    return per_frame * bitrate // rate + padding
+
+
+def _adts_frame_length(data: bytes, pos: int) -> int:
+    """Length of the ADTS (AAC) frame whose header is at ``pos``, or 0 if none is there."""
+    if pos + 7 > len(data):
+        return 0
+    if data[pos] != 0xFF or data[pos + 1] & 0xF6 != 0xF0:  # sync, layer 0
+        return 0
+    length = ((data[pos + 3] & 0b11) << 11) | (data[pos + 4] << 3) | (data[pos + 5] >> 5)
+    return length if length >= 7 else 0
 
 
 def open_input(data: bytes) -> tuple[Any, Any]:
@@ -89,7 +138,7 @@ def open_input(data: bytes) -> tuple[Any, Any]:
     :class:`AudioUnreadable` when it looks like one but FFmpeg cannot open it (corrupt or cut
     off before its index), and :class:`NoAudioTrack` for a container without an audio stream.
     """
-    fmt = sniff_format(data[:1024])
+    fmt = sniff_format(data[:_SNIFF_BYTES])
     if fmt is None:
         raise NotAudio("no known media container signature")
     try:

@@ -25,15 +25,17 @@ def formats() -> dict[str, bytes]:
 
 @pytest.fixture
 async def pipeline() -> AsyncIterator[AudioPipeline]:
-    p = AudioPipeline(max_bytes=20 * 1024 * 1024, max_seconds=900.0, output_format="mp3",
-                      workers=2, timeout=60.0)
+    p = AudioPipeline(
+        max_bytes=20 * 1024 * 1024, max_seconds=900.0, output_format="mp3", workers=2, timeout=60.0
+    )
     yield p
     await p.aclose()
 
 
 @pytest.fixture
 async def wav_pipeline() -> AsyncIterator[AudioPipeline]:
-    p = AudioPipeline(max_bytes=20 * 1024 * 1024, max_seconds=900.0, output_format="wav",
-                      workers=2, timeout=60.0)
+    p = AudioPipeline(
+        max_bytes=20 * 1024 * 1024, max_seconds=900.0, output_format="wav", workers=2, timeout=60.0
+    )
     yield p
     await p.aclose()

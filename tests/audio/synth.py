@@ -18,14 +18,18 @@ Signal = npt.NDArray[np.float32]  # shape (channels, samples), range [-1, 1]
 
 
 def speech_like(
-    seconds: float, *, rate: int = 48_000, pauses: tuple[tuple[float, float], ...] = (), seed: int = 0
+    seconds: float,
+    *,
+    rate: int = 48_000,
+    pauses: tuple[tuple[float, float], ...] = (),
+    seed: int = 0,
 ) -> Signal:
     """A voiced, syllable-modulated harmonic signal with a -60 dBFS noise floor.
 
     Syllable dips last ~20 ms (shorter than a pause); ``pauses`` are ``(start, end)`` in
     seconds where only the noise floor remains.
     """
-    n = int(round(seconds * rate))
+    n = round(seconds * rate)
     t = np.arange(n, dtype=np.float64) / rate
     f0 = 140.0 + 30.0 * np.sin(2 * np.pi * 0.5 * t)
     phase = 2 * np.pi * np.cumsum(f0) / rate
@@ -42,16 +46,16 @@ def speech_like(
 def noise(seconds: float, *, rate: int = 48_000, level: float = 0.1, seed: int = 1) -> Signal:
     """White noise at an RMS of ``level`` (no pauses anywhere)."""
     rng = np.random.default_rng(seed)
-    return (rng.normal(0.0, level, int(round(seconds * rate)))).astype(np.float32).reshape(1, -1)
+    return (rng.normal(0.0, level, round(seconds * rate))).astype(np.float32).reshape(1, -1)
 
 
 def tone(seconds: float, *, rate: int = 48_000, freq: float = 440.0, amp: float = 0.3) -> Signal:
-    t = np.arange(int(round(seconds * rate))) / rate
+    t = np.arange(round(seconds * rate)) / rate
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32).reshape(1, -1)
 
 
 def silence(seconds: float, *, rate: int = 48_000) -> Signal:
-    return np.zeros((1, int(round(seconds * rate))), dtype=np.float32)
+    return np.zeros((1, round(seconds * rate)), dtype=np.float32)
 
 
 def channels(x: Signal, count: int) -> Signal:
@@ -98,7 +102,9 @@ def encode(x: Signal, fmt: Fmt, *, rate: int | None = None) -> bytes:
         if fmt.bitrate:
             stream.codec_context.bit_rate = fmt.bitrate
         resampler = av.AudioResampler(
-            format=stream.codec_context.format.name, layout=layout, rate=fmt.rate,
+            format=stream.codec_context.format.name,
+            layout=layout,
+            rate=fmt.rate,
             frame_size=stream.codec_context.frame_size or 1024,
         )
         chunk = src_rate  # one second per input frame
@@ -159,14 +165,20 @@ def png_bytes() -> bytes:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
         )
 
     ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(
-        b"IDAT", zlib.compress(b"\x00\xff\x00\x00")
-    ) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00"))
+        + chunk(b"IEND", b"")
+    )
 
 
 def zip_bytes() -> bytes:
@@ -180,11 +192,14 @@ def zip_bytes() -> bytes:
 
 def decode_output(data: bytes) -> tuple[str, int, int, float]:
     """(codec, sample_rate, channels, seconds) of an output clip, by decoding all of it."""
-    with av.open(io.BytesIO(data)) as c:
+    with av.open(io.BytesIO(data), mode="r") as c:
         s = c.streams.audio[0]
         n = 0
         for frame in c.decode(s):
             n += frame.samples
-        return s.codec_context.name, s.codec_context.sample_rate, s.codec_context.channels, n / (
-            s.codec_context.sample_rate
+        return (
+            s.codec_context.name,
+            s.codec_context.sample_rate,
+            s.codec_context.channels,
+            n / (s.codec_context.sample_rate),
         )

@@ -65,7 +65,9 @@ async def test_report_names_what_came_in(
     assert (report.sample_rate, report.channels) == (rate, 1)
 
 
-async def test_wav_output_is_16bit_pcm(wav_pipeline: AudioPipeline, formats: dict[str, bytes]) -> None:
+async def test_wav_output_is_16bit_pcm(
+    wav_pipeline: AudioPipeline, formats: dict[str, bytes]
+) -> None:
     result = await wav_pipeline.convert(AudioInput(data=formats["voice.ogg"]), segment_seconds=30.0)
     seg = result.segments[0]
     assert seg.format == "wav"
