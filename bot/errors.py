@@ -15,6 +15,7 @@ show ``exc.user_message`` to the user and never the library's own text.
     ├── UnknownModel                     a model name that is not in the catalog / allow-list
     ├── InvalidSetting                   a setting value out of range
     ├── ConversationNotFound             `ask --conversation` with an unknown id
+    ├── ShuttingDown                     a turn that arrived while the bot is stopping
     ├── AudioError                       the audio pipeline refused the input
     │   ├── AudioTooLarge                over the byte limit, refused before download/decoding
     │   ├── AudioTooLong                 over the decode duration bound
@@ -107,6 +108,12 @@ class InvalidSetting(BotError):
 
 class ConversationNotFound(BotError):
     default_user_message = texts.CONVERSATION_NOT_FOUND
+
+
+class ShuttingDown(BotError):
+    """The bot is stopping and takes no new turns."""
+
+    default_user_message = texts.SHUTTING_DOWN
 
 
 # --- audio ---------------------------------------------------------------------------

@@ -44,3 +44,87 @@ MODEL_RATE_LIMITED = "The model is busy right now. Please try again in a minute.
 MODEL_SERVER_ERROR = "The model service had a problem. Please try again in a moment."
 MODEL_TIMEOUT = "The model took too long to answer. Please try again."
 MODEL_CONNECTION_LOST = "The connection to the model broke off. Please try again."
+
+# --- conversation engine -------------------------------------------------------------
+# Sent to the model (not shown): the instruction for audio alone on models without voice chat.
+VOICE_CHAT_INSTRUCTION = (
+    "Listen to this voice message and reply to what the speaker says, "
+    "in the language they speak."
+)
+TEXT_TOO_LONG = "Your message and this chat's system prompt are too long for the model. Please shorten them."
+NO_ROOM_FOR_AUDIO = (
+    "This chat's system prompt leaves no room for audio with this model. "
+    "An admin can shorten it with /settings."
+)
+NOTHING_TO_ANSWER = "Send me a voice message, or ask me something about one."
+NEEDS_AUDIO_ASR = "{model} only transcribes audio. Send a voice message, or choose another model with /model."
+NEEDS_AUDIO_CAPTION = "{model} only describes audio. Send a recording, or choose another model with /model."
+INSTRUCTION_IGNORED = "{model} doesn't follow instructions, so I didn't use your text."
+ASR_DETECTED = "Detected {details}."
+ASR_LANGUAGE = "language: {language}"
+ASR_EMOTION = "emotion: {emotion}"
+REPLY_STOPPED = "(stopped)"
+REPLY_CUT_AT_LIMIT = "(The reply reached its length limit.)"
+EMPTY_REPLY = "The model sent back an empty reply. Please try again."
+SHUTTING_DOWN = "I'm restarting right now. Please send that again in a minute."
+
+# --- settings ------------------------------------------------------------------------
+UNKNOWN_SETTING = "I don't know the setting “{key}”. Settings: {keys}."
+SETTING_MUST_BE = "“{key}” must be {rule}."
+SETTING_RULE_NUMBER = "a number from {low} to {high}"
+SETTING_RULE_INTEGER = "a whole number from {low} to {high}"
+SETTING_RULE_BOOL = "on or off"
+SETTING_RULE_CHOICE = "one of: {choices}"
+SETTING_RULE_TEXT = "at most {limit} characters"
+SETTING_RULE_LANGUAGE = "a language code such as en, zh or de"
+SETTINGS_HEADER = "Settings for this chat:"
+SETTINGS_DEFAULT = "default"
+SETTINGS_NOT_SET = "not set"
+SETTINGS_ON = "on"
+SETTINGS_OFF = "off"
+SETTINGS_HOW_TO_CHANGE = "Change one with “settings KEY VALUE” (VALUE “default” resets it). Admins only in groups."
+GROUP_POLICY_MENTION = "answers when mentioned or replied to"
+GROUP_POLICY_ALL_VOICE = "answers every voice message"
+SETTING_LABELS = {
+    "model": "Model",
+    "system_prompt": "System prompt",
+    "temperature": "Temperature",
+    "top_p": "Top p",
+    "top_k": "Top k",
+    "seed": "Seed",
+    "max_tokens": "Max reply tokens",
+    "asr_language": "Transcription language",
+    "asr_enable_itn": "Number formatting (ITN)",
+    "group_policy": "In groups",
+}
+
+# --- models, usage, forget, help ------------------------------------------------------
+MODELS_HEADER = "Models you can choose:"
+MODEL_CURRENT_MARK = " (current)"
+MODEL_CAPABILITY_VOICE_CHAT = "voice chat"
+MODEL_CAPABILITY_ANALYSIS = "audio + instructions"
+MODEL_CAPABILITY_ASR = "transcription"
+MODEL_CAPABILITY_CAPTION = "audio description (English)"
+MODEL_CAPABILITY_HISTORY = "remembers the conversation"
+MODEL_CHANGED = "Model set to {model}."
+USAGE_EMPTY = "No usage recorded in this chat yet."
+USAGE_HEADER = "Usage in this chat:"
+USAGE_LINE = "{day} · {model}: {turns} turns, {audio} of audio, {input} in / {output} out tokens"
+USAGE_TOTAL = "Total: {turns} turns, {audio} of audio, {input} in / {output} out tokens ({audio_tokens} audio tokens)"
+FORGET_DONE = "Done. I deleted {conversations} conversations, {turns} messages and {clips} recordings of this chat."
+NEW_CONVERSATION = "Starting a fresh conversation. I've forgotten what we talked about here."
+HELP_TEXT = (
+    "Send me a voice message and I'll answer it. Add a caption (or reply to a voice message "
+    "with a question) to ask something about the audio.\n"
+    "Commands:\n"
+    "{commands}\n"
+    "Current model: {model}."
+)
+HELP_COMMANDS = (
+    ("new", "start a fresh conversation"),
+    ("model", "show or choose the model"),
+    ("settings", "show or change this chat's settings"),
+    ("usage", "what this chat has used"),
+    ("forget", "delete this chat's conversations and audio"),
+    ("help", "this message"),
+)

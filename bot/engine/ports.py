@@ -68,6 +68,8 @@ class IncomingTurn:
     # --conversation``), or always start a fresh one.
     conversation_id: int | None = None
     fresh_conversation: bool = False
+    # A one-turn model override (``voicebot ask --model``); must be in ALLOWED_MODELS.
+    model: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +97,8 @@ class ReplySink(Protocol):
     Call order: ``start`` once, then ``update`` any number of times, then exactly one of
     ``finish`` or ``fail``. The engine never calls ``update`` after ``finish``/``fail``.
     Adapters throttle platform calls themselves; ``update`` must not block for long.
+    A turn refused before it is accepted (access, rate limit, a request the model cannot
+    serve) gets ``fail`` without ``start``.
     """
 
     async def start(self) -> None:
@@ -131,3 +135,5 @@ class TurnOutcome:
     reply: FinalReply | None = None
     error: BotError | None = None
     message_ids: tuple[str, ...] = ()
+    # Seconds of this turn's own recording that the request carried (history not counted).
+    audio_seconds_sent: float | None = None

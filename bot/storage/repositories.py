@@ -159,14 +159,18 @@ async def next_seq(session: AsyncSession, conversation_id: int) -> int:
     return int(current or 0) + 1
 
 
-async def clip_data(session: AsyncSession, clip_ids: Sequence[int]) -> dict[int, bytes]:
-    """The bytes of the given clips (loaded only for the clips a request carries)."""
+async def clip_data(
+    session: AsyncSession, clip_ids: Sequence[int]
+) -> dict[int, tuple[bytes, str]]:
+    """Bytes and format of the given clips (loaded only for the clips a request carries)."""
     if not clip_ids:
         return {}
     rows = await session.execute(
-        select(AudioClip.id, AudioClip.data).where(AudioClip.id.in_(list(clip_ids)))
+        select(AudioClip.id, AudioClip.data, AudioClip.format).where(
+            AudioClip.id.in_(list(clip_ids))
+        )
     )
-    return {int(row[0]): bytes(row[1]) for row in rows.all()}
+    return {int(row[0]): (bytes(row[1]), str(row[2])) for row in rows.all()}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

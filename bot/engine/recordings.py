@@ -1,0 +1,120 @@
+"""The current turn's audio: reused from stored clips, or fetched and converted once."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.audio.types import AudioConverter, AudioInput
+from bot.catalog import ModelSpec
+from bot.engine.ports import AudioSource
+from bot.errors import AudioEmpty, AudioTooLarge
+from bot.metrics import Metrics
+from bot.storage import repositories as repo
+
+log = structlog.get_logger(__name__)
+
+SAMPLE_RATE = 16_000  # what the pipeline produces (mono 16 kHz)
+# A stored clip a little longer than the model's window is still one the model accepts.
+_WINDOW_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedClip:
+    data: bytes
+    format: str
+    start: float
+    duration: float
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedAudio:
+    """Clips in order, and how long the whole recording is."""
+
+    clips: tuple[PreparedClip, ...]
+    total_seconds: float
+    truncated: bool  # the recording is longer than ``total_seconds`` by an unknown amount
+    source_key: str | None
+    reused: bool
+
+
+async def prepare_audio(
+    source: AudioSource,
+    *,
+    spec: ModelSpec,
+    converter: AudioConverter,
+    sessions: async_sessionmaker[AsyncSession],
+    chat_row_id: int,
+    max_bytes: int,
+    budget_seconds: float | None,
+    metrics: Metrics,
+) -> PreparedAudio:
+    """The recording as clips for ``spec``; raises :class:`bot.errors.BotError` subclasses.
+
+    A recording this chat already sent (same ``source_key``) is replayed from its stored
+    clips when they suit the model's window, so it is neither downloaded nor converted
+    again. Otherwise the declared size is checked before any download.
+    """
+    key = source.source_key
+    if key:
+        async with sessions() as session:
+            stored = await repo.find_recording(session, chat_id=chat_row_id, source_key=key)
+        if stored is not None and stored.clips and all(
+            c.duration <= spec.clip_seconds + _WINDOW_TOLERANCE for c in stored.clips
+        ):
+            clips = tuple(
+                PreparedClip(
+                    data=c.data, format=c.format, start=c.start_seconds,
+                    duration=c.duration, sha256=c.sha256,
+                )
+                for c in stored.clips
+            )
+            total = stored.total_seconds or sum(c.duration for c in clips)
+            log.info("audio.reused", turn_id=stored.turn_id, clips=len(clips))
+            return PreparedAudio(
+                clips=clips, total_seconds=total, truncated=False, source_key=key, reused=True
+            )
+
+    declared = source.declared_size
+    if declared is not None and declared > max_bytes:
+        raise AudioTooLarge(size=declared, limit=max_bytes)
+    started = time.monotonic()
+    data = await source.fetch()
+    if not data:
+        raise AudioEmpty("zero bytes downloaded")
+    if len(data) > max_bytes:
+        raise AudioTooLarge(size=len(data), limit=max_bytes)
+    converted = await converter.convert(
+        AudioInput(data=data, mime_type=source.mime_type, file_name=source.file_name),
+        segment_seconds=spec.clip_seconds,
+        budget_seconds=budget_seconds,
+        max_segments=spec.max_clips,
+    )
+    elapsed = time.monotonic() - started
+    metrics.transcode.observe(elapsed)
+    report = converted.report
+    log.info(
+        "audio.converted",
+        bytes_in=report.bytes_in,
+        bytes_out=report.bytes_out,
+        segments=report.segments,
+        duration=round(report.duration, 2),
+        seconds_sent=round(report.seconds_sent, 2),
+        elapsed=round(elapsed, 3),
+    )
+    return PreparedAudio(
+        clips=tuple(
+            PreparedClip(
+                data=s.data, format=s.format, start=s.start, duration=s.duration, sha256=s.sha256
+            )
+            for s in converted.segments
+        ),
+        total_seconds=report.duration,
+        truncated=report.truncated,
+        source_key=key,
+        reused=False,
+    )

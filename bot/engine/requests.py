@@ -1,0 +1,155 @@
+"""What kind of turn a message is for a model, and the request that carries it.
+
+Turn kinds follow the catalog (CONTRACT.md): audio alone is voice chat (with a default
+instruction on models without native voice chat), audio with text is audio analysis,
+text alone is a follow-up whose history carries the earlier audio; ASR models transcribe
+and the captioner describes, each in a single turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bot import texts
+from bot.audio.report import format_duration
+from bot.catalog import ModelKind, ModelSpec
+from bot.engine.history import RequestPlan
+from bot.engine.settings import ChatSettingsView
+from bot.errors import UnsupportedRequest
+from bot.llm.types import AudioInfo, AudioPart, ChatMessage, GenerationParams, Part, TextPart
+
+# Left-out audio shorter than this is rounding, not worth a note.
+_NOTE_THRESHOLD = 0.5
+
+
+class TurnKind(StrEnum):
+    VOICE_CHAT = "voice_chat"
+    ANALYSIS = "analysis"
+    FOLLOWUP = "followup"
+    TRANSCRIPTION = "transcription"
+    CAPTION = "caption"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnShape:
+    """The kind of a turn and the text the model gets with it (``None``: audio alone)."""
+
+    kind: TurnKind
+    model_text: str | None
+    notes: tuple[str, ...] = ()
+
+
+def shape_turn(spec: ModelSpec, *, text: str | None, has_audio: bool) -> TurnShape:
+    """Decide the turn kind, or raise :class:`UnsupportedRequest` with a clear answer."""
+    text = (text or "").strip() or None
+    if text is None and not has_audio:
+        raise UnsupportedRequest("empty turn", user_message=texts.NOTHING_TO_ANSWER)
+    if spec.kind in (ModelKind.ASR, ModelKind.CAPTION):
+        asr = spec.kind is ModelKind.ASR
+        if not has_audio:
+            template = texts.NEEDS_AUDIO_ASR if asr else texts.NEEDS_AUDIO_CAPTION
+            raise UnsupportedRequest(
+                f"{spec.name} needs audio", user_message=template.format(model=spec.name)
+            )
+        # These models take no instruction: answer the audio and say the text was unused.
+        notes = (texts.INSTRUCTION_IGNORED.format(model=spec.name),) if text else ()
+        kind = TurnKind.TRANSCRIPTION if asr else TurnKind.CAPTION
+        return TurnShape(kind=kind, model_text=None, notes=notes)
+    if has_audio and text:
+        return TurnShape(kind=TurnKind.ANALYSIS, model_text=text)
+    if has_audio:
+        instruction = None if spec.voice_chat else texts.VOICE_CHAT_INSTRUCTION
+        return TurnShape(kind=TurnKind.VOICE_CHAT, model_text=instruction)
+    return TurnShape(kind=TurnKind.FOLLOWUP, model_text=text)
+
+
+def replay_instruction(spec: ModelSpec) -> str | None:
+    """The text a past audio-only user turn is replayed with on this model."""
+    return None if spec.voice_chat else texts.VOICE_CHAT_INSTRUCTION
+
+
+def generation_params(view: ChatSettingsView, spec: ModelSpec) -> GenerationParams:
+    """The chat's sampling settings, as far as the model takes them."""
+    if spec.kind is ModelKind.ASR:
+        return GenerationParams(
+            asr_language=view.asr_language if spec.asr_options else None,
+            asr_enable_itn=view.asr_enable_itn if spec.asr_options else None,
+        )
+    max_tokens = view.max_tokens
+    if max_tokens is not None and spec.max_output_tokens is not None:
+        # A chat that chose 4096 on the captioner keeps working after switching to turbo.
+        max_tokens = min(max_tokens, spec.max_output_tokens)
+    return GenerationParams(
+        temperature=view.temperature,
+        top_p=view.top_p,
+        top_k=view.top_k,
+        seed=view.seed,
+        max_tokens=max_tokens,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AudioBytes:
+    data: bytes
+    format: str
+
+
+def build_messages(
+    plan: RequestPlan,
+    *,
+    spec: ModelSpec,
+    current_audio: Sequence[AudioBytes],
+    history_audio: Mapping[int, AudioBytes],
+) -> list[ChatMessage]:
+    """The request's messages: system, history pairs (chronological), current turn.
+
+    Audio comes before the text in a user message, as in DashScope's examples.
+    ``history_audio`` maps stored clip ids to their bytes.
+    """
+    messages: list[ChatMessage] = []
+    if plan.system_prompt:
+        messages.append(ChatMessage(role="system", parts=(TextPart(plan.system_prompt),)))
+    instruction = replay_instruction(spec)
+    for pair in plan.history:
+        parts: list[Part] = []
+        for clip in pair.clips:
+            assert clip.clip_id is not None
+            stored = history_audio[clip.clip_id]
+            parts.append(AudioPart(stored.data, stored.format))
+        user_text = pair.user_text or (instruction if pair.clips else None)
+        if user_text:
+            parts.append(TextPart(user_text))
+        messages.append(ChatMessage(role="user", parts=tuple(parts)))
+        messages.append(ChatMessage(role="assistant", parts=(TextPart(pair.assistant_text),)))
+    current: list[Part] = [AudioPart(a.data, a.format) for a in current_audio]
+    if plan.current_text:
+        current.append(TextPart(plan.current_text))
+    messages.append(ChatMessage(role="user", parts=tuple(current)))
+    return messages
+
+
+def left_out_note(*, sent: float, total: float, truncated: bool = False) -> str | None:
+    """E.g. "I listened to the first 3:00 of 7:42." — never drop audio silently."""
+    if truncated:
+        return texts.AUDIO_LEFT_OUT_AT_LEAST.format(
+            sent=format_duration(sent), total=format_duration(total)
+        )
+    if total - sent < _NOTE_THRESHOLD:
+        return None
+    return texts.AUDIO_LEFT_OUT.format(sent=format_duration(sent), total=format_duration(total))
+
+
+def audio_info_note(info: AudioInfo | None) -> str | None:
+    """ "Detected language: en, emotion: happy." for ASR replies."""
+    if info is None:
+        return None
+    details = []
+    if info.language:
+        details.append(texts.ASR_LANGUAGE.format(language=info.language))
+    if info.emotion:
+        details.append(texts.ASR_EMOTION.format(emotion=info.emotion))
+    if not details:
+        return None
+    return texts.ASR_DETECTED.format(details=", ".join(details))

@@ -1,0 +1,260 @@
+"""The conversation engine: the one facade the platform adapters and the CLI call.
+
+Adapters translate platform events into :class:`~bot.engine.ports.IncomingTurn` and
+implement :class:`~bot.engine.ports.ReplySink`; everything else — access, rate limits,
+ordering, settings, history, the model request, storage and usage — happens here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+
+from bot.audio.types import AudioConverter
+from bot.catalog import CATALOG, ModelSpec
+from bot.config import Settings
+from bot.engine.access import AccessPolicy, RateLimiter
+from bot.engine.ordering import KeyedLocks, conversation_key
+from bot.engine.ports import AdminCheck, ChatRef, IncomingTurn, ReplySink, TurnOutcome
+from bot.engine.settings import (
+    SETTING_KEYS,
+    ChatSettingsView,
+    check_model,
+    coerce_value,
+    effective,
+)
+from bot.engine.turn import TurnDeps, run_turn, safe_fail
+from bot.engine.usage import UsageReport
+from bot.errors import AccessDenied, BotError, InvalidSetting, NotChatAdmin, ShuttingDown
+from bot.llm.types import ModelClient
+from bot.metrics import Metrics
+from bot.storage import repositories as repo
+from bot.storage.database import Database
+from bot.storage.repositories import ForgetCounts
+
+log = structlog.get_logger(__name__)
+
+
+class Engine:
+    """Voice chat and audio analysis turns with SQL history, for every platform."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        database: Database,
+        model_client: ModelClient,
+        audio: AudioConverter,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.metrics = metrics
+        self._deps = TurnDeps(
+            settings=settings,
+            database=database,
+            model_client=model_client,
+            audio=audio,
+            metrics=metrics,
+        )
+        self.access = AccessPolicy(
+            allowed_users=settings.ALLOWED_USERS,
+            allowed_chats=settings.ALLOWED_CHATS,
+            bot_admins=settings.BOT_ADMINS,
+        )
+        self.rate_limiter = RateLimiter(
+            limit=settings.USER_RATE_LIMIT, window=settings.USER_RATE_WINDOW
+        )
+        self._locks = KeyedLocks()
+        self._active: set[asyncio.Event] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._draining = False
+
+    # --- who ----------------------------------------------------------------------------
+
+    @property
+    def allowed_models(self) -> list[ModelSpec]:
+        """The models admins may choose from, in ALLOWED_MODELS order."""
+        return [CATALOG[name] for name in self.settings.ALLOWED_MODELS]
+
+    def is_allowed(self, chat: ChatRef, user_id: str) -> bool:
+        """ALLOWED_USERS / ALLOWED_CHATS / BOT_ADMINS (see :class:`AccessPolicy`)."""
+        return self.access.is_allowed(chat, user_id)
+
+    async def can_manage(self, chat: ChatRef, user_id: str, admin: AdminCheck) -> bool:
+        """May this user change the chat's settings or forget it?"""
+        return await self.access.can_manage(chat, user_id, admin)
+
+    # --- turns --------------------------------------------------------------------------
+
+    async def handle_turn(
+        self, turn: IncomingTurn, sink: ReplySink, *, stop: asyncio.Event | None = None
+    ) -> TurnOutcome:
+        """Answer one message. Setting ``stop`` ends the reply early, kept as ``stopped``.
+
+        Refusals (access, rate limit, shutting down) store nothing. Turns of one
+        conversation run strictly in arrival order; others run concurrently.
+        """
+        chat = turn.chat
+        refusal: BotError | None = None
+        if self._draining:
+            refusal = ShuttingDown()
+        elif not self.is_allowed(chat, turn.user_id):
+            refusal = AccessDenied(f"{chat.platform} user not allowed")
+        else:
+            try:
+                self.rate_limiter.check(f"{chat.platform}:{turn.user_id}")
+            except BotError as exc:
+                refusal = exc
+        if refusal is not None:
+            log.info("turn.refused", platform=chat.platform, reason=type(refusal).__name__)
+            self.metrics.turns.labels(chat.platform, "-", "-", "refused").inc()
+            shown = await safe_fail(sink, refusal, "")
+            return TurnOutcome(status="refused", error=refusal, message_ids=shown)
+
+        internal = asyncio.Event()
+        relay: asyncio.Task[None] | None = None
+        if stop is not None:
+            relay = asyncio.create_task(_relay(stop, internal))
+        self._active.add(internal)
+        self._idle.clear()
+        key = conversation_key(
+            platform=chat.platform,
+            chat_id=chat.chat_id,
+            thread_key=turn.thread_key,
+            conversation_id=turn.conversation_id,
+        )
+        try:
+            async with self._locks.hold(key):
+                if self._draining:
+                    # Queued behind a turn when shutdown began: not accepted, nothing stored.
+                    err = ShuttingDown()
+                    shown = await safe_fail(sink, err, "")
+                    return TurnOutcome(status="refused", error=err, message_ids=shown)
+                return await run_turn(self._deps, turn, sink, internal)
+        finally:
+            if relay is not None:
+                relay.cancel()
+            self._active.discard(internal)
+            if not self._active:
+                self._idle.set()
+
+    async def claim_event(self, platform: str, event_id: str) -> bool:
+        """``True`` the first time an event id is seen (across restarts), else ``False``."""
+        async with self.database.sessions() as session, session.begin():
+            first = await repo.claim_event(session, platform=platform, event_id=event_id)
+        if not first:
+            self.metrics.duplicate_events.labels(platform).inc()
+        return first
+
+    async def new_conversation(self, chat: ChatRef, thread_key: str | None) -> None:
+        """Start a fresh conversation (``/new``), after any turn already queued there."""
+        key = conversation_key(
+            platform=chat.platform, chat_id=chat.chat_id, thread_key=thread_key,
+            conversation_id=None,
+        )
+        async with self._locks.hold(key), self.database.sessions() as session, session.begin():
+            row = await repo.find_chat(session, platform=chat.platform, external_id=chat.chat_id)
+            if row is not None:
+                await repo.close_open_conversations(
+                    session, chat_id=row.id, thread_key=thread_key or ""
+                )
+
+    # --- settings, usage, forget ----------------------------------------------------------
+
+    async def get_settings(self, chat: ChatRef) -> ChatSettingsView:
+        """The chat's effective settings (defaults applied)."""
+        async with self.database.sessions() as session:
+            row = await repo.find_chat(session, platform=chat.platform, external_id=chat.chat_id)
+            stored = await repo.get_chat_settings(session, row.id) if row else None
+            return self._view(stored)
+
+    async def update_settings(
+        self, chat: ChatRef, user_id: str, admin: AdminCheck, **changes: Any
+    ) -> ChatSettingsView:
+        """Change settings (``None`` resets a key to the default); admins only in groups.
+
+        Raises :class:`NotChatAdmin`, :class:`InvalidSetting` or :class:`UnknownModel`;
+        nothing is changed unless every value is valid.
+        """
+        if not await self.can_manage(chat, user_id, admin):
+            raise NotChatAdmin(f"{chat.platform} user may not manage chat")
+        clean: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key not in SETTING_KEYS:
+                raise InvalidSetting(f"unknown setting {key!r}")
+            if key == "model" and value is not None:
+                check_model(str(value), self.settings.ALLOWED_MODELS)
+                clean[key] = str(value)
+            else:
+                clean[key] = coerce_value(key, value)
+        async with self.database.sessions() as session, session.begin():
+            row = await repo.get_or_create_chat(
+                session, platform=chat.platform, external_id=chat.chat_id, kind=chat.kind,
+                title=chat.title,
+            )
+            stored = await repo.get_or_create_chat_settings(session, row.id)
+            for key, value in clean.items():
+                if key == "group_policy" and value is None:
+                    value = "mention"
+                setattr(stored, key, value)
+            stored.updated_by = f"{chat.platform}:{user_id}"[:64]
+            await session.flush()
+            view = self._view(stored)
+        log.info("settings.updated", platform=chat.platform, keys=sorted(clean))
+        return view
+
+    async def usage(self, chat: ChatRef) -> UsageReport:
+        """The chat's usage by day and model, with totals."""
+        async with self.database.sessions() as session:
+            row = await repo.find_chat(session, platform=chat.platform, external_id=chat.chat_id)
+            rows = await repo.usage_rows(session, chat_id=row.id) if row else []
+        return UsageReport.from_rows(rows)
+
+    async def forget(self, chat: ChatRef, user_id: str, admin: AdminCheck) -> ForgetCounts:
+        """Delete the chat's conversations, turns, audio and usage detail (settings stay)."""
+        if not await self.can_manage(chat, user_id, admin):
+            raise NotChatAdmin(f"{chat.platform} user may not forget chat")
+        async with self.database.sessions() as session, session.begin():
+            row = await repo.find_chat(session, platform=chat.platform, external_id=chat.chat_id)
+            counts = await repo.forget_chat(session, chat_id=row.id) if row else ForgetCounts()
+        log.info(
+            "chat.forgotten", platform=chat.platform, conversations=counts.conversations,
+            turns=counts.turns, clips=counts.audio_clips,
+        )
+        return counts
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 - bootstrap calls it so
+        """Take no new turns; let in-flight ones finish for most of ``timeout``, then stop
+        the rest (their replies are finalised and stored as ``stopped``)."""
+        self._draining = True
+        if not self._active:
+            return
+        grace = max(0.0, timeout * 0.6)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout=grace)
+        if not self._active:
+            return
+        log.info("engine.stopping_turns", count=len(self._active))
+        for event in list(self._active):
+            event.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout=max(0.5, timeout - grace))
+
+    def _view(self, stored: Any) -> ChatSettingsView:
+        return effective(
+            stored,
+            default_model=self.settings.DEFAULT_MODEL,
+            allowed=self.settings.ALLOWED_MODELS,
+        )
+
+
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()

@@ -1,0 +1,217 @@
+"""Per-chat settings: effective values, validation, and the shared "key value" parser.
+
+A stored ``None`` means "the configured default"; :class:`ChatSettingsView` is what a
+chat actually gets. Both adapters' ``/settings`` commands parse with
+:func:`parse_setting_change`, so the accepted spellings are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bot import texts
+from bot.catalog import ModelSpec, get_model
+from bot.errors import InvalidSetting, UnknownModel
+from bot.storage.tables import ChatSettings, GroupPolicy
+
+SETTING_KEYS: tuple[str, ...] = (
+    "model",
+    "system_prompt",
+    "temperature",
+    "top_p",
+    "top_k",
+    "seed",
+    "max_tokens",
+    "asr_language",
+    "asr_enable_itn",
+    "group_policy",
+)
+
+# Spellings users type, mapped to the canonical key.
+ALIASES: dict[str, str] = {
+    "system": "system_prompt",
+    "prompt": "system_prompt",
+    "temp": "temperature",
+    "topp": "top_p",
+    "topk": "top_k",
+    "max": "max_tokens",
+    "maxtokens": "max_tokens",
+    "language": "asr_language",
+    "lang": "asr_language",
+    "itn": "asr_enable_itn",
+    "groups": "group_policy",
+    "group": "group_policy",
+}
+
+SYSTEM_PROMPT_LIMIT = 2000  # characters; it is sent with every request of the chat
+SEED_MAX = 2**31 - 1
+_RESET_WORDS = frozenset({"", "default", "reset", "none", "off-default"})
+_TRUE = frozenset({"on", "true", "yes", "1", "enable", "enabled"})
+_FALSE = frozenset({"off", "false", "no", "0", "disable", "disabled"})
+_LANGUAGE = re.compile(r"[a-z]{2,3}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatSettingsView:
+    """A chat's effective settings (defaults applied), and which ones the chat chose."""
+
+    model: str
+    spec: ModelSpec
+    system_prompt: str | None
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    seed: int | None
+    max_tokens: int | None
+    asr_language: str | None
+    asr_enable_itn: bool | None
+    group_policy: GroupPolicy
+    chosen: frozenset[str]  # keys with a chat-specific value
+
+    def value(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+def canonical_key(key: str) -> str:
+    """The setting name for what a user typed, or :class:`InvalidSetting`."""
+    norm = key.strip().lower().replace("-", "_")
+    norm = ALIASES.get(norm.replace("_", ""), ALIASES.get(norm, norm))
+    if norm not in SETTING_KEYS:
+        raise InvalidSetting(
+            f"unknown setting {key!r}",
+            user_message=texts.UNKNOWN_SETTING.format(key=key, keys=", ".join(SETTING_KEYS)),
+        )
+    return norm
+
+
+def _must(key: str, rule: str) -> InvalidSetting:
+    return InvalidSetting(
+        f"invalid value for {key}", user_message=texts.SETTING_MUST_BE.format(key=key, rule=rule)
+    )
+
+
+def _number(key: str, raw: str, low: float, high: float) -> float:
+    rule = texts.SETTING_RULE_NUMBER.format(low=low, high=high)
+    try:
+        value = float(raw.replace(",", "."))
+    except ValueError:
+        raise _must(key, rule) from None
+    if not (low <= value <= high):
+        raise _must(key, rule)
+    return value
+
+
+def _integer(key: str, raw: str, low: int, high: int) -> int:
+    rule = texts.SETTING_RULE_INTEGER.format(low=low, high=high)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _must(key, rule) from None
+    if not (low <= value <= high):
+        raise _must(key, rule)
+    return value
+
+
+def parse_setting_change(key: str, raw: str) -> dict[str, Any]:
+    """Parse "key value" as typed in a chat into ``{canonical_key: value}``.
+
+    ``default`` (or an empty value) resets the key to the configured default (``None``).
+    Only the value's syntax and range are checked here; whether a model is allowed is
+    checked by :meth:`bot.engine.service.Engine.update_settings`.
+    """
+    name = canonical_key(key)
+    text = raw.strip()
+    if text.lower() in _RESET_WORDS:
+        return {name: None}
+    return {name: coerce_value(name, text)}
+
+
+def coerce_value(name: str, value: Any) -> Any:
+    """Check (and convert from text) one value; raise :class:`InvalidSetting`."""
+    if value is None:
+        return None
+    raw = str(value).strip()
+    if name == "model":
+        return raw
+    if name == "system_prompt":
+        if len(raw) > SYSTEM_PROMPT_LIMIT:
+            raise _must(name, texts.SETTING_RULE_TEXT.format(limit=SYSTEM_PROMPT_LIMIT))
+        return raw or None
+    if name == "temperature":
+        return _number(name, raw, 0.0, 1.99)
+    if name == "top_p":
+        return _number(name, raw, 0.01, 1.0)
+    if name == "top_k":
+        return _integer(name, raw, 1, 100)
+    if name == "seed":
+        return _integer(name, raw, 0, SEED_MAX)
+    if name == "max_tokens":
+        return _integer(name, raw, 1, 32768)
+    if name == "asr_language":
+        low = raw.lower()
+        if not _LANGUAGE.fullmatch(low):
+            raise _must(name, texts.SETTING_RULE_LANGUAGE)
+        return low
+    if name == "asr_enable_itn":
+        if isinstance(value, bool):
+            return value
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise _must(name, texts.SETTING_RULE_BOOL)
+    if name == "group_policy":
+        choices = [p.value for p in GroupPolicy]
+        if raw.lower() not in choices:
+            raise _must(name, texts.SETTING_RULE_CHOICE.format(choices=", ".join(choices)))
+        return raw.lower()
+    raise AssertionError(f"unhandled setting {canonical_key(name)}")
+
+
+def check_model(name: str, allowed: list[str]) -> ModelSpec:
+    """The spec of an allowed model, or :class:`UnknownModel`."""
+    spec = get_model(name)
+    if spec is None or name not in allowed:
+        raise UnknownModel(name, allowed=allowed)
+    return spec
+
+
+def effective(
+    row: ChatSettings | None, *, default_model: str, allowed: list[str]
+) -> ChatSettingsView:
+    """The view of a stored row with defaults applied.
+
+    A stored model that is no longer allowed (ALLOWED_MODELS changed) falls back to the
+    default instead of failing every turn of the chat.
+    """
+    chosen: set[str] = set()
+    values: dict[str, Any] = {}
+    for key in SETTING_KEYS:
+        stored = getattr(row, key, None) if row is not None else None
+        if key == "group_policy":
+            if stored and stored != GroupPolicy.MENTION.value:
+                chosen.add(key)
+            continue
+        values[key] = stored
+        if stored is not None:
+            chosen.add(key)
+    model = values.pop("model") or default_model
+    if model not in allowed or get_model(model) is None:
+        model = default_model
+        chosen.discard("model")
+    spec = get_model(model)
+    assert spec is not None  # Settings validates DEFAULT_MODEL against the catalog
+    policy_raw = row.group_policy if row is not None and row.group_policy else "mention"
+    try:
+        policy = GroupPolicy(policy_raw)
+    except ValueError:
+        policy = GroupPolicy.MENTION
+    return ChatSettingsView(
+        model=model,
+        spec=spec,
+        group_policy=policy,
+        chosen=frozenset(chosen),
+        **values,
+    )

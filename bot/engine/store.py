@@ -1,0 +1,265 @@
+"""The engine's transactions for one turn (what is committed, and when)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import update
+
+from bot.catalog import ModelSpec
+from bot.config import Settings
+from bot.engine.history import ClipMeta, PastPair, RequestPlan
+from bot.engine.ports import IncomingTurn
+from bot.engine.recordings import SAMPLE_RATE, PreparedAudio, PreparedClip
+from bot.engine.requests import AudioBytes, TurnKind
+from bot.engine.settings import ChatSettingsView, check_model, effective
+from bot.errors import BotError, ConversationNotFound, ModelError
+from bot.llm.types import Usage
+from bot.storage import repositories as repo
+from bot.storage.database import Database
+from bot.storage.tables import AudioClip, Turn, TurnRole, TurnStatus, utcnow
+
+# Replies in these kinds answered audio only; the user's text was not sent with it.
+_TEXT_NOT_SENT = (TurnKind.TRANSCRIPTION.value, TurnKind.CAPTION.value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnContext:
+    chat_row_id: int
+    conversation_id: int
+    view: ChatSettingsView
+    spec: ModelSpec
+    history: tuple[PastPair, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredTurns:
+    user_turn_id: int
+    assistant_turn_id: int
+    history_audio: dict[int, AudioBytes]
+
+
+def past_pairs(turns: Sequence[Turn]) -> tuple[PastPair, ...]:
+    """Complete user/assistant pairs in order. Failed, stopped or unanswered turns (and
+    replies interrupted by a crash, left ``pending``/``streaming``) are not history."""
+    pairs: list[PastPair] = []
+    for user, reply in itertools.pairwise(turns):
+        if (
+            user.role != TurnRole.USER.value
+            or reply.role != TurnRole.ASSISTANT.value
+            or reply.seq != user.seq + 1
+            or user.status != TurnStatus.COMPLETE.value
+            or reply.status != TurnStatus.COMPLETE.value
+            or not (reply.text or "").strip()
+        ):
+            continue
+        pairs.append(
+            PastPair(
+                user_turn_id=user.id,
+                user_text=None if user.kind in _TEXT_NOT_SENT else user.text,
+                clips=tuple(ClipMeta(clip_id=c.id, duration=c.duration) for c in user.clips),
+                assistant_text=reply.text or "",
+            )
+        )
+    return tuple(pairs)
+
+
+async def load_context(db: Database, settings: Settings, turn: IncomingTurn) -> TurnContext:
+    """Chat, settings, conversation and its history; committed (chat/conversation rows)."""
+    chat = turn.chat
+    thread_key = turn.thread_key or ""
+    async with db.sessions() as session, session.begin():
+        row = await repo.get_or_create_chat(
+            session, platform=chat.platform, external_id=chat.chat_id, kind=chat.kind,
+            title=chat.title,
+        )
+        view = effective(
+            await repo.get_chat_settings(session, row.id),
+            default_model=settings.DEFAULT_MODEL,
+            allowed=settings.ALLOWED_MODELS,
+        )
+        spec = view.spec
+        if turn.model is not None:
+            spec = check_model(turn.model, settings.ALLOWED_MODELS)
+        if turn.conversation_id is not None:
+            conv = await repo.get_conversation(
+                session, conversation_id=turn.conversation_id, chat_id=row.id
+            )
+            if conv is None:
+                raise ConversationNotFound(f"conversation {turn.conversation_id}")
+        else:
+            if turn.fresh_conversation:
+                await repo.close_open_conversations(
+                    session, chat_id=row.id, thread_key=thread_key
+                )
+            conv = await repo.open_conversation(session, chat_id=row.id, thread_key=thread_key)
+        turns = await repo.conversation_turns(session, conv.id)
+        return TurnContext(
+            chat_row_id=row.id,
+            conversation_id=conv.id,
+            view=view,
+            spec=spec,
+            history=past_pairs(turns),
+        )
+
+
+def _user_turn(
+    ctx: TurnContext, turn: IncomingTurn, kind: TurnKind, seq: int, status: TurnStatus
+) -> Turn:
+    return Turn(
+        conversation_id=ctx.conversation_id,
+        seq=seq,
+        role=TurnRole.USER.value,
+        kind=kind.value,
+        text=turn.text,
+        status=status.value,
+        user_external_id=turn.user_id[:64],
+        source_message_id=(turn.source_message_id or None),
+        model=ctx.spec.name,
+    )
+
+
+async def store_failed_user_turn(
+    db: Database, ctx: TurnContext, turn: IncomingTurn, kind: TurnKind, *, error: BotError
+) -> int | None:
+    """Keep a record of a message whose audio could not be used (no reply follows)."""
+    try:
+        async with db.sessions() as session, session.begin():
+            seq = await repo.next_seq(session, ctx.conversation_id)
+            row = _user_turn(ctx, turn, kind, seq, TurnStatus.FAILED)
+            row.error_code = type(error).__name__[:64]
+            session.add(row)
+            await session.flush()
+            return row.id
+    except Exception:
+        return None
+
+
+def _clip(prepared: PreparedAudio, clip: PreparedClip, position: int) -> AudioClip:
+    return AudioClip(
+        position=position,
+        format=clip.format,
+        sample_rate=SAMPLE_RATE,
+        start_seconds=clip.start,
+        duration=clip.duration,
+        size_bytes=len(clip.data),
+        sha256=clip.sha256,
+        source_key=(prepared.source_key or None),
+        data=clip.data,
+    )
+
+
+async def store_turn_pair(
+    db: Database,
+    ctx: TurnContext,
+    turn: IncomingTurn,
+    kind: TurnKind,
+    *,
+    plan: RequestPlan,
+    prepared: PreparedAudio | None,
+    sent: Sequence[PreparedClip],
+) -> StoredTurns:
+    """Commit the user turn with its clips and a ``pending`` reply; load history audio."""
+    async with db.sessions() as session, session.begin():
+        seq = await repo.next_seq(session, ctx.conversation_id)
+        user = _user_turn(ctx, turn, kind, seq, TurnStatus.COMPLETE)
+        if prepared is not None:
+            user.audio_seconds_total = prepared.total_seconds
+            user.audio_seconds_sent = sum(c.duration for c in sent)
+            user.clips = [_clip(prepared, c, i) for i, c in enumerate(sent)]
+        reply = Turn(
+            conversation_id=ctx.conversation_id,
+            seq=seq + 1,
+            role=TurnRole.ASSISTANT.value,
+            kind=kind.value,
+            status=TurnStatus.PENDING.value,
+            model=ctx.spec.name,
+            source_message_id=(turn.source_message_id or None),
+        )
+        session.add_all([user, reply])
+        await session.flush()
+        ids = [c.clip_id for p in plan.history for c in p.clips if c.clip_id is not None]
+        data = await repo.clip_data(session, ids)
+        return StoredTurns(
+            user_turn_id=user.id,
+            assistant_turn_id=reply.id,
+            history_audio={i: AudioBytes(*data[i]) for i in ids},
+        )
+
+
+async def mark_streaming(db: Database, assistant_turn_id: int) -> None:
+    async with db.sessions() as session, session.begin():
+        await session.execute(
+            update(Turn)
+            .where(Turn.id == assistant_turn_id)
+            .values(status=TurnStatus.STREAMING.value, started_at=utcnow())
+        )
+
+
+async def finish_assistant_turn(
+    db: Database,
+    ctx: TurnContext,
+    turn: IncomingTurn,
+    *,
+    assistant_turn_id: int,
+    status: TurnStatus,
+    text: str,
+    model: str,
+    usage: Usage,
+    finish_reason: str | None,
+    request_id: str | None,
+    error: BotError | None,
+    request_audio_seconds: float,
+    user_audio_seconds: float,
+    started_at: Any,
+    first_token_at: Any,
+    record_usage: bool,
+) -> None:
+    """Store the reply's final state and, unless it failed unbilled, a usage entry."""
+    error_code: str | None = None
+    if error is not None:
+        code = error.code if isinstance(error, ModelError) else None
+        error_code = (code or type(error).__name__)[:64]
+        request_id = request_id or (error.request_id if isinstance(error, ModelError) else None)
+    values: dict[str, Any] = {
+        "status": status.value,
+        "text": text or None,
+        "model": model,
+        "finish_reason": finish_reason,
+        "request_id": request_id,
+        "error_code": error_code,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "audio_tokens": usage.audio_tokens,
+        # The reply's audio figure is everything the request carried, history included.
+        "audio_seconds_sent": request_audio_seconds,
+        "first_token_at": first_token_at if isinstance(first_token_at, dt.datetime) else None,
+        "finished_at": utcnow(),
+    }
+    if isinstance(started_at, dt.datetime):
+        values["started_at"] = started_at
+    async with db.sessions() as session, session.begin():
+        await session.execute(update(Turn).where(Turn.id == assistant_turn_id).values(**values))
+        if record_usage:
+            await repo.add_usage(
+                session,
+                chat_id=ctx.chat_row_id,
+                turn_id=assistant_turn_id,
+                user_external_id=turn.user_id[:64],
+                model=model,
+                audio_seconds=user_audio_seconds,
+                input_tokens=usage.input_tokens or 0,
+                output_tokens=usage.output_tokens or 0,
+                audio_tokens=usage.audio_tokens or 0,
+            )
+
+
+async def set_reply_message_ids(db: Database, assistant_turn_id: int, ids: Sequence[str]) -> None:
+    async with db.sessions() as session, session.begin():
+        await session.execute(
+            update(Turn).where(Turn.id == assistant_turn_id).values(reply_message_ids=list(ids))
+        )

@@ -1,0 +1,396 @@
+"""One turn, start to finish, inside its conversation's lock.
+
+Order of work, so that nothing is lost and the stored conversation stays consistent
+whatever step fails:
+
+1. load the chat, its settings and the conversation's turns; decide the turn kind
+   (a request the model cannot serve is answered here, before anything is stored);
+2. ``sink.start()``; get the audio (stored clips of the same recording, or download and
+   convert) — a failure stores the user turn as ``failed`` with no reply;
+3. plan the request within the model's input budget;
+4. commit the user turn, its clips and a ``pending`` assistant turn;
+5. stream the model's reply (``streaming``) to the sink, until it finishes, fails or is
+   stopped; then store the assistant turn as ``complete``/``failed``/``stopped`` with
+   model, usage, finish reason and timings, and record usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from bot import texts
+from bot.audio.types import AudioConverter
+from bot.config import Settings
+from bot.engine import store
+from bot.engine.history import audio_budget_seconds, plan_request
+from bot.engine.ports import FinalReply, IncomingTurn, ReplySink, TurnOutcome
+from bot.engine.recordings import PreparedAudio, prepare_audio
+from bot.engine.requests import (
+    AudioBytes,
+    TurnKind,
+    audio_info_note,
+    build_messages,
+    generation_params,
+    left_out_note,
+    replay_instruction,
+    shape_turn,
+)
+from bot.errors import AudioError, BotError, ModelError
+from bot.llm.types import (
+    AudioInfo,
+    ChatMessage,
+    Finished,
+    GenerationParams,
+    ModelClient,
+    TextDelta,
+    Usage,
+    UsageUpdate,
+)
+from bot.metrics import Metrics
+from bot.storage.database import Database
+from bot.storage.tables import TurnStatus, utcnow
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(kw_only=True)
+class TurnDeps:
+    """What running a turn needs (built once by the engine)."""
+
+    settings: Settings
+    database: Database
+    model_client: ModelClient
+    audio: AudioConverter
+    metrics: Metrics
+
+
+class SinkBroken(Exception):
+    """The adapter's sink raised: the platform could not show the reply."""
+
+
+@dataclass
+class _Stream:
+    text: str = ""
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+    request_id: str | None = None
+    audio_info: AudioInfo | None = None
+    started_at: object = None
+    first_token_at: object = None
+    first_token_mono: float | None = None
+
+
+def _has_usage(usage: Usage) -> bool:
+    return any(
+        v is not None for v in (usage.input_tokens, usage.output_tokens, usage.audio_tokens)
+    )
+
+
+async def safe_fail(sink: ReplySink, error: BotError, partial: str) -> tuple[str, ...]:
+    try:
+        return tuple(await sink.fail(error, partial))
+    except Exception as exc:  # the platform is unreachable: nothing more to show
+        log.warning("sink.fail_failed", error=type(exc).__name__)
+        return ()
+
+
+async def run_turn(
+    deps: TurnDeps, turn: IncomingTurn, sink: ReplySink, stop: asyncio.Event
+) -> TurnOutcome:
+    """Run one turn; never raises for expected failures (the outcome says what happened)."""
+    began = time.monotonic()
+    platform = turn.chat.platform
+    try:
+        ctx = await store.load_context(deps.database, deps.settings, turn)
+        shape = shape_turn(ctx.spec, text=turn.text, has_audio=turn.audio is not None)
+    except BotError as exc:
+        await safe_fail(sink, exc, "")
+        deps.metrics.turns.labels(platform, "-", "-", "refused").inc()
+        return TurnOutcome(status="refused", error=exc)
+    spec = ctx.spec
+    labels = (platform, spec.name, shape.kind.value)
+
+    try:
+        await sink.start()
+    except Exception as exc:
+        log.warning("sink.start_failed", error=type(exc).__name__)
+        deps.metrics.platform_errors.labels(platform, "start").inc()
+        return TurnOutcome(status="failed", conversation_id=ctx.conversation_id, error=BotError())
+
+    # --- audio: reuse or fetch + convert ----------------------------------------------
+    prepared: PreparedAudio | None = None
+    if turn.audio is not None:
+        try:
+            prepared = await prepare_audio(
+                turn.audio,
+                spec=spec,
+                converter=deps.audio,
+                sessions=deps.database.sessions,
+                chat_row_id=ctx.chat_row_id,
+                max_bytes=deps.settings.AUDIO_MAX_BYTES,
+                budget_seconds=audio_budget_seconds(
+                    spec, system_prompt=ctx.view.system_prompt, current_text=shape.model_text
+                ),
+                metrics=deps.metrics,
+            )
+        except Exception as raw:
+            audio_error = raw if isinstance(raw, BotError) else BotError(type(raw).__name__)
+            return await _audio_failed(deps, ctx, turn, sink, shape.kind, labels, audio_error)
+
+    # --- plan ------------------------------------------------------------------------
+    clips = prepared.clips if prepared else ()
+    try:
+        plan = plan_request(
+            spec,
+            system_prompt=ctx.view.system_prompt,
+            current_text=shape.model_text,
+            current_clips=[c.duration for c in clips],
+            history=ctx.history,
+            instruction=replay_instruction(spec),
+        )
+    except BotError as exc:
+        shown = await safe_fail(sink, exc, "")
+        deps.metrics.turns.labels(*labels, "refused").inc()
+        return TurnOutcome(
+            status="refused", conversation_id=ctx.conversation_id, error=exc, message_ids=shown
+        )
+    sent = clips[: plan.current_clips]
+    sent_seconds = sum(c.duration for c in sent)
+    notes = list(shape.notes)
+    if prepared is not None:
+        note = left_out_note(
+            sent=sent_seconds, total=prepared.total_seconds, truncated=prepared.truncated
+        )
+        if note:
+            notes.append(note)
+
+    # --- commit the user turn first ---------------------------------------------------
+    try:
+        stored = await store.store_turn_pair(
+            deps.database, ctx, turn, shape.kind, plan=plan, prepared=prepared, sent=sent
+        )
+    except Exception as exc:
+        log.error("turn.store_failed", error=type(exc).__name__)
+        err = BotError(type(exc).__name__)
+        shown = await safe_fail(sink, err, "")
+        deps.metrics.turns.labels(*labels, "failed").inc()
+        return TurnOutcome(
+            status="failed", conversation_id=ctx.conversation_id, error=err, message_ids=shown
+        )
+
+    messages = build_messages(
+        plan,
+        spec=spec,
+        current_audio=[AudioBytes(c.data, c.format) for c in sent],
+        history_audio=stored.history_audio,
+    )
+    params = generation_params(ctx.view, spec)
+    request_audio = sent_seconds + sum(c.duration for p in plan.history for c in p.clips)
+
+    # --- stream ----------------------------------------------------------------------
+    state = _Stream()
+    deps.metrics.in_flight.inc()
+    error: BotError | None = None
+    stopped = False
+    try:
+        await store.mark_streaming(deps.database, stored.assistant_turn_id)
+        state.started_at = utcnow()
+        stopped = await _stream(deps, spec.name, messages, params, sink, stop, state, began)
+    except ModelError as exc:
+        error = exc
+        deps.metrics.model_errors.labels(type(exc).__name__).inc()
+    except SinkBroken as exc:
+        error = BotError(f"sink: {exc}")
+        deps.metrics.platform_errors.labels(platform, "update").inc()
+    except Exception as exc:  # a bug or the database: the user still gets an answer
+        log.error("turn.stream_failed", error=type(exc).__name__)
+        error = BotError(type(exc).__name__)
+    finally:
+        deps.metrics.in_flight.dec()
+    if error is None and not stopped and not state.text.strip():
+        error = ModelError("empty reply", user_message=texts.EMPTY_REPLY)
+
+    status = (
+        TurnStatus.FAILED if error is not None
+        else TurnStatus.STOPPED if stopped else TurnStatus.COMPLETE
+    )
+    if state.finish_reason == "length" and status is TurnStatus.COMPLETE:
+        notes.append(texts.REPLY_CUT_AT_LIMIT)
+    info_note = audio_info_note(state.audio_info)
+    if info_note:
+        notes.append(info_note)
+    if stopped:
+        notes.append(texts.REPLY_STOPPED)
+
+    # --- store the reply, then show it -----------------------------------------------
+    with contextlib.suppress(Exception):
+        await store.finish_assistant_turn(
+            deps.database,
+            ctx,
+            turn,
+            assistant_turn_id=stored.assistant_turn_id,
+            status=status,
+            text=state.text,
+            model=spec.name,
+            usage=state.usage,
+            finish_reason=state.finish_reason,
+            request_id=state.request_id,
+            error=error,
+            request_audio_seconds=request_audio,
+            user_audio_seconds=sent_seconds,
+            started_at=state.started_at,
+            first_token_at=state.first_token_at,
+            record_usage=status is not TurnStatus.FAILED or _has_usage(state.usage),
+        )
+    _observe(deps.metrics, labels, status, state, began, sent_seconds)
+    log.info(
+        "turn.finished",
+        platform=platform,
+        conversation_id=ctx.conversation_id,
+        user_turn_id=stored.user_turn_id,
+        assistant_turn_id=stored.assistant_turn_id,
+        model=spec.name,
+        kind=shape.kind.value,
+        status=status.value,
+        clips=len(sent),
+        history_pairs=len(plan.history),
+        estimated_tokens=plan.estimated_tokens,
+        input_tokens=state.usage.input_tokens,
+        output_tokens=state.usage.output_tokens,
+        reply_chars=len(state.text),
+        duration=round(time.monotonic() - began, 3),
+        error=type(error).__name__ if error else None,
+    )
+    common = {
+        "conversation_id": ctx.conversation_id,
+        "user_turn_id": stored.user_turn_id,
+        "assistant_turn_id": stored.assistant_turn_id,
+        "audio_seconds_sent": sent_seconds if prepared is not None else None,
+    }
+    if error is not None:
+        shown = await safe_fail(sink, error, state.text)
+        return TurnOutcome(status="failed", error=error, message_ids=shown, **common)  # type: ignore[arg-type]
+
+    reply = FinalReply(
+        text=state.text,
+        status="stopped" if stopped else "complete",
+        model=spec.name,
+        finish_reason=state.finish_reason,
+        notes=tuple(notes),
+        audio_info=state.audio_info,
+        usage=state.usage,
+    )
+    try:
+        message_ids = tuple(await sink.finish(reply))
+    except Exception as exc:
+        log.warning("sink.finish_failed", error=type(exc).__name__)
+        deps.metrics.platform_errors.labels(platform, "finish").inc()
+        return TurnOutcome(status="failed", error=BotError("sink finish"), reply=reply, **common)  # type: ignore[arg-type]
+    with contextlib.suppress(Exception):
+        await store.set_reply_message_ids(deps.database, stored.assistant_turn_id, message_ids)
+    return TurnOutcome(
+        status=reply.status, reply=reply, message_ids=message_ids, **common  # type: ignore[arg-type]
+    )
+
+
+async def _audio_failed(
+    deps: TurnDeps,
+    ctx: store.TurnContext,
+    turn: IncomingTurn,
+    sink: ReplySink,
+    kind: TurnKind,
+    labels: tuple[str, str, str],
+    error: BotError,
+) -> TurnOutcome:
+    """Download or conversion failed: keep the user turn (``failed``), tell the user."""
+    if isinstance(error, AudioError):
+        deps.metrics.audio_errors.labels(type(error).__name__).inc()
+    log.info("turn.audio_failed", error=type(error).__name__)
+    user_turn_id = await store.store_failed_user_turn(deps.database, ctx, turn, kind, error=error)
+    shown = await safe_fail(sink, error, "")
+    deps.metrics.turns.labels(*labels, "failed").inc()
+    return TurnOutcome(
+        status="failed", conversation_id=ctx.conversation_id, user_turn_id=user_turn_id,
+        error=error, message_ids=shown,
+    )
+
+
+async def _stream(
+    deps: TurnDeps,
+    model: str,
+    messages: list[ChatMessage],
+    params: GenerationParams,
+    sink: ReplySink,
+    stop: asyncio.Event,
+    state: _Stream,
+    began: float,
+) -> bool:
+    """Consume the model's stream into ``state``; ``True`` if it was stopped."""
+
+    async def consume() -> None:
+        async for event in deps.model_client.stream(model=model, messages=messages, params=params):
+            if isinstance(event, TextDelta):
+                if not event.text:
+                    continue
+                if state.first_token_at is None:
+                    state.first_token_at = utcnow()
+                    state.first_token_mono = time.monotonic()
+                state.text += event.text
+                try:
+                    await sink.update(state.text, event.text)
+                except Exception as exc:
+                    raise SinkBroken(type(exc).__name__) from exc
+            elif isinstance(event, AudioInfo):
+                state.audio_info = event
+            elif isinstance(event, UsageUpdate):
+                state.usage = event.usage
+            elif isinstance(event, Finished):
+                state.finish_reason = event.finish_reason
+                state.request_id = event.request_id
+                if _has_usage(event.usage) or event.usage.seconds is not None:
+                    state.usage = event.usage
+
+    consumer = asyncio.create_task(consume())
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if consumer.done():
+        consumer.result()  # re-raises the model's or the sink's error
+        return False
+    # Stopped: cancelling closes the HTTP stream (the generator's finally runs).
+    consumer.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await consumer
+    return True
+
+
+def _observe(
+    metrics: Metrics,
+    labels: tuple[str, str, str],
+    status: TurnStatus,
+    state: _Stream,
+    began: float,
+    audio_seconds: float,
+) -> None:
+    platform, model, kind = labels
+    metrics.turns.labels(platform, model, kind, status.value).inc()
+    if audio_seconds:
+        metrics.audio_seconds.labels(model).inc(audio_seconds)
+    usage = state.usage
+    for direction, value in (
+        ("input", usage.input_tokens),
+        ("output", usage.output_tokens),
+        ("audio", usage.audio_tokens),
+    ):
+        if value:
+            metrics.tokens.labels(model, direction).inc(value)
+    if state.first_token_mono is not None:
+        metrics.first_token.labels(model).observe(state.first_token_mono - began)
+    metrics.turn_duration.labels(model).observe(time.monotonic() - began)

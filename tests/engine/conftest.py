@@ -1,0 +1,220 @@
+"""Engine test harness: the real engine, audio pipeline and DashScope client, the fake
+DashScope server over HTTP, and a migrated database on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.audio.pipeline import AudioPipeline
+from bot.config import Settings
+from bot.engine.ports import AudioSource, ChatRef, FinalReply, IncomingTurn, TurnOutcome
+from bot.engine.service import Engine
+from bot.errors import BotError
+from bot.llm.client import DashScopeClient
+from bot.metrics import Metrics
+from bot.storage.database import Database
+from bot.storage.tables import AudioClip, Turn
+from tests.audio import synth
+from tests.fakes.dashscope import FakeDashScope
+
+
+@functools.lru_cache(maxsize=32)
+def voice(seconds: float, seed: int = 0) -> bytes:
+    """A speech-like Telegram voice note (Ogg/Opus) of ``seconds``, generated once."""
+    fmt = synth.FORMATS["voice.ogg"]
+    return synth.encode(synth.speech_like(seconds, rate=fmt.rate, seed=seed), fmt)
+
+
+@dataclass
+class Audio:
+    """An :class:`AudioSource` over bytes, counting downloads."""
+
+    data: bytes
+    key: str | None = None
+    size: int | None = None
+    error: BaseException | None = None
+    fetches: int = 0
+
+    @property
+    def declared_size(self) -> int | None:
+        return self.size
+
+    @property
+    def mime_type(self) -> str | None:
+        return "audio/ogg"
+
+    @property
+    def file_name(self) -> str | None:
+        return "voice.ogg"
+
+    @property
+    def source_key(self) -> str | None:
+        return self.key
+
+    async def fetch(self) -> bytes:
+        self.fetches += 1
+        if self.error is not None:
+            raise self.error
+        return self.data
+
+
+@dataclass
+class Sink:
+    """A recording :class:`ReplySink`: what a user of the platform would see."""
+
+    fail_on_update: int | None = None  # raise on the n-th update (1-based)
+    fail_on_start: bool = False
+    on_update: Callable[[str], Any] | None = None
+    calls: list[str] = field(default_factory=list)
+    updates: list[tuple[str, str]] = field(default_factory=list)
+    final: FinalReply | None = None
+    error: BotError | None = None
+    partial: str | None = None
+
+    async def start(self) -> None:
+        self.calls.append("start")
+        if self.fail_on_start:
+            raise ConnectionError("platform down")
+
+    async def update(self, text: str, delta: str) -> None:
+        self.calls.append("update")
+        self.updates.append((text, delta))
+        if self.on_update is not None:
+            self.on_update(text)
+        if self.fail_on_update is not None and len(self.updates) >= self.fail_on_update:
+            raise ConnectionError("platform down")
+
+    async def finish(self, reply: FinalReply) -> list[str]:
+        self.calls.append("finish")
+        self.final = reply
+        return ["msg-1"]
+
+    async def fail(self, error: BotError, partial_text: str) -> list[str]:
+        self.calls.append("fail")
+        self.error = error
+        self.partial = partial_text
+        return ["err-1"]
+
+    @property
+    def shown(self) -> str:
+        """The final message body the user sees."""
+        if self.final is not None:
+            return self.final.render()
+        assert self.error is not None
+        return self.error.user_message
+
+
+PRIVATE = ChatRef(platform="telegram", chat_id="100", kind="private")
+GROUP = ChatRef(platform="telegram", chat_id="-200", kind="supergroup", title="Team")
+
+
+def make_turn(
+    *,
+    text: str | None = None,
+    audio: AudioSource | None = None,
+    chat: ChatRef = PRIVATE,
+    user_id: str = "7",
+    thread_key: str | None = None,
+    **kw: Any,
+) -> IncomingTurn:
+    return IncomingTurn(
+        chat=chat, user_id=user_id, thread_key=thread_key, text=text, audio=audio, **kw
+    )
+
+
+class Harness:
+    """The engine under test plus helpers to inspect what was stored and sent."""
+
+    def __init__(self, *, engine: Engine, fake: FakeDashScope, db: Database) -> None:
+        self.engine = engine
+        self.fake = fake
+        self.db = db
+
+    async def turn(self, sink: Sink | None = None, **kw: Any) -> tuple[TurnOutcome, Sink]:
+        sink = sink or Sink()
+        outcome = await self.engine.handle_turn(make_turn(**kw), sink)
+        return outcome, sink
+
+    async def turns(self, conversation_id: int) -> list[Turn]:
+        async with self.db.sessions() as s:
+            rows = await s.execute(
+                select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.seq)
+            )
+            return list(rows.scalars().all())
+
+    async def all_turns(self) -> list[Turn]:
+        async with self.db.sessions() as s:
+            return list((await s.execute(select(Turn).order_by(Turn.id))).scalars().all())
+
+    async def clips(self) -> list[AudioClip]:
+        async with self.db.sessions() as s:
+            return list((await s.execute(select(AudioClip).order_by(AudioClip.id))).scalars())
+
+
+def make_settings(fake: FakeDashScope, db: Database, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "DATABASE_URL": db.url,
+        "DASHSCOPE_API_KEY": fake.api_key,
+        "DASHSCOPE_BASE_URL": fake.native_base_url,
+        "DASHSCOPE_MAX_RETRIES": 0,
+        "DASHSCOPE_FIRST_BYTE_TIMEOUT": 5.0,
+        "DASHSCOPE_IDLE_TIMEOUT": 5.0,
+        "USER_RATE_LIMIT": 0,
+        "ALLOWED_USERS": "",
+        "ALLOWED_CHATS": "",
+        "BOT_ADMINS": "",
+    }
+    values.update(overrides)
+    return Settings.load(**values)
+
+
+@pytest.fixture
+async def engine_factory(
+    dashscope_fake: FakeDashScope, db: Database
+) -> AsyncIterator[Callable[..., Harness]]:
+    """Build engines on the test's database and fake server (settings overridable)."""
+    closers: list[Any] = []
+
+    def build(**overrides: Any) -> Harness:
+        settings = make_settings(dashscope_fake, db, **overrides)
+        client = DashScopeClient(
+            api_key=dashscope_fake.api_key,
+            protocol=settings.DASHSCOPE_PROTOCOL,
+            base_url=settings.DASHSCOPE_BASE_URL,
+            compatible_base_url=settings.compatible_base_url,
+            first_byte_timeout=settings.DASHSCOPE_FIRST_BYTE_TIMEOUT,
+            idle_timeout=settings.DASHSCOPE_IDLE_TIMEOUT,
+            max_retries=settings.DASHSCOPE_MAX_RETRIES,
+        )
+        pipeline = AudioPipeline(
+            max_bytes=settings.AUDIO_MAX_BYTES,
+            max_seconds=settings.AUDIO_MAX_SECONDS,
+            output_format=settings.AUDIO_FORMAT,
+            workers=2,
+            timeout=settings.AUDIO_TIMEOUT,
+        )
+        closers.extend([client, pipeline])
+        engine = Engine(
+            settings=settings, database=db, model_client=client, audio=pipeline,
+            metrics=Metrics(),
+        )
+        return Harness(engine=engine, fake=dashscope_fake, db=db)
+
+    yield build
+    for closer in closers:
+        result = closer.aclose()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+@pytest.fixture
+async def h(engine_factory: Callable[..., Harness]) -> Harness:
+    """The default engine: every model allowed, turbo-latest by default."""
+    return engine_factory()
