@@ -1,0 +1,1 @@
+"""Benchmarks (not part of the product; run with ``python -m bench.<name>``)."""
