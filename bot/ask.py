@@ -1,0 +1,193 @@
+"""``voicebot ask FILE``: one voice turn from the terminal, through the same engine.
+
+The reply streams to stdout as it arrives (or, with ``--json``, one JSON object is printed
+at the end); errors go to stderr as one line. Exit status: 0 answered, 1 the turn failed
+(audio refused, model error…), 2 a usage error (missing file, unknown model or
+conversation), 130 stopped with Ctrl-C (the partial reply is kept as ``stopped``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from bot.config import Settings
+from bot.engine.ports import ChatRef, FinalReply, IncomingTurn, TurnOutcome
+from bot.errors import BotError, ConversationNotFound, UnknownModel
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# Every terminal conversation lives in one chat of its own; ids are the database's.
+CLI_CHAT = ChatRef(platform="cli", chat_id="local", kind="cli", title="voicebot ask")
+
+
+class FileAudio:
+    """An :class:`~bot.engine.ports.AudioSource` over a local file."""
+
+    def __init__(self, *, path: Path) -> None:
+        self.path = path
+
+    @property
+    def declared_size(self) -> int | None:
+        return self.path.stat().st_size
+
+    @property
+    def mime_type(self) -> str | None:
+        return None  # the pipeline recognises content, not names
+
+    @property
+    def file_name(self) -> str | None:
+        return self.path.name
+
+    @property
+    def source_key(self) -> str | None:
+        return None  # a local file may change between calls: always convert it
+
+    async def fetch(self) -> bytes:
+        return await asyncio.to_thread(self.path.read_bytes)
+
+
+class TerminalSink:
+    """Streams deltas to ``out`` (unless quiet); the caller prints errors and JSON."""
+
+    def __init__(self, *, out: TextIO, stream: bool) -> None:
+        self.out = out
+        self.stream = stream
+        self.printed = False
+
+    async def start(self) -> None:
+        return None
+
+    async def update(self, text: str, delta: str) -> None:
+        if self.stream:
+            self.out.write(delta)
+            self.out.flush()
+            self.printed = True
+
+    async def finish(self, reply: FinalReply) -> list[str]:
+        if self.stream:
+            if not self.printed and reply.text:
+                self.out.write(reply.text)
+            tail = "\n".join(reply.notes)
+            self.out.write("\n" + (f"\n{tail}\n" if tail else ""))
+            self.out.flush()
+        return []
+
+    async def fail(self, error: BotError, partial_text: str) -> list[str]:
+        if self.stream and self.printed:
+            self.out.write("\n")
+            self.out.flush()
+        return []
+
+
+def _fail(line: str) -> None:
+    print(f"voicebot: {line}", file=sys.stderr)
+
+
+def _usage_json(reply: FinalReply) -> dict[str, Any]:
+    u = reply.usage
+    return {
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "audio_tokens": u.audio_tokens,
+        "total_tokens": u.total_tokens,
+        "seconds": u.seconds,
+    }
+
+
+def _json_result(outcome: TurnOutcome, reply: FinalReply) -> dict[str, Any]:
+    return {
+        "text": reply.text,
+        "model": reply.model,
+        "usage": _usage_json(reply),
+        "audio_seconds_sent": round(outcome.audio_seconds_sent or 0.0, 3),
+        "conversation": str(outcome.conversation_id),
+        "status": reply.status,
+        "finish_reason": reply.finish_reason,
+        "notes": list(reply.notes),
+    }
+
+
+async def ask(
+    settings: Settings,
+    *,
+    file: str,
+    prompt: str | None,
+    model: str | None,
+    conversation: str | None,
+    as_json: bool,
+) -> int:
+    """Run one turn on FILE and print the reply; return the exit status."""
+    path = Path(file).expanduser()  # noqa: ASYNC240 - one stat before any I/O starts
+    if not path.is_file():
+        _fail(f"no such file: {file}")
+        return EXIT_USAGE
+    if model is not None and model not in settings.ALLOWED_MODELS:
+        _fail(UnknownModel(model, allowed=settings.ALLOWED_MODELS).user_message)
+        return EXIT_USAGE
+    conversation_id: int | None = None
+    if conversation is not None:
+        try:
+            conversation_id = int(conversation)
+        except ValueError:
+            _fail(f"--conversation takes a conversation id (a number), got {conversation!r}")
+            return EXIT_USAGE
+    if settings.LOG_LEVEL == "INFO":
+        # Progress logs would interleave with the streamed reply on a terminal.
+        logging.getLogger().setLevel(logging.WARNING)
+
+    from bot.bootstrap import build_core
+    from bot.engine.service import Engine
+
+    core = await build_core(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = False
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        handled = True
+    try:
+        engine = core.engine
+        assert isinstance(engine, Engine)
+        turn = IncomingTurn(
+            chat=CLI_CHAT,
+            user_id=_user_name(),
+            text=prompt,
+            audio=FileAudio(path=path),
+            conversation_id=conversation_id,
+            fresh_conversation=conversation_id is None,
+            model=model,
+        )
+        sink = TerminalSink(out=sys.stdout, stream=not as_json)
+        outcome = await engine.handle_turn(turn, sink, stop=stop)
+    finally:
+        if handled:
+            loop.remove_signal_handler(signal.SIGINT)
+        await core.aclose()
+
+    if outcome.reply is not None and outcome.status in ("complete", "stopped"):
+        if as_json:
+            print(json.dumps(_json_result(outcome, outcome.reply), ensure_ascii=False))
+        return EXIT_INTERRUPTED if outcome.status == "stopped" else EXIT_OK
+    error = outcome.error or BotError("no reply")
+    _fail(error.user_message)
+    if isinstance(error, ConversationNotFound | UnknownModel):
+        return EXIT_USAGE
+    return EXIT_FAILURE
+
+
+def _user_name() -> str:
+    try:
+        return getpass.getuser()[:64] or "cli"
+    except Exception:
+        return "cli"

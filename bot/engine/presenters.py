@@ -1,0 +1,117 @@
+"""Plain-text views both adapters show: help, settings, models, usage, forget.
+
+Short, friendly, texts from :mod:`bot.texts`; adapters add their own markup if they like.
+``prefix`` is how a command is typed on the platform: ``"/"`` on Telegram
+(``/new``), ``"/voicebot "`` on Slack (``/voicebot new``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot import texts
+from bot.audio.report import format_duration
+from bot.catalog import ModelKind, ModelSpec
+from bot.engine.settings import SETTING_KEYS, ChatSettingsView
+from bot.engine.usage import UsageReport
+from bot.storage.repositories import ForgetCounts
+from bot.storage.tables import GroupPolicy
+
+_PROMPT_PREVIEW = 80
+
+
+def help_text(*, model: str, prefix: str = "/") -> str:
+    """What the bot does and its commands."""
+    commands = "\n".join(f"{prefix}{name} — {what}" for name, what in texts.HELP_COMMANDS)
+    return texts.HELP_TEXT.format(commands=commands, model=model)
+
+
+def capabilities(spec: ModelSpec) -> str:
+    """E.g. "voice chat, audio + instructions, remembers the conversation"."""
+    parts: list[str] = []
+    if spec.kind is ModelKind.ASR:
+        parts.append(texts.MODEL_CAPABILITY_ASR)
+    elif spec.kind is ModelKind.CAPTION:
+        parts.append(texts.MODEL_CAPABILITY_CAPTION)
+    else:
+        if spec.voice_chat:
+            parts.append(texts.MODEL_CAPABILITY_VOICE_CHAT)
+        if spec.instruction:
+            parts.append(texts.MODEL_CAPABILITY_ANALYSIS)
+    if spec.multi_turn:
+        parts.append(texts.MODEL_CAPABILITY_HISTORY)
+    return ", ".join(parts)
+
+
+def model_list(models: Sequence[ModelSpec], *, current: str) -> str:
+    """The allowed models, one line each, the chat's current one marked."""
+    lines = [texts.MODELS_HEADER]
+    for spec in models:
+        mark = texts.MODEL_CURRENT_MARK if spec.name == current else ""
+        lines.append(f"• {spec.name}{mark} — {capabilities(spec)}")
+    return "\n".join(lines)
+
+
+def _show(view: ChatSettingsView, key: str) -> str:
+    value = view.value(key)
+    if key == "model":
+        return str(value)
+    if key == "group_policy":
+        return (
+            texts.GROUP_POLICY_ALL_VOICE
+            if value is GroupPolicy.ALL_VOICE
+            else texts.GROUP_POLICY_MENTION
+        )
+    if value is None:
+        return texts.SETTINGS_DEFAULT
+    if isinstance(value, bool):
+        return texts.SETTINGS_ON if value else texts.SETTINGS_OFF
+    if key == "system_prompt":
+        text = str(value).replace("\n", " ")
+        return f"“{text[:_PROMPT_PREVIEW]}…”" if len(text) > _PROMPT_PREVIEW else f"“{text}”"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def settings_summary(view: ChatSettingsView) -> str:
+    """Every setting with its effective value; keys the chat did not choose say "default"."""
+    lines = [texts.SETTINGS_HEADER]
+    for key in SETTING_KEYS:
+        label = texts.SETTING_LABELS.get(key, key)
+        lines.append(f"• {label} ({key}): {_show(view, key)}")
+    lines.append(texts.SETTINGS_HOW_TO_CHANGE)
+    return "\n".join(lines)
+
+
+def usage_summary(report: UsageReport) -> str:
+    """Usage by day and model, then the totals."""
+    if not report.rows:
+        return texts.USAGE_EMPTY
+    lines = [texts.USAGE_HEADER]
+    for row in report.rows:
+        lines.append(
+            texts.USAGE_LINE.format(
+                day=row.day.isoformat(),
+                model=row.model,
+                turns=row.turns,
+                audio=format_duration(row.audio_seconds),
+                input=row.input_tokens,
+                output=row.output_tokens,
+            )
+        )
+    t = report.totals
+    lines.append(
+        texts.USAGE_TOTAL.format(
+            turns=t.turns,
+            audio=format_duration(t.audio_seconds),
+            input=t.input_tokens,
+            output=t.output_tokens,
+            audio_tokens=t.audio_tokens,
+        )
+    )
+    return "\n".join(lines)
+
+
+def forget_summary(counts: ForgetCounts) -> str:
+    return texts.FORGET_DONE.format(
+        conversations=counts.conversations, turns=counts.turns, clips=counts.audio_clips
+    )
