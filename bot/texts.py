@@ -128,3 +128,39 @@ HELP_COMMANDS = (
     ("forget", "delete this chat's conversations and audio"),
     ("help", "this message"),
 )
+
+# --- Slack ---------------------------------------------------------------------------
+SLACK_STATUS_LISTENING = "is listening…"
+SLACK_STATUS_THINKING = "is thinking…"
+SLACK_EMPTY_REPLY = "_(The model sent an empty reply.)_"
+SLACK_FILE_LOGIN_PAGE = (
+    "I couldn't download that file from Slack: it sent a sign-in page instead of the audio. "
+    "The bot may be missing the files:read permission."
+)
+SLACK_FILE_DOWNLOAD_FAILED = "I couldn't download that file from Slack. Please try again."
+SLACK_FILE_GONE = "I can't open that file any more: it may have been deleted."
+SLACK_NO_CLIP = "That message has no audio clip or audio file for me to listen to."
+SLACK_MODAL_TITLE = "Ask about this audio"
+SLACK_MODAL_SUBMIT = "Ask"
+SLACK_MODAL_LABEL = "Your question"
+SLACK_MODAL_PLACEHOLDER = "e.g. Summarise it, or: what language is spoken?"
+SLACK_UNKNOWN_COMMAND = "I don't know “{command}”. Try `/voicebot help`."
+
+# --- Telegram ------------------------------------------------------------------------
+TELEGRAM_DOWNLOAD_FAILED = "I couldn't download that file from Telegram. Please send it again."
+TELEGRAM_GROUP_HELP = (
+    "In groups, reply to my messages or mention @{username}: in a voice message's caption, "
+    "or in a reply to any voice message to ask about it. Admins can make me answer every "
+    "voice message with /settings."
+)
+TELEGRAM_MODEL_PICK = "Admins can choose with the buttons below, or with /model NAME."
+TELEGRAM_POLICY_MENTION = "In groups: only when mentioned or replied to"
+TELEGRAM_POLICY_ALL_VOICE = "In groups: every voice message"
+TELEGRAM_FORGET_CONFIRM = (
+    "Delete this chat's stored conversations and audio? This can't be undone."
+)
+TELEGRAM_FORGET_YES = "Yes, delete"
+TELEGRAM_FORGET_NO = "Cancel"
+TELEGRAM_FORGET_CANCELLED = "Nothing was deleted."
+TELEGRAM_BUTTON_EXPIRED = "This button has expired. Please send the command again."
+TELEGRAM_SAVED = "Saved."

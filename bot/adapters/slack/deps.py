@@ -1,0 +1,97 @@
+"""What the Slack listeners share, built once by :mod:`bot.adapters.slack.app`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import structlog
+from slack_sdk.errors import SlackApiError
+
+from bot import texts
+from bot.adapters.slack.admins import SlackAdminCheck
+from bot.adapters.slack.events import PLATFORM
+from bot.adapters.slack.files import SlackAudioFile, SlackDownloadError, needs_file_info
+from bot.adapters.slack.replier import SlackReplier
+from bot.adapters.slack.threads import ThreadInspector
+from bot.engine.ports import IncomingTurn, TurnOutcome
+from bot.engine.service import Engine
+from bot.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(kw_only=True)
+class SlackDeps:
+    """The engine and the Slack-side helpers every listener uses."""
+
+    engine: Engine
+    client: Any  # slack_sdk AsyncWebClient
+    session: Callable[[], aiohttp.ClientSession]  # for file downloads, opened lazily
+    token: str
+    metrics: Metrics
+    admins: SlackAdminCheck
+    threads: ThreadInspector
+    max_bytes: int
+    reply_interval: float = 1.0
+
+    async def claim(self, keys: list[str]) -> bool:
+        """Exactly once: ``True`` if none of the ids naming this delivery was seen before.
+
+        Every key is claimed (no short cut), so a later delivery under any of them is
+        recognised. The engine counts the duplicates.
+        """
+        results = [await self.engine.claim_event(PLATFORM, key) for key in keys if key]
+        if all(results):
+            return True
+        log.info("slack.event.duplicate")
+        return False
+
+    async def audio_source(self, file: dict[str, Any]) -> SlackAudioFile:
+        """The engine's view of a file; stubs (Slack Connect, hidden) are completed first."""
+        if needs_file_info(file) and file.get("id"):
+            try:
+                resp = await self.client.files_info(file=file["id"])
+                file = dict(resp.get("file") or file)
+            except SlackApiError as exc:
+                log.warning("slack.files_info.failed", error=exc.response.get("error"))
+        return SlackAudioFile(
+            file=file, session=self.session(), token=self.token, max_bytes=self.max_bytes
+        )
+
+    def replier(
+        self, *, channel: str, thread_ts: str | None, team_id: str | None, user_id: str,
+        listening: bool,
+    ) -> SlackReplier:
+        return SlackReplier(
+            client=self.client,
+            channel=channel,
+            thread_ts=thread_ts,
+            recipient_team_id=team_id,
+            recipient_user_id=user_id,
+            status=texts.SLACK_STATUS_LISTENING if listening else texts.SLACK_STATUS_THINKING,
+            metrics=self.metrics,
+            interval=self.reply_interval,
+        )
+
+    async def run_turn(
+        self, turn: IncomingTurn, *, channel: str, thread_ts: str | None, team_id: str | None
+    ) -> TurnOutcome:
+        """Hand a turn to the engine with a replier in the right place."""
+        if thread_ts is not None and not turn.chat.is_private:
+            self.threads.mark_joined(channel, thread_ts)
+        sink = self.replier(
+            channel=channel, thread_ts=thread_ts, team_id=team_id, user_id=turn.user_id,
+            listening=turn.audio is not None,
+        )
+        outcome = await self.engine.handle_turn(turn, sink)
+        log.info(
+            "slack.turn.done", status=outcome.status, messages=len(outcome.message_ids),
+            error=type(outcome.error).__name__ if outcome.error else None,
+        )
+        return outcome
+
+
+__all__ = ["SlackDeps", "SlackDownloadError"]
