@@ -1,0 +1,58 @@
+"""Chat admins by ``getChatMember``, cached briefly (implements :class:`AdminCheck`)."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from aiogram.utils.chat_member import ADMINS
+
+from bot.engine.ports import ChatRef
+
+log = structlog.get_logger(__name__)
+
+# Anonymous group admins post as the group through this service account; only admins can.
+ANONYMOUS_ADMIN_ID = "1087968824"
+# Short enough that a demoted admin loses rights quickly, long enough that a burst of
+# button presses doesn't hit getChatMember each time.
+DEFAULT_TTL = 60.0
+
+
+class TelegramAdmins:
+    """The chat's creator and administrators; in a private chat, its one user.
+
+    BOT_ADMINS are applied by the engine, not here.
+    """
+
+    def __init__(self, *, bot: Bot, ttl: float = DEFAULT_TTL) -> None:
+        self._bot = bot
+        self._ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[float, bool]] = {}
+
+    async def is_admin(self, chat: ChatRef, user_id: str) -> bool:
+        if chat.is_private:
+            return chat.chat_id == user_id
+        if user_id == ANONYMOUS_ADMIN_ID:
+            return True
+        key = (chat.chat_id, user_id)
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            member = await self._bot.get_chat_member(
+                chat_id=int(chat.chat_id), user_id=int(user_id)
+            )
+        except TelegramAPIError as exc:
+            # Not cached: a transient failure must not lock an admin out for a minute.
+            log.warning(
+                "telegram.admin_check_failed", chat_id=chat.chat_id, error=type(exc).__name__
+            )
+            return False
+        result = isinstance(member, ADMINS)
+        self._cache[key] = (now + self._ttl, result)
+        if len(self._cache) > 4096:  # drop expired entries now and then
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+        return result

@@ -1,0 +1,213 @@
+"""The Telegram platform: aiogram Bot + Dispatcher, long polling or webhook.
+
+Long polling is the default; it deletes any webhook first (Telegram refuses getUpdates
+while one is set), which is also how the bot "goes back" from webhook mode. Webhook mode
+registers ``TELEGRAM_WEBHOOK_URL`` with a secret token and serves ``POST
+/telegram/webhook`` on the bot's own HTTP server. Either way every update is claimed in
+the engine's processed-events table first, so none is handled twice, even after a
+restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiogram import BaseMiddleware, Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import BotCommand, TelegramObject, Update
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot import texts
+from bot.adapters.telegram.handlers import build_router
+from bot.adapters.telegram.turns import TelegramContext
+from bot.adapters.telegram.updates import PLATFORM
+
+if TYPE_CHECKING:
+    from bot.bootstrap import Core
+    from bot.engine.service import Engine
+    from bot.http.server import HttpServer
+
+log = structlog.get_logger(__name__)
+
+WEBHOOK_PATH = "/telegram/webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# Of the platform's stop budget (bootstrap allows 4 s): let turns finish or close as
+# stopped while the session can still deliver their final text.
+DRAIN_SECONDS = 3.0
+POLLING_TIMEOUT = 10  # seconds a getUpdates call may wait for news
+
+
+class ClaimOnce(BaseMiddleware):
+    """Outer update middleware: skip updates the engine has already claimed."""
+
+    def __init__(self, *, engine: Engine, bot_id: int) -> None:
+        self._engine = engine
+        self._bot_id = bot_id
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        # update_id is per bot; the bot id keeps two bots on one database apart.
+        if isinstance(event, Update) and not await self._engine.claim_event(
+            PLATFORM, f"{self._bot_id}:{event.update_id}"
+        ):
+            log.info("telegram.duplicate_update", update_id=event.update_id)
+            return UNHANDLED
+        return await handler(event, data)
+
+
+class TelegramPlatform:
+    """Implements bootstrap's ``Platform``: ``start`` receiving, ``stop`` receiving."""
+
+    name = PLATFORM
+
+    def __init__(
+        self,
+        *,
+        bot: Bot,
+        dispatcher: Dispatcher,
+        context: TelegramContext,
+        mode: str,
+        webhook_url: str | None,
+        webhook_secret: str | None,
+    ) -> None:
+        self.bot = bot
+        self.dispatcher = dispatcher
+        self.context = context
+        self._mode = mode
+        self._webhook_url = webhook_url
+        self._webhook_secret = webhook_secret
+        self._polling: asyncio.Task[None] | None = None
+        self._accepting = False
+        self._webhook_tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_core(cls, *, core: Core, http: HttpServer | object) -> TelegramPlatform:
+        """Build from the composition root; in webhook mode, add the route to ``http``."""
+        from bot.engine.service import Engine
+        from bot.http.server import HttpServer
+
+        settings = core.settings
+        assert settings.TELEGRAM_BOT_TOKEN is not None
+        engine = core.engine
+        assert isinstance(engine, Engine)
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_BASE))
+        # No default parse_mode: replies carry entities, and a default would apply to
+        # drafts and edits too.
+        bot = Bot(token=settings.TELEGRAM_BOT_TOKEN.get_secret_value(), session=session)
+        context = TelegramContext.build(
+            engine=engine, settings=settings, metrics=core.metrics, bot=bot
+        )
+        dispatcher = Dispatcher()
+        dispatcher["tg"] = context
+        dispatcher.update.outer_middleware(ClaimOnce(engine=engine, bot_id=bot.id))
+        dispatcher.include_router(build_router())
+        secret = settings.TELEGRAM_WEBHOOK_SECRET
+        platform = cls(
+            bot=bot,
+            dispatcher=dispatcher,
+            context=context,
+            mode=settings.TELEGRAM_MODE,
+            webhook_url=settings.TELEGRAM_WEBHOOK_URL,
+            webhook_secret=secret.get_secret_value() if secret else None,
+        )
+        if settings.TELEGRAM_MODE == "webhook":
+            if not isinstance(http, HttpServer):
+                raise TypeError("webhook mode needs the bot's HttpServer")
+            http.add_route("POST", WEBHOOK_PATH, platform.handle_webhook)
+        return platform
+
+    # --- Platform -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        bot = self.bot
+        me = await bot.me()
+        log.info("telegram.connected", bot_id=me.id, username=me.username, mode=self._mode)
+        await self._register_commands()
+        allowed = self.dispatcher.resolve_used_update_types()
+        if self._mode == "webhook":
+            assert self._webhook_url is not None
+            self._accepting = True
+            await bot.set_webhook(
+                url=self._webhook_url, secret_token=self._webhook_secret,
+                allowed_updates=allowed,
+            )
+            log.info("telegram.webhook_set")
+            return
+        # Telegram refuses getUpdates while a webhook is set.
+        await bot.delete_webhook(drop_pending_updates=False)
+        self._polling = asyncio.create_task(
+            self.dispatcher.start_polling(
+                bot, polling_timeout=POLLING_TIMEOUT, handle_signals=False,
+                close_bot_session=False, allowed_updates=allowed,
+            ),
+            name="telegram-polling",
+        )
+
+    async def stop(self) -> None:
+        """Stop receiving, let in-flight turns finish (or close as stopped), close the session."""
+        self._accepting = False
+        if self._polling is not None:
+            with contextlib.suppress(Exception):
+                await self.dispatcher.stop_polling()
+            self._polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._polling
+            self._polling = None
+        if self.context.running or self._webhook_tasks:
+            # The engine drains every platform's turns; doing it here, before the session
+            # closes, lets this platform's replies still be delivered.
+            with contextlib.suppress(Exception):
+                await self.context.engine.drain(timeout=DRAIN_SECONDS)
+        pending = [*self._webhook_tasks, *self.context.running]
+        if pending:
+            await asyncio.wait(pending, timeout=0.5)
+        await self.bot.session.close()
+
+    # --- webhook --------------------------------------------------------------------------
+
+    async def handle_webhook(self, request: web.Request) -> web.Response:
+        """``POST /telegram/webhook``: check the secret, answer at once, handle in background."""
+        given = request.headers.get(SECRET_HEADER, "")
+        expected = self._webhook_secret or ""
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            log.warning("telegram.webhook_bad_secret")
+            return web.json_response({"ok": False, "error": "unauthorized"}, status=401)
+        if not self._accepting:
+            # Telegram retries later; the processed-events table dedupes the redelivery.
+            return web.json_response({"ok": False, "error": "not ready"}, status=503)
+        try:
+            update = Update.model_validate(await request.json(), context={"bot": self.bot})
+        except (ValueError, ValidationError):
+            return web.json_response({"ok": False, "error": "bad update"}, status=400)
+        task = asyncio.create_task(self._feed(update))
+        self._webhook_tasks.add(task)
+        task.add_done_callback(self._webhook_tasks.discard)
+        return web.json_response({})
+
+    async def _feed(self, update: Update) -> None:
+        try:
+            await self.dispatcher.feed_update(self.bot, update)
+        except Exception as exc:  # aiogram already logged it; keep the server going
+            log.warning("telegram.update_failed", update_id=update.update_id,
+                        error=type(exc).__name__)
+
+    async def _register_commands(self) -> None:
+        commands = [BotCommand(command=name, description=desc)
+                    for name, desc in texts.HELP_COMMANDS]
+        try:
+            await self.bot.set_my_commands(commands)
+        except TelegramAPIError as exc:  # the menu is a nicety; never fail start for it
+            log.warning("telegram.set_commands_failed", error=type(exc).__name__)

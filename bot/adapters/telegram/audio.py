@@ -1,0 +1,138 @@
+"""Telegram voice notes, audio files, video notes and documents as :class:`AudioSource`."""
+
+from __future__ import annotations
+
+import structlog
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.types import Message
+
+from bot import texts
+from bot.errors import AudioTooLarge, AudioUnreadable
+
+log = structlog.get_logger(__name__)
+
+# Bots may download files up to 20 MB through the public Bot API; getFile refuses larger
+# ones with 400 "file is too big" (a local Bot API server has no such limit).
+DOWNLOAD_LIMIT = 20 * 1024 * 1024
+_CHUNK = 64 * 1024
+
+
+class TelegramAudio:
+    """One recording attached to a message; downloaded only when the engine asks."""
+
+    def __init__(
+        self,
+        *,
+        bot: Bot,
+        file_id: str,
+        file_unique_id: str,
+        declared_size: int | None,
+        mime_type: str | None,
+        file_name: str | None,
+        max_bytes: int,
+    ) -> None:
+        self._bot = bot
+        self._file_id = file_id
+        self._file_unique_id = file_unique_id
+        self._declared_size = declared_size
+        self._mime_type = mime_type
+        self._file_name = file_name
+        self._max_bytes = max_bytes
+
+    @property
+    def declared_size(self) -> int | None:
+        return self._declared_size
+
+    @property
+    def mime_type(self) -> str | None:
+        return self._mime_type
+
+    @property
+    def file_name(self) -> str | None:
+        return self._file_name
+
+    @property
+    def source_key(self) -> str | None:
+        return f"telegram:{self._file_unique_id}"
+
+    async def fetch(self) -> bytes:
+        """getFile, then a streamed GET of the file URL, never reading past ``max_bytes``."""
+        bot = self._bot
+        # Checked here as well as by the engine: AUDIO_MAX_BYTES may be set above what the
+        # public Bot API lets bots download.
+        if (not bot.session.api.is_local and self._declared_size is not None
+                and self._declared_size > DOWNLOAD_LIMIT):
+            raise AudioTooLarge(size=self._declared_size, limit=DOWNLOAD_LIMIT)
+        try:
+            file = await bot.get_file(self._file_id)
+        except TelegramBadRequest as exc:
+            if "file is too big" in exc.message.lower():
+                raise AudioTooLarge(
+                    "telegram getFile: file is too big", limit=DOWNLOAD_LIMIT
+                ) from None
+            raise AudioUnreadable(
+                f"telegram getFile: {exc.message}", user_message=texts.TELEGRAM_DOWNLOAD_FAILED
+            ) from None
+        except TelegramAPIError as exc:
+            raise AudioUnreadable(
+                f"telegram getFile: {type(exc).__name__}",
+                user_message=texts.TELEGRAM_DOWNLOAD_FAILED,
+            ) from None
+        if file.file_path is None:
+            raise AudioUnreadable("telegram getFile: no file_path",
+                                  user_message=texts.TELEGRAM_DOWNLOAD_FAILED)
+        if file.file_size is not None and file.file_size > self._max_bytes:
+            raise AudioTooLarge(size=file.file_size, limit=self._max_bytes)
+        url = bot.session.api.file_url(bot.token, file.file_path)
+        data = bytearray()
+        try:
+            async for chunk in bot.session.stream_content(
+                url, timeout=60, chunk_size=_CHUNK, raise_for_status=True
+            ):
+                data.extend(chunk)
+                if len(data) > self._max_bytes:
+                    raise AudioTooLarge(size=None, limit=self._max_bytes)
+        except AudioTooLarge:
+            raise
+        except Exception as exc:  # network trouble: the user should just try again
+            log.warning("telegram.download_failed", error=type(exc).__name__)
+            raise AudioUnreadable(
+                f"telegram download: {type(exc).__name__}",
+                user_message=texts.TELEGRAM_DOWNLOAD_FAILED,
+            ) from None
+        return bytes(data)
+
+
+def attached_audio(message: Message, *, bot: Bot, max_bytes: int) -> TelegramAudio | None:
+    """The recording a message carries: voice, audio, video note, or an audio/video document."""
+    if message.voice is not None:
+        media = message.voice
+        return TelegramAudio(
+            bot=bot, file_id=media.file_id, file_unique_id=media.file_unique_id,
+            declared_size=media.file_size, mime_type=media.mime_type, file_name=None,
+            max_bytes=max_bytes,
+        )
+    if message.audio is not None:
+        audio = message.audio
+        return TelegramAudio(
+            bot=bot, file_id=audio.file_id, file_unique_id=audio.file_unique_id,
+            declared_size=audio.file_size, mime_type=audio.mime_type, file_name=audio.file_name,
+            max_bytes=max_bytes,
+        )
+    if message.video_note is not None:
+        note = message.video_note
+        # Video notes are MP4 and carry no mime_type field.
+        return TelegramAudio(
+            bot=bot, file_id=note.file_id, file_unique_id=note.file_unique_id,
+            declared_size=note.file_size, mime_type="video/mp4", file_name=None,
+            max_bytes=max_bytes,
+        )
+    doc = message.document
+    if doc is not None and (doc.mime_type or "").startswith(("audio/", "video/")):
+        return TelegramAudio(
+            bot=bot, file_id=doc.file_id, file_unique_id=doc.file_unique_id,
+            declared_size=doc.file_size, mime_type=doc.mime_type, file_name=doc.file_name,
+            max_bytes=max_bytes,
+        )
+    return None

@@ -1,0 +1,63 @@
+"""Per-chat pacing of Telegram calls, shared by every reply streaming into the chat.
+
+Telegram allows about one message per second per chat (Bots FAQ) and answers floods with
+429 ``retry_after``. Each chat gets slots at least ``interval`` apart; a 429 blocks the
+chat for ``retry_after`` and doubles its interval, which relaxes again on success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+_MAX_SLOWDOWN = 16.0  # at most this many times the configured interval
+_RELAX = 0.8  # each successful call shrinks a raised interval by this factor
+
+
+@dataclass
+class _ChatPace:
+    interval: float
+    next_at: float = 0.0
+
+
+class Pacer:
+    """Hands out call slots per key (a chat id), ``interval`` seconds apart at least."""
+
+    def __init__(self, *, interval: float) -> None:
+        self.base = interval
+        self._chats: dict[Hashable, _ChatPace] = {}
+
+    def _pace(self, key: Hashable) -> _ChatPace:
+        pace = self._chats.get(key)
+        if pace is None:
+            if len(self._chats) > 10_000:  # forget idle chats
+                now = time.monotonic()
+                self._chats = {k: v for k, v in self._chats.items() if v.next_at > now}
+            pace = self._chats[key] = _ChatPace(interval=self.base)
+        return pace
+
+    def delay(self, key: Hashable) -> float:
+        """Seconds until the next slot, without taking it."""
+        return max(0.0, self._pace(key).next_at - time.monotonic())
+
+    async def wait(self, key: Hashable) -> None:
+        """Take the next slot of ``key`` and sleep until it comes."""
+        pace = self._pace(key)
+        now = time.monotonic()
+        at = max(now, pace.next_at)
+        pace.next_at = at + pace.interval
+        if at > now:
+            await asyncio.sleep(at - now)
+
+    def penalize(self, key: Hashable, retry_after: float) -> None:
+        """Telegram said "retry after N": nothing before then, and slower afterwards."""
+        pace = self._pace(key)
+        pace.next_at = max(pace.next_at, time.monotonic() + retry_after)
+        pace.interval = min(pace.interval * 2, self.base * _MAX_SLOWDOWN)
+
+    def relax(self, key: Hashable) -> None:
+        pace = self._pace(key)
+        if pace.interval > self.base:
+            pace.interval = max(self.base, pace.interval * _RELAX)

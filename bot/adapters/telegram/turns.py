@@ -1,0 +1,119 @@
+"""Hand a Telegram message to the engine as one turn, with the right reply sink.
+
+Also keeps the turns in flight, so a stop button press (``stopped_message_generation``)
+finds its turn, and shutdown can wait for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import structlog
+from aiogram import Bot
+from aiogram.types import Message
+
+from bot.adapters.telegram.admins import TelegramAdmins
+from bot.adapters.telegram.audio import attached_audio
+from bot.adapters.telegram.pacing import Pacer
+from bot.adapters.telegram.replier import DraftReplier, EditReplier, _Replier
+from bot.adapters.telegram.updates import Addressed, chat_ref, thread_key, topic_id
+from bot.config import Settings
+from bot.engine.ports import IncomingTurn, TurnOutcome
+from bot.metrics import Metrics
+
+if TYPE_CHECKING:
+    from bot.engine.service import Engine
+
+log = structlog.get_logger(__name__)
+
+# sendMessageDraft rate limits are not documented; telegramify's DraftStream uses 0.3 s.
+DRAFT_INTERVAL = 0.3
+
+
+@dataclass(kw_only=True)
+class TelegramContext:
+    """Everything the handlers use, built once per platform (``dp["tg"]``)."""
+
+    engine: Engine
+    settings: Settings
+    metrics: Metrics
+    admins: TelegramAdmins
+    edit_pacer: Pacer
+    draft_pacer: Pacer
+    # (chat_id, draft_id) -> the stop event of the turn streaming into that draft
+    stops: dict[tuple[int, int], asyncio.Event] = field(default_factory=dict)
+    running: set[asyncio.Task[object]] = field(default_factory=set)
+
+    @classmethod
+    def build(
+        cls, *, engine: Engine, settings: Settings, metrics: Metrics, bot: Bot
+    ) -> TelegramContext:
+        return cls(
+            engine=engine,
+            settings=settings,
+            metrics=metrics,
+            admins=TelegramAdmins(bot=bot),
+            edit_pacer=Pacer(interval=settings.TELEGRAM_EDIT_INTERVAL),
+            draft_pacer=Pacer(interval=min(DRAFT_INTERVAL, settings.TELEGRAM_EDIT_INTERVAL)),
+        )
+
+    def sink_for(self, message: Message, bot: Bot) -> _Replier:
+        """Drafts in private chats (Telegram has none in groups), edits elsewhere."""
+        common = {
+            "bot": bot,
+            "chat_id": message.chat.id,
+            "topic_id": topic_id(message),
+            "reply_to": message.message_id,
+            "pacer": self.edit_pacer,
+            "metrics": self.metrics,
+        }
+        if message.chat.type == "private":
+            return DraftReplier(draft_pacer=self.draft_pacer, **common)
+        return EditReplier(**common)
+
+    def stop_turn(self, chat_id: int, draft_id: int) -> bool:
+        """The user pressed stop on a draft: cancel that turn's model request."""
+        event = self.stops.get((chat_id, draft_id))
+        if event is None:
+            return False
+        event.set()
+        return True
+
+
+async def answer(ctx: TelegramContext, bot: Bot, message: Message, what: Addressed) -> TurnOutcome:
+    """Run one turn for ``message`` (the engine checks access, size, model and history)."""
+    source = what.audio_message
+    audio = (
+        attached_audio(source, bot=bot, max_bytes=ctx.settings.AUDIO_MAX_BYTES)
+        if source is not None
+        else None
+    )
+    user = message.from_user
+    turn = IncomingTurn(
+        chat=chat_ref(message.chat),
+        user_id=str(user.id if user is not None else message.chat.id),
+        thread_key=thread_key(message),
+        text=what.text,
+        audio=audio,
+        source_message_id=str(message.message_id),
+    )
+    sink = ctx.sink_for(message, bot)
+    stop = asyncio.Event()
+    key = (message.chat.id, sink.draft_id) if isinstance(sink, DraftReplier) else None
+    if key is not None:
+        ctx.stops[key] = stop
+    task = asyncio.current_task()
+    if task is not None:
+        ctx.running.add(task)
+    try:
+        outcome = await ctx.engine.handle_turn(turn, sink, stop=stop)
+    finally:
+        if key is not None:
+            ctx.stops.pop(key, None)
+        if task is not None:
+            ctx.running.discard(task)
+    log.info("telegram.turn", chat_id=message.chat.id, status=outcome.status,
+             audio=audio is not None, replies=len(outcome.message_ids))
+    return outcome
