@@ -164,22 +164,3 @@ TELEGRAM_FORGET_NO = "Cancel"
 TELEGRAM_FORGET_CANCELLED = "Nothing was deleted."
 TELEGRAM_BUTTON_EXPIRED = "This button has expired. Please send the command again."
 TELEGRAM_SAVED = "Saved."
-
-# --- Telegram ------------------------------------------------------------------------
-TELEGRAM_DOWNLOAD_FAILED = "I couldn't download that file from Telegram. Please send it again."
-TELEGRAM_GROUP_HELP = (
-    "In groups, reply to my messages or mention @{username}: in a voice message's caption, "
-    "or in a reply to any voice message to ask about it. Admins can make me answer every "
-    "voice message with /settings."
-)
-TELEGRAM_MODEL_PICK = "Admins can choose with the buttons below, or with /model NAME."
-TELEGRAM_POLICY_MENTION = "In groups: only when mentioned or replied to"
-TELEGRAM_POLICY_ALL_VOICE = "In groups: every voice message"
-TELEGRAM_FORGET_CONFIRM = (
-    "Delete this chat's stored conversations and audio? This can't be undone."
-)
-TELEGRAM_FORGET_YES = "Yes, delete"
-TELEGRAM_FORGET_NO = "Cancel"
-TELEGRAM_FORGET_CANCELLED = "Nothing was deleted."
-TELEGRAM_BUTTON_EXPIRED = "This button has expired. Please send the command again."
-TELEGRAM_SAVED = "Saved."
