@@ -1,0 +1,101 @@
+"""``voicebot ask``: the real CLI in a subprocess against the fake DashScope server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot import texts
+from bot.config import Settings
+from tests.engine.conftest import voice
+from tests.fakes.dashscope import FakeDashScope
+
+
+@pytest.fixture
+def run(
+    dashscope_fake: FakeDashScope, db_url: str, tmp_path: Path
+) -> object:
+    env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
+    env.update(
+        DATABASE_URL=db_url,
+        DASHSCOPE_API_KEY=dashscope_fake.api_key,
+        DASHSCOPE_BASE_URL=dashscope_fake.native_base_url,
+        DASHSCOPE_MAX_RETRIES="0",
+    )
+
+    def voicebot(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", "ask", *args],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        )
+
+    return voicebot
+
+
+@pytest.fixture
+def note(tmp_path: Path) -> str:
+    path = tmp_path / "note.ogg"
+    path.write_bytes(voice(3.0))
+    return str(path)
+
+
+def test_ask_json_then_continue_the_conversation(
+    run: object, note: str, dashscope_fake: FakeDashScope
+) -> None:
+    first = run(note, "--json")  # type: ignore[operator]
+    assert first.returncode == 0, first.stderr
+    result = json.loads(first.stdout)
+    assert result["text"] == "Heard 1 audio clip(s): 3.00 s."
+    assert result["model"] == "qwen-audio-turbo-latest"
+    assert result["usage"]["audio_tokens"] == 75
+    assert result["audio_seconds_sent"] == pytest.approx(3.0, abs=0.05)
+    conversation = result["conversation"]
+    assert isinstance(conversation, str) and conversation.isdigit()
+
+    # Streams plain text; --conversation replays the stored history (audio included).
+    second = run(note, "--prompt", "what did I say?", "--conversation", conversation)  # type: ignore[operator]
+    assert second.returncode == 0, second.stderr
+    reply = dashscope_fake.last_request
+    assert reply.roles == ["user", "assistant", "user"]
+    assert [round(a.duration or 0) for a in reply.audio] == [3, 3]
+    assert reply.texts[-1] == ("user", "what did I say?")
+    assert second.stdout == (
+        "Heard 1 audio clip(s): 3.00 s. Prompt: “what did I say?”. History: 1 earlier repl(ies).\n"
+    )
+
+    # Without --conversation every call starts afresh.
+    third = run(note, "--json", "--model", "qwen3-asr-flash")  # type: ignore[operator]
+    assert third.returncode == 0, third.stderr
+    assert json.loads(third.stdout)["conversation"] != conversation
+    assert dashscope_fake.last_request.roles == ["user"]
+    assert dashscope_fake.last_request.model == "qwen3-asr-flash"
+
+
+def test_ask_errors_go_to_stderr_with_a_non_zero_exit(
+    run: object, note: str, tmp_path: Path, dashscope_fake: FakeDashScope
+) -> None:
+    missing = run(str(tmp_path / "nope.ogg"))  # type: ignore[operator]
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+
+    unknown = run(note, "--model", "gpt-4o")  # type: ignore[operator]
+    assert unknown.returncode == 2 and "gpt-4o" in unknown.stderr
+
+    no_conv = run(note, "--conversation", "999")  # type: ignore[operator]
+    assert no_conv.returncode == 2
+    assert no_conv.stderr.strip().splitlines()[-1] == f"voicebot: {texts.CONVERSATION_NOT_FOUND}"
+
+    dashscope_fake.queue_error(429, "Throttling.RateQuota")
+    busy = run(note)  # type: ignore[operator]
+    assert busy.returncode == 1 and busy.stdout == ""
+    assert busy.stderr.strip().splitlines()[-1] == f"voicebot: {texts.MODEL_RATE_LIMITED}"
+
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not audio at all " * 50)
+    bad = run(str(junk))  # type: ignore[operator]
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines()[-1] == f"voicebot: {texts.NOT_AUDIO}"
