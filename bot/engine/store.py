@@ -215,8 +215,8 @@ async def finish_assistant_turn(
     error: BotError | None,
     request_audio_seconds: float,
     user_audio_seconds: float,
-    started_at: Any,
-    first_token_at: Any,
+    started_at: dt.datetime | None,
+    first_token_at: dt.datetime | None,
     record_usage: bool,
 ) -> None:
     """Store the reply's final state and, unless it failed unbilled, a usage entry."""
@@ -237,10 +237,10 @@ async def finish_assistant_turn(
         "audio_tokens": usage.audio_tokens,
         # The reply's audio figure is everything the request carried, history included.
         "audio_seconds_sent": request_audio_seconds,
-        "first_token_at": first_token_at if isinstance(first_token_at, dt.datetime) else None,
+        "first_token_at": first_token_at,
         "finished_at": utcnow(),
     }
-    if isinstance(started_at, dt.datetime):
+    if started_at is not None:
         values["started_at"] = started_at
     async with db.sessions() as session, session.begin():
         await session.execute(update(Turn).where(Turn.id == assistant_turn_id).values(**values))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -40,17 +40,9 @@ from bot.engine.requests import (
     replay_instruction,
     shape_turn,
 )
+from bot.engine.streaming import SinkBroken, StreamState, has_usage, observe, stream_reply
 from bot.errors import AudioError, BotError, ModelError
-from bot.llm.types import (
-    AudioInfo,
-    ChatMessage,
-    Finished,
-    GenerationParams,
-    ModelClient,
-    TextDelta,
-    Usage,
-    UsageUpdate,
-)
+from bot.llm.types import ModelClient
 from bot.metrics import Metrics
 from bot.storage.database import Database
 from bot.storage.tables import TurnStatus, utcnow
@@ -69,29 +61,8 @@ class TurnDeps:
     metrics: Metrics
 
 
-class SinkBroken(Exception):
-    """The adapter's sink raised: the platform could not show the reply."""
-
-
-@dataclass
-class _Stream:
-    text: str = ""
-    usage: Usage = field(default_factory=Usage)
-    finish_reason: str | None = None
-    request_id: str | None = None
-    audio_info: AudioInfo | None = None
-    started_at: object = None
-    first_token_at: object = None
-    first_token_mono: float | None = None
-
-
-def _has_usage(usage: Usage) -> bool:
-    return any(
-        v is not None for v in (usage.input_tokens, usage.output_tokens, usage.audio_tokens)
-    )
-
-
 async def safe_fail(sink: ReplySink, error: BotError, partial: str) -> tuple[str, ...]:
+    """``sink.fail`` that never raises (returns no message ids if the platform is down)."""
     try:
         return tuple(await sink.fail(error, partial))
     except Exception as exc:  # the platform is unreachable: nothing more to show
@@ -193,14 +164,16 @@ async def run_turn(
     request_audio = sent_seconds + sum(c.duration for p in plan.history for c in p.clips)
 
     # --- stream ----------------------------------------------------------------------
-    state = _Stream()
+    state = StreamState()
     deps.metrics.in_flight.inc()
     error: BotError | None = None
     stopped = False
     try:
         await store.mark_streaming(deps.database, stored.assistant_turn_id)
         state.started_at = utcnow()
-        stopped = await _stream(deps, spec.name, messages, params, sink, stop, state, began)
+        stopped = await stream_reply(
+            deps.model_client, spec.name, messages, params, sink, stop, state
+        )
     except ModelError as exc:
         error = exc
         deps.metrics.model_errors.labels(type(exc).__name__).inc()
@@ -245,9 +218,9 @@ async def run_turn(
             user_audio_seconds=sent_seconds,
             started_at=state.started_at,
             first_token_at=state.first_token_at,
-            record_usage=status is not TurnStatus.FAILED or _has_usage(state.usage),
+            record_usage=status is not TurnStatus.FAILED or has_usage(state.usage),
         )
-    _observe(deps.metrics, labels, status, state, began, sent_seconds)
+    observe(deps.metrics, labels, status, state, began, sent_seconds)
     log.info(
         "turn.finished",
         platform=platform,
@@ -266,15 +239,16 @@ async def run_turn(
         duration=round(time.monotonic() - began, 3),
         error=type(error).__name__ if error else None,
     )
-    common = {
-        "conversation_id": ctx.conversation_id,
-        "user_turn_id": stored.user_turn_id,
-        "assistant_turn_id": stored.assistant_turn_id,
-        "audio_seconds_sent": sent_seconds if prepared is not None else None,
-    }
+    base = TurnOutcome(
+        status="failed",
+        conversation_id=ctx.conversation_id,
+        user_turn_id=stored.user_turn_id,
+        assistant_turn_id=stored.assistant_turn_id,
+        audio_seconds_sent=sent_seconds if prepared is not None else None,
+    )
     if error is not None:
         shown = await safe_fail(sink, error, state.text)
-        return TurnOutcome(status="failed", error=error, message_ids=shown, **common)  # type: ignore[arg-type]
+        return replace(base, error=error, message_ids=shown)
 
     reply = FinalReply(
         text=state.text,
@@ -290,12 +264,10 @@ async def run_turn(
     except Exception as exc:
         log.warning("sink.finish_failed", error=type(exc).__name__)
         deps.metrics.platform_errors.labels(platform, "finish").inc()
-        return TurnOutcome(status="failed", error=BotError("sink finish"), reply=reply, **common)  # type: ignore[arg-type]
+        return replace(base, error=BotError("sink finish"), reply=reply)
     with contextlib.suppress(Exception):
         await store.set_reply_message_ids(deps.database, stored.assistant_turn_id, message_ids)
-    return TurnOutcome(
-        status=reply.status, reply=reply, message_ids=message_ids, **common  # type: ignore[arg-type]
-    )
+    return replace(base, status=reply.status, reply=reply, message_ids=message_ids)
 
 
 async def _audio_failed(
@@ -318,79 +290,3 @@ async def _audio_failed(
         status="failed", conversation_id=ctx.conversation_id, user_turn_id=user_turn_id,
         error=error, message_ids=shown,
     )
-
-
-async def _stream(
-    deps: TurnDeps,
-    model: str,
-    messages: list[ChatMessage],
-    params: GenerationParams,
-    sink: ReplySink,
-    stop: asyncio.Event,
-    state: _Stream,
-    began: float,
-) -> bool:
-    """Consume the model's stream into ``state``; ``True`` if it was stopped."""
-
-    async def consume() -> None:
-        async for event in deps.model_client.stream(model=model, messages=messages, params=params):
-            if isinstance(event, TextDelta):
-                if not event.text:
-                    continue
-                if state.first_token_at is None:
-                    state.first_token_at = utcnow()
-                    state.first_token_mono = time.monotonic()
-                state.text += event.text
-                try:
-                    await sink.update(state.text, event.text)
-                except Exception as exc:
-                    raise SinkBroken(type(exc).__name__) from exc
-            elif isinstance(event, AudioInfo):
-                state.audio_info = event
-            elif isinstance(event, UsageUpdate):
-                state.usage = event.usage
-            elif isinstance(event, Finished):
-                state.finish_reason = event.finish_reason
-                state.request_id = event.request_id
-                if _has_usage(event.usage) or event.usage.seconds is not None:
-                    state.usage = event.usage
-
-    consumer = asyncio.create_task(consume())
-    stopper = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-    if consumer.done():
-        consumer.result()  # re-raises the model's or the sink's error
-        return False
-    # Stopped: cancelling closes the HTTP stream (the generator's finally runs).
-    consumer.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await consumer
-    return True
-
-
-def _observe(
-    metrics: Metrics,
-    labels: tuple[str, str, str],
-    status: TurnStatus,
-    state: _Stream,
-    began: float,
-    audio_seconds: float,
-) -> None:
-    platform, model, kind = labels
-    metrics.turns.labels(platform, model, kind, status.value).inc()
-    if audio_seconds:
-        metrics.audio_seconds.labels(model).inc(audio_seconds)
-    usage = state.usage
-    for direction, value in (
-        ("input", usage.input_tokens),
-        ("output", usage.output_tokens),
-        ("audio", usage.audio_tokens),
-    ):
-        if value:
-            metrics.tokens.labels(model, direction).inc(value)
-    if state.first_token_mono is not None:
-        metrics.first_token.labels(model).observe(state.first_token_mono - began)
-    metrics.turn_duration.labels(model).observe(time.monotonic() - began)

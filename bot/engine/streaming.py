@@ -1,0 +1,122 @@
+"""Streaming one model reply into a sink, with a stop signal, and its metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+
+from bot.engine.ports import ReplySink
+from bot.llm.types import (
+    AudioInfo,
+    ChatMessage,
+    Finished,
+    GenerationParams,
+    ModelClient,
+    TextDelta,
+    Usage,
+    UsageUpdate,
+)
+from bot.metrics import Metrics
+from bot.storage.tables import TurnStatus, utcnow
+
+
+class SinkBroken(Exception):
+    """The adapter's sink raised: the platform could not show the reply."""
+
+
+@dataclass
+class StreamState:
+    """What the stream produced so far (kept when it fails or is stopped)."""
+
+    text: str = ""
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+    request_id: str | None = None
+    audio_info: AudioInfo | None = None
+    started_at: dt.datetime | None = None
+    first_token_at: dt.datetime | None = None
+    first_token_mono: float | None = None
+
+
+def has_usage(usage: Usage) -> bool:
+    return any(
+        v is not None for v in (usage.input_tokens, usage.output_tokens, usage.audio_tokens)
+    )
+
+
+async def stream_reply(
+    client: ModelClient,
+    model: str,
+    messages: list[ChatMessage],
+    params: GenerationParams,
+    sink: ReplySink,
+    stop: asyncio.Event,
+    state: StreamState,
+) -> bool:
+    """Consume the model's stream into ``state``; ``True`` if it was stopped."""
+
+    async def consume() -> None:
+        async for event in client.stream(model=model, messages=messages, params=params):
+            if isinstance(event, TextDelta):
+                if not event.text:
+                    continue
+                if state.first_token_at is None:
+                    state.first_token_at = utcnow()
+                    state.first_token_mono = time.monotonic()
+                state.text += event.text
+                try:
+                    await sink.update(state.text, event.text)
+                except Exception as exc:
+                    raise SinkBroken(type(exc).__name__) from exc
+            elif isinstance(event, AudioInfo):
+                state.audio_info = event
+            elif isinstance(event, UsageUpdate):
+                state.usage = event.usage
+            elif isinstance(event, Finished):
+                state.finish_reason = event.finish_reason
+                state.request_id = event.request_id
+                if has_usage(event.usage) or event.usage.seconds is not None:
+                    state.usage = event.usage
+
+    consumer = asyncio.create_task(consume())
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if consumer.done():
+        consumer.result()  # re-raises the model's or the sink's error
+        return False
+    # Stopped: cancelling closes the HTTP stream (the generator's finally runs).
+    consumer.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await consumer
+    return True
+
+
+def observe(
+    metrics: Metrics,
+    labels: tuple[str, str, str],
+    status: TurnStatus,
+    state: StreamState,
+    began: float,
+    audio_seconds: float,
+) -> None:
+    platform, model, kind = labels
+    metrics.turns.labels(platform, model, kind, status.value).inc()
+    if audio_seconds:
+        metrics.audio_seconds.labels(model).inc(audio_seconds)
+    usage = state.usage
+    for direction, value in (
+        ("input", usage.input_tokens),
+        ("output", usage.output_tokens),
+        ("audio", usage.audio_tokens),
+    ):
+        if value:
+            metrics.tokens.labels(model, direction).inc(value)
+    if state.first_token_mono is not None:
+        metrics.first_token.labels(model).observe(state.first_token_mono - began)
+    metrics.turn_duration.labels(model).observe(time.monotonic() - began)
