@@ -152,3 +152,32 @@ def test_audio_tokens_match_the_service_rule() -> None:
     assert audio_tokens(TURBO, 0.3) == 25  # under 1 s counts as 1 s
     assert audio_tokens(TURBO, 45.0) == 750  # only the first 30 s count
     assert clip_tokens(TURBO, 30.0) > 750
+
+
+def test_only_complete_pairs_become_history() -> None:
+    from bot.engine.store import past_pairs
+    from bot.storage.tables import Turn
+
+    def t(
+        seq: int, role: str, status: str, text: str | None = None, kind: str = "analysis"
+    ) -> Turn:
+        return Turn(id=seq, seq=seq, role=role, status=status, text=text, kind=kind, clips=[])
+
+    turns = [
+        t(1, "user", "complete", "q1"),
+        t(2, "assistant", "complete", "a1"),
+        t(3, "user", "failed", "audio failed"),  # no reply follows
+        t(4, "user", "complete", "q2"),
+        t(5, "assistant", "stopped", "par"),
+        t(6, "user", "complete", "q3"),
+        t(7, "assistant", "failed", None),
+        t(8, "user", "complete", "q4"),
+        t(9, "assistant", "streaming", "crash"),  # interrupted
+        t(10, "user", "complete", "ignored", kind="transcription"),
+        t(11, "assistant", "complete", "transcript"),
+    ]
+    pairs = past_pairs(turns)
+    assert [(p.user_text, p.assistant_text) for p in pairs] == [
+        ("q1", "a1"),
+        (None, "transcript"),  # the text an ASR model ignored is not replayed
+    ]

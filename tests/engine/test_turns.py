@@ -74,6 +74,12 @@ async def test_multi_turn_conversation_resends_exactly_the_stored_audio_and_text
     assert reply.started_at and reply.first_token_at and reply.finished_at
     assert reply.reply_message_ids == ["msg-1"]
     assert len(await h.clips()) == 2
+    metrics = h.engine.metrics.render().decode()
+    assert (
+        'voicebot_turns_total{kind="followup",model="qwen-audio-turbo-latest",'
+        'platform="telegram",status="complete"} 1.0' in metrics
+    )
+    assert 'voicebot_audio_seconds_sent_total{model="qwen-audio-turbo-latest"} 10.0' in metrics
 
 
 def h_chat() -> ChatRef:
