@@ -51,14 +51,23 @@ VOICE_CHAT_INSTRUCTION = (
     "Listen to this voice message and reply to what the speaker says, "
     "in the language they speak."
 )
-TEXT_TOO_LONG = "Your message and this chat's system prompt are too long for the model. Please shorten them."
+TEXT_TOO_LONG = (
+    "Your message and this chat's system prompt are too long for the model. Please shorten "
+    "them."
+)
 NO_ROOM_FOR_AUDIO = (
     "This chat's system prompt leaves no room for audio with this model. "
     "An admin can shorten it with /settings."
 )
 NOTHING_TO_ANSWER = "Send me a voice message, or ask me something about one."
-NEEDS_AUDIO_ASR = "{model} only transcribes audio. Send a voice message, or choose another model with /model."
-NEEDS_AUDIO_CAPTION = "{model} only describes audio. Send a recording, or choose another model with /model."
+NEEDS_AUDIO_ASR = (
+    "{model} only transcribes audio. Send a voice message, or choose another model with "
+    "/model."
+)
+NEEDS_AUDIO_CAPTION = (
+    "{model} only describes audio. Send a recording, or choose another model with "
+    "/model."
+)
 INSTRUCTION_IGNORED = "{model} doesn't follow instructions, so I didn't use your text."
 ASR_DETECTED = "Detected {details}."
 ASR_LANGUAGE = "language: {language}"
@@ -82,7 +91,10 @@ SETTINGS_DEFAULT = "default"
 SETTINGS_NOT_SET = "not set"
 SETTINGS_ON = "on"
 SETTINGS_OFF = "off"
-SETTINGS_HOW_TO_CHANGE = "Change one with “settings KEY VALUE” (VALUE “default” resets it). Admins only in groups."
+SETTINGS_HOW_TO_CHANGE = (
+    "Change one with “settings KEY VALUE” (VALUE “default” resets it). Admins only in "
+    "groups."
+)
 GROUP_POLICY_MENTION = "answers when mentioned or replied to"
 GROUP_POLICY_ALL_VOICE = "answers every voice message"
 SETTING_LABELS = {
@@ -110,8 +122,14 @@ MODEL_CHANGED = "Model set to {model}."
 USAGE_EMPTY = "No usage recorded in this chat yet."
 USAGE_HEADER = "Usage in this chat:"
 USAGE_LINE = "{day} · {model}: {turns} turns, {audio} of audio, {input} in / {output} out tokens"
-USAGE_TOTAL = "Total: {turns} turns, {audio} of audio, {input} in / {output} out tokens ({audio_tokens} audio tokens)"
-FORGET_DONE = "Done. I deleted {conversations} conversations, {turns} messages and {clips} recordings of this chat."
+USAGE_TOTAL = (
+    "Total: {turns} turns, {audio} of audio, {input} in / {output} out tokens ({audio_tokens} "
+    "audio tokens)"
+)
+FORGET_DONE = (
+    "Done. I deleted {conversations} conversations, {turns} messages and {clips} recordings of "
+    "this chat."
+)
 NEW_CONVERSATION = "Starting a fresh conversation. I've forgotten what we talked about here."
 HELP_TEXT = (
     "Send me a voice message and I'll answer it. Add a caption (or reply to a voice message "
