@@ -7,6 +7,7 @@ Events reach the bot the way Slack sends them: as signed HTTP requests to the bo
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import hmac
@@ -23,11 +24,12 @@ import pytest
 from bot.adapters.slack.app import SlackPlatform
 from bot.bootstrap import Core, _shutdown, build_core, build_platforms
 from bot.config import Settings
+from bot.engine.ports import TurnOutcome
 from bot.http.server import HttpServer
 from bot.storage.database import Database
 from tests.audio import synth
 from tests.fakes.dashscope import FakeDashScope
-from tests.fakes.slack import FakeSlack, fake_slack
+from tests.fakes.slack import FakeMessage, FakeSlack, fake_slack
 
 __all__ = ["fake_slack"]
 
@@ -45,7 +47,9 @@ def clip(seconds: float = 2.0, seed: int = 0) -> bytes:
     return synth.encode(synth.speech_like(seconds, rate=fmt.rate, seed=seed), fmt)
 
 
-def sign(body: str, *, timestamp: int | None = None, secret: str = SIGNING_SECRET) -> dict[str, str]:
+def sign(
+    body: str, *, timestamp: int | None = None, secret: str = SIGNING_SECRET
+) -> dict[str, str]:
     """Slack's request signature headers for ``body``."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
@@ -66,6 +70,38 @@ class SlackBot:
         self.http = http
         self.platform = platform
         self._session = aiohttp.ClientSession()
+        self.outcomes: list[TurnOutcome] = []
+        self._turns = asyncio.Condition()
+        # Count finished turns (the fake cannot tell when an edited message is final).
+        run_turn = platform.deps.run_turn
+
+        async def counting(turn: Any, **kwargs: Any) -> TurnOutcome:
+            try:
+                outcome = await run_turn(turn, **kwargs)
+            except BaseException:
+                outcome = TurnOutcome(status="failed")
+                raise
+            finally:
+                async with self._turns:
+                    self.outcomes.append(outcome)
+                    self._turns.notify_all()
+            return outcome
+
+        platform.deps.run_turn = counting  # type: ignore[method-assign]
+
+    async def turns(self, count: int = 1, within: float = 30.0) -> list[TurnOutcome]:
+        """Wait until ``count`` turns have finished (replies final, stored)."""
+        async def wait() -> None:
+            async with self._turns:
+                await self._turns.wait_for(lambda: len(self.outcomes) >= count)
+
+        await asyncio.wait_for(wait(), within)
+        return list(self.outcomes)
+
+    async def replies(self, channel: str, turns: int = 1) -> list[FakeMessage]:
+        """The bot's messages in ``channel`` once ``turns`` turns have finished."""
+        await self.turns(turns)
+        return self.fake.bot_messages(channel)
 
     @property
     def url(self) -> str:
@@ -118,7 +154,9 @@ class SlackBot:
         else:
             headers = {}
             if retry_num:
-                headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
+                headers = {
+                    "X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout",
+                }
             resp = await self.post(json.dumps(body), content_type="application/json",
                                    headers=headers)
             assert resp.status == 200

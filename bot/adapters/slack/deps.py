@@ -40,14 +40,16 @@ class SlackDeps:
     async def claim(self, keys: list[str]) -> bool:
         """Exactly once: ``True`` if none of the ids naming this delivery was seen before.
 
-        Every key is claimed (no short cut), so a later delivery under any of them is
-        recognised. The engine counts the duplicates.
+        Keys are claimed in a fixed order (event id, then the message's own ids) and the
+        first one already taken stops the rest. Deliveries of one message racing each
+        other (a retry and the original, ``message`` and ``app_mention``) then cannot
+        take one key each and all lose: the one that gets the message's key answers.
         """
-        results = [await self.engine.claim_event(PLATFORM, key) for key in keys if key]
-        if all(results):
-            return True
-        log.info("slack.event.duplicate")
-        return False
+        for key in keys:
+            if key and not await self.engine.claim_event(PLATFORM, key):
+                log.info("slack.event.duplicate")
+                return False
+        return True
 
     async def audio_source(self, file: dict[str, Any]) -> SlackAudioFile:
         """The engine's view of a file; stubs (Slack Connect, hidden) are completed first."""
