@@ -179,6 +179,7 @@ async def run_forever(settings: Settings) -> int:
         raise ConfigError(missing.split(": set ")[1].split(" ")[0], missing)
 
     core = await build_core(settings)
+    await core.engine.recover()
     http = HttpServer(
         host=settings.HTTP_HOST,
         port=settings.HTTP_PORT,

@@ -230,6 +230,15 @@ class Engine:
 
     # --- lifecycle ------------------------------------------------------------------------
 
+    async def recover(self) -> int:
+        """At start-up: replies a crash left half-done are marked failed (never replayed
+        to the model as complete answers). Returns how many."""
+        async with self.database.sessions.begin() as session:
+            count = await repo.fail_interrupted_turns(session)
+        if count:
+            log.warning("engine.recovered_interrupted_turns", count=count)
+        return count
+
     async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 - bootstrap calls it so
         """Take no new turns; let in-flight ones finish for most of ``timeout``, then stop
         the rest (their replies are finalised and stored as ``stopped``)."""

@@ -23,6 +23,7 @@ from bot.storage.tables import (
     ProcessedEvent,
     Turn,
     TurnRole,
+    TurnStatus,
     UsageEntry,
     utcnow,
 )
@@ -211,6 +212,27 @@ async def find_recording(
     turn = await session.get(Turn, turn_id)
     total = turn.audio_seconds_total if turn is not None else None
     return StoredRecording(turn_id=int(turn_id), clips=list(clips), total_seconds=total)
+
+
+# --- recovery ------------------------------------------------------------------------
+
+
+async def fail_interrupted_turns(session: AsyncSession) -> int:
+    """Mark replies a crash left ``pending``/``streaming`` as ``failed`` ("interrupted").
+
+    Called once at start-up, before any turn runs: one process serves a bot token, so no
+    reply can legitimately be in flight then. Their text stays as stored (it may be partial).
+    """
+    result = await session.execute(
+        update(Turn)
+        .where(
+            Turn.role == TurnRole.ASSISTANT.value,
+            Turn.status.in_([TurnStatus.PENDING.value, TurnStatus.STREAMING.value]),
+        )
+        .values(status=TurnStatus.FAILED.value, error_code="interrupted", finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # --- processed events ------------------------------------------------------------------

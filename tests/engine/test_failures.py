@@ -131,3 +131,25 @@ async def test_drain_waits_then_stops_what_is_left(h: Harness) -> None:
     assert (await statuses(h, out.conversation_id))[-1] == ("assistant", "stopped")
     late, late_sink = await h.turn(text="anyone?")
     assert late.status == "refused" and late_sink.shown == texts.SHUTTING_DOWN
+
+
+async def test_replies_interrupted_by_a_crash_are_marked_failed_at_start_up(h: Harness) -> None:
+    await h.turn(audio=Audio(voice(2.0)))
+    # A crash mid-reply: the process died with the assistant turn still "streaming".
+    h.fake.queue_reply(chunks=["half an ans"], chunk_delay=0.01)
+    out, _ = await h.turn(text="tell me more")
+    stored = await h.turns(out.conversation_id)  # type: ignore[arg-type]
+    async with h.db.sessions.begin() as s:
+        crashed = await s.get(type(stored[3]), stored[3].id)
+        assert crashed is not None
+        crashed.status = "streaming"
+
+    assert await h.engine.recover() == 1
+    stored = await h.turns(out.conversation_id)  # type: ignore[arg-type]
+    assert (stored[3].status, stored[3].error_code, stored[3].text) == (
+        "failed", "interrupted", "half an ans",
+    )
+    assert stored[3].finished_at is not None
+    assert await h.engine.recover() == 0  # idempotent
+    # The half reply never goes back to the model as a complete answer.
+    await followup_sees_no_failed_turns(h, complete_pairs=1)
