@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -18,6 +18,12 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.metrics import Metrics
 from bot.storage.database import Database
+
+if TYPE_CHECKING:
+    from bot.audio.pipeline import AudioPipeline
+    from bot.engine.service import Engine
+    from bot.http.server import HttpServer
+    from bot.llm.client import DashScopeClient
 
 log = structlog.get_logger(__name__)
 
@@ -47,17 +53,15 @@ class Core:
     settings: Settings
     database: Database
     metrics: Metrics
-    model_client: object
-    audio: object
-    engine: object
-    closers: list[object] = field(default_factory=list)
+    model_client: DashScopeClient
+    audio: AudioPipeline
+    engine: Engine
 
     async def aclose(self) -> None:
-        for closer in reversed(self.closers):
-            with contextlib.suppress(Exception):
-                result = closer.aclose()  # type: ignore[attr-defined]
-                if asyncio.iscoroutine(result):
-                    await result
+        with contextlib.suppress(Exception):
+            await self.model_client.aclose()
+        with contextlib.suppress(Exception):
+            await self.audio.aclose()
         await self.database.dispose()
 
 
@@ -151,11 +155,10 @@ async def build_core(settings: Settings, *, migrate: bool | None = None) -> Core
         model_client=model_client,
         audio=audio,
         engine=engine,
-        closers=[model_client, audio],
     )
 
 
-def build_platforms(core: Core, http: object) -> list[Platform]:
+def build_platforms(core: Core, http: HttpServer) -> list[Platform]:
     """The adapters whose credentials are set (imported only then)."""
     platforms: list[Platform] = []
     settings = core.settings
@@ -206,9 +209,7 @@ async def run_forever(settings: Settings) -> int:
     return 0
 
 
-async def _shutdown(*, core: Core, http: object, platforms: list[Platform]) -> None:
-    from bot.http.server import HttpServer
-
+async def _shutdown(*, core: Core, http: HttpServer, platforms: list[Platform]) -> None:
     async def stop_platform(platform: Platform) -> None:
         try:
             await asyncio.wait_for(platform.stop(), timeout=SHUTDOWN_SECONDS / 2)
@@ -216,10 +217,7 @@ async def _shutdown(*, core: Core, http: object, platforms: list[Platform]) -> N
             log.warning("platform.stop_failed", platform=platform.name, error=type(exc).__name__)
 
     await asyncio.gather(*(stop_platform(p) for p in platforms))
-    drain = getattr(core.engine, "drain", None)
-    if drain is not None:
-        with contextlib.suppress(Exception):
-            await drain(timeout=SHUTDOWN_SECONDS / 2)
-    if isinstance(http, HttpServer):
-        await http.stop()
+    with contextlib.suppress(Exception):
+        await core.engine.drain(timeout=SHUTDOWN_SECONDS / 2)
+    await http.stop()
     await core.aclose()
