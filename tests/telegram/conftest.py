@@ -125,6 +125,15 @@ class Harness:
     async def until(self, predicate: Callable[[], Any], within: float = 20.0) -> Any:
         return await self.tg.wait_for(predicate, within=within)
 
+    def idle(self) -> bool:
+        """No turn in flight in any running bot (so what the chat shows is final)."""
+        return not any(b.platform.context.running for b in self.bots if not b.stopped)
+
+    async def replies(self, chat: dict[str, Any], count: int) -> list[str]:
+        """Wait for ``count`` bot messages in ``chat``, final (not mid-stream); their texts."""
+        await self.until(lambda: len(self.tg.sent(chat["id"])) >= count and self.idle())
+        return self.tg.sent_texts(chat["id"])
+
 
 @pytest.fixture
 async def harness(
