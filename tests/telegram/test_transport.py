@@ -8,6 +8,8 @@ from typing import Any
 
 import aiohttp
 
+from bot import texts
+from tests.fakes.dashscope import Reply
 from tests.telegram.conftest import WEBHOOK_SECRET, Harness, Running
 
 
@@ -115,3 +117,19 @@ async def test_wrong_token_is_unauthorized(harness: Harness) -> None:
     async with aiohttp.ClientSession() as client, client.post(url) as resp:
         assert resp.status == 401
         assert (await resp.json())["description"] == "Unauthorized"
+
+
+async def test_shutdown_closes_a_reply_in_flight(harness: Harness) -> None:
+    tg = harness.tg
+    bot = await harness.start()
+    ann = harness.user()
+    chat = harness.private(ann)
+    harness.ds.queue(Reply(chunks=[f"word{i} " for i in range(200)], chunk_delay=0.05))
+    tg.inject(message=tg.message(chat=chat, user=ann, text="talk for a long time"))
+    await harness.until(lambda: tg.calls_of("sendMessageDraft"))
+    await bot.stop()
+    # The reply was finalised (stopped) while the session could still deliver it.
+    final = tg.sent_texts(chat["id"])
+    assert len(final) == 1
+    assert final[0].endswith(texts.REPLY_STOPPED)
+    assert bot.platform.bot.session._session is None or bot.platform.bot.session._session.closed

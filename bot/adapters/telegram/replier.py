@@ -37,7 +37,8 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 TYPING_EVERY = 4.5  # a chat action lasts at most 5 s
-FINAL_ATTEMPTS = 6  # 429s tolerated while delivering the final text
+FINAL_ATTEMPTS = 6
+DRAFT_KEEPALIVE = 20.0  # 429s tolerated while delivering the final text
 
 _NOT_MODIFIED = "message is not modified"
 _ENTITY_ERRORS = ("can't parse entities", "entity", "entities")
@@ -50,6 +51,8 @@ class RateLimited(Exception):
 
 class _Replier:
     """Typing indicator, the update pump, and careful Telegram calls; subclasses deliver."""
+
+    keepalive: float | None = None  # re-push the same text after this many idle seconds
 
     def __init__(
         self,
@@ -127,7 +130,10 @@ class _Replier:
     async def _pump(self) -> None:
         """Push the latest text whenever the chat's pace allows, until closing."""
         while not self._closing.is_set():
-            await self._dirty.wait()
+            try:
+                await asyncio.wait_for(self._dirty.wait(), timeout=self.keepalive)
+            except TimeoutError:
+                self._dirty.set()  # nothing new for a while: show the same text again
             delay = self._pacer.delay(self.chat_id)
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
@@ -297,6 +303,9 @@ class DraftReplier(_Replier):
     Parts of a long reply that are complete (all but the last 4096-unit chunk) are sent
     as messages as soon as they are, and the draft carries on with the rest.
     """
+
+    # A draft is a preview of about 30 s; refresh it if the model pauses that long.
+    keepalive = DRAFT_KEEPALIVE
 
     def __init__(self, *, draft_pacer: Pacer, **kwargs: Any) -> None:
         super().__init__(**kwargs)
