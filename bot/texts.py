@@ -13,7 +13,9 @@ ERROR_GENERIC = "Something went wrong on my side. Please try again in a moment."
 ACCESS_DENIED = "Sorry, this bot is private and not open to you here."
 NOT_ADMIN = "Only this chat's admins can change that."
 USER_RATE_LIMITED = "You're sending messages faster than I can answer. Please slow down a little."
-USER_RATE_LIMITED_WAIT = "You're sending messages faster than I can answer. Try again in {seconds} s."
+USER_RATE_LIMITED_WAIT = (
+    "You're sending messages faster than I can answer. Try again in {seconds} s."
+)
 UNSUPPORTED_REQUEST = "The current model can't do that."
 UNKNOWN_MODEL = "I don't know that model."
 UNKNOWN_MODEL_NAMED = "I don't know the model “{model}”. Choose one of: {allowed}."
@@ -39,7 +41,9 @@ MODEL_QUOTA = "The model's quota is used up or access was denied. Please tell th
 MODEL_NOT_FOUND = "That model isn't available right now. An admin can pick another with /model."
 MODEL_BAD_REQUEST = "The model couldn't accept this request."
 MODEL_PAYLOAD_TOO_LARGE = "That recording is too large to send to the model (10 MB limit)."
-CONTENT_FILTERED = "The model declined to answer because the content was flagged by its safety filter."
+CONTENT_FILTERED = (
+    "The model declined to answer because the content was flagged by its safety filter."
+)
 MODEL_RATE_LIMITED = "The model is busy right now. Please try again in a minute."
 MODEL_SERVER_ERROR = "The model service had a problem. Please try again in a moment."
 MODEL_TIMEOUT = "The model took too long to answer. Please try again."
