@@ -52,12 +52,10 @@ MODEL_CONNECTION_LOST = "The connection to the model broke off. Please try again
 # --- conversation engine -------------------------------------------------------------
 # Sent to the model (not shown): the instruction for audio alone on models without voice chat.
 VOICE_CHAT_INSTRUCTION = (
-    "Listen to this voice message and reply to what the speaker says, "
-    "in the language they speak."
+    "Listen to this voice message and reply to what the speaker says, in the language they speak."
 )
 TEXT_TOO_LONG = (
-    "Your message and this chat's system prompt are too long for the model. Please shorten "
-    "them."
+    "Your message and this chat's system prompt are too long for the model. Please shorten them."
 )
 NO_ROOM_FOR_AUDIO = (
     "This chat's system prompt leaves no room for audio with this model. "
@@ -65,12 +63,10 @@ NO_ROOM_FOR_AUDIO = (
 )
 NOTHING_TO_ANSWER = "Send me a voice message, or ask me something about one."
 NEEDS_AUDIO_ASR = (
-    "{model} only transcribes audio. Send a voice message, or choose another model with "
-    "/model."
+    "{model} only transcribes audio. Send a voice message, or choose another model with /model."
 )
 NEEDS_AUDIO_CAPTION = (
-    "{model} only describes audio. Send a recording, or choose another model with "
-    "/model."
+    "{model} only describes audio. Send a recording, or choose another model with /model."
 )
 INSTRUCTION_IGNORED = "{model} doesn't follow instructions, so I didn't use your text."
 ASR_DETECTED = "Detected {details}."
@@ -96,8 +92,7 @@ SETTINGS_NOT_SET = "not set"
 SETTINGS_ON = "on"
 SETTINGS_OFF = "off"
 SETTINGS_HOW_TO_CHANGE = (
-    "Change one with “settings KEY VALUE” (VALUE “default” resets it). Admins only in "
-    "groups."
+    "Change one with “settings KEY VALUE” (VALUE “default” resets it). Admins only in groups."
 )
 GROUP_POLICY_MENTION = "answers when mentioned or replied to"
 GROUP_POLICY_ALL_VOICE = "answers every voice message"
@@ -178,9 +173,7 @@ TELEGRAM_GROUP_HELP = (
 TELEGRAM_MODEL_PICK = "Admins can choose with the buttons below, or with /model NAME."
 TELEGRAM_POLICY_MENTION = "In groups: only when mentioned or replied to"
 TELEGRAM_POLICY_ALL_VOICE = "In groups: every voice message"
-TELEGRAM_FORGET_CONFIRM = (
-    "Delete this chat's stored conversations and audio? This can't be undone."
-)
+TELEGRAM_FORGET_CONFIRM = "Delete this chat's stored conversations and audio? This can't be undone."
 TELEGRAM_FORGET_YES = "Yes, delete"
 TELEGRAM_FORGET_NO = "Cancel"
 TELEGRAM_FORGET_CANCELLED = "Nothing was deleted."

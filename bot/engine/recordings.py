@@ -63,13 +63,18 @@ async def prepare_audio(
     if key:
         async with sessions() as session:
             stored = await repo.find_recording(session, chat_id=chat_row_id, source_key=key)
-        if stored is not None and stored.clips and all(
-            c.duration <= spec.clip_seconds + _WINDOW_TOLERANCE for c in stored.clips
+        if (
+            stored is not None
+            and stored.clips
+            and all(c.duration <= spec.clip_seconds + _WINDOW_TOLERANCE for c in stored.clips)
         ):
             clips = tuple(
                 PreparedClip(
-                    data=c.data, format=c.format, start=c.start_seconds,
-                    duration=c.duration, sha256=c.sha256,
+                    data=c.data,
+                    format=c.format,
+                    start=c.start_seconds,
+                    duration=c.duration,
+                    sha256=c.sha256,
                 )
                 for c in stored.clips
             )

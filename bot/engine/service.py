@@ -154,7 +154,9 @@ class Engine:
     async def new_conversation(self, chat: ChatRef, thread_key: str | None) -> None:
         """Start a fresh conversation (``/new``), after any turn already queued there."""
         key = conversation_key(
-            platform=chat.platform, chat_id=chat.chat_id, thread_key=thread_key,
+            platform=chat.platform,
+            chat_id=chat.chat_id,
+            thread_key=thread_key,
             conversation_id=None,
         )
         async with self._locks.hold(key), self.database.sessions() as session, session.begin():
@@ -194,7 +196,10 @@ class Engine:
                 clean[key] = coerce_value(key, value)
         async with self.database.sessions() as session, session.begin():
             row = await repo.get_or_create_chat(
-                session, platform=chat.platform, external_id=chat.chat_id, kind=chat.kind,
+                session,
+                platform=chat.platform,
+                external_id=chat.chat_id,
+                kind=chat.kind,
                 title=chat.title,
             )
             stored = await repo.get_or_create_chat_settings(session, row.id)
@@ -223,8 +228,11 @@ class Engine:
             row = await repo.find_chat(session, platform=chat.platform, external_id=chat.chat_id)
             counts = await repo.forget_chat(session, chat_id=row.id) if row else ForgetCounts()
         log.info(
-            "chat.forgotten", platform=chat.platform, conversations=counts.conversations,
-            turns=counts.turns, clips=counts.audio_clips,
+            "chat.forgotten",
+            platform=chat.platform,
+            conversations=counts.conversations,
+            turns=counts.turns,
+            clips=counts.audio_clips,
         )
         return counts
 

@@ -74,7 +74,10 @@ async def load_context(db: Database, settings: Settings, turn: IncomingTurn) -> 
     thread_key = turn.thread_key or ""
     async with db.sessions() as session, session.begin():
         row = await repo.get_or_create_chat(
-            session, platform=chat.platform, external_id=chat.chat_id, kind=chat.kind,
+            session,
+            platform=chat.platform,
+            external_id=chat.chat_id,
+            kind=chat.kind,
             title=chat.title,
         )
         view = effective(
@@ -93,9 +96,7 @@ async def load_context(db: Database, settings: Settings, turn: IncomingTurn) -> 
                 raise ConversationNotFound(f"conversation {turn.conversation_id}")
         else:
             if turn.fresh_conversation:
-                await repo.close_open_conversations(
-                    session, chat_id=row.id, thread_key=thread_key
-                )
+                await repo.close_open_conversations(session, chat_id=row.id, thread_key=thread_key)
             conv = await repo.open_conversation(session, chat_id=row.id, thread_key=thread_key)
         turns = await repo.conversation_turns(session, conv.id)
         return TurnContext(

@@ -42,9 +42,7 @@ class StreamState:
 
 
 def has_usage(usage: Usage) -> bool:
-    return any(
-        v is not None for v in (usage.input_tokens, usage.output_tokens, usage.audio_tokens)
-    )
+    return any(v is not None for v in (usage.input_tokens, usage.output_tokens, usage.audio_tokens))
 
 
 async def stream_reply(

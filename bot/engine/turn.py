@@ -189,8 +189,11 @@ async def run_turn(
         error = ModelError("empty reply", user_message=texts.EMPTY_REPLY)
 
     status = (
-        TurnStatus.FAILED if error is not None
-        else TurnStatus.STOPPED if stopped else TurnStatus.COMPLETE
+        TurnStatus.FAILED
+        if error is not None
+        else TurnStatus.STOPPED
+        if stopped
+        else TurnStatus.COMPLETE
     )
     if state.finish_reason == "length" and status is TurnStatus.COMPLETE:
         notes.append(texts.REPLY_CUT_AT_LIMIT)
@@ -287,6 +290,9 @@ async def _audio_failed(
     shown = await safe_fail(sink, error, "")
     deps.metrics.turns.labels(*labels, "failed").inc()
     return TurnOutcome(
-        status="failed", conversation_id=ctx.conversation_id, user_turn_id=user_turn_id,
-        error=error, message_ids=shown,
+        status="failed",
+        conversation_id=ctx.conversation_id,
+        user_turn_id=user_turn_id,
+        error=error,
+        message_ids=shown,
     )

@@ -160,9 +160,7 @@ async def next_seq(session: AsyncSession, conversation_id: int) -> int:
     return int(current or 0) + 1
 
 
-async def clip_data(
-    session: AsyncSession, clip_ids: Sequence[int]
-) -> dict[int, tuple[bytes, str]]:
+async def clip_data(session: AsyncSession, clip_ids: Sequence[int]) -> dict[int, tuple[bytes, str]]:
     """Bytes and format of the given clips (loaded only for the clips a request carries)."""
     if not clip_ids:
         return {}

@@ -202,7 +202,10 @@ async def engine_factory(
         )
         closers.extend([client, pipeline])
         engine = Engine(
-            settings=settings, database=db, model_client=client, audio=pipeline,
+            settings=settings,
+            database=db,
+            model_client=client,
+            audio=pipeline,
             metrics=Metrics(),
         )
         return Harness(engine=engine, fake=dashscope_fake, db=db)

@@ -17,9 +17,7 @@ from tests.fakes.dashscope import FakeDashScope
 
 
 @pytest.fixture
-def run(
-    dashscope_fake: FakeDashScope, db_url: str, tmp_path: Path
-) -> object:
+def run(dashscope_fake: FakeDashScope, db_url: str, tmp_path: Path) -> object:
     env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
     env.update(
         DATABASE_URL=db_url,
@@ -31,7 +29,12 @@ def run(
     def voicebot(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "bot", "ask", *args],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
 
     return voicebot

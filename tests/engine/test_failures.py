@@ -62,8 +62,10 @@ async def test_model_error_before_any_text(h: Harness) -> None:
     assert sink.shown == texts.CONTENT_FILTERED and sink.partial == ""
     stored = await h.turns(out.conversation_id)  # type: ignore[arg-type]
     assert [(t.role, t.status) for t in stored] == [
-        ("user", "complete"), ("assistant", "complete"),
-        ("user", "complete"), ("assistant", "failed"),
+        ("user", "complete"),
+        ("assistant", "complete"),
+        ("user", "complete"),
+        ("assistant", "failed"),
     ]
     assert stored[3].error_code == "DataInspectionFailed" and stored[3].text is None
     assert len(stored[2].clips) == 1  # the user's audio was kept
@@ -79,7 +81,9 @@ async def test_error_in_the_middle_of_the_stream_keeps_the_partial_text(h: Harne
     assert sink.shown == texts.MODEL_SERVER_ERROR
     stored = await h.turns(out.conversation_id)  # type: ignore[arg-type]
     assert (stored[1].status, stored[1].text, stored[1].error_code) == (
-        "failed", "Hello", "InternalError",
+        "failed",
+        "Hello",
+        "InternalError",
     )
     await followup_sees_no_failed_turns(h, complete_pairs=0)
 
@@ -147,7 +151,9 @@ async def test_replies_interrupted_by_a_crash_are_marked_failed_at_start_up(h: H
     assert await h.engine.recover() == 1
     stored = await h.turns(out.conversation_id)  # type: ignore[arg-type]
     assert (stored[3].status, stored[3].error_code, stored[3].text) == (
-        "failed", "interrupted", "half an ans",
+        "failed",
+        "interrupted",
+        "half an ans",
     )
     assert stored[3].finished_at is not None
     assert await h.engine.recover() == 0  # idempotent

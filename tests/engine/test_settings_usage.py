@@ -68,7 +68,8 @@ async def test_models_outside_the_allow_list_are_refused(engine_factory: object)
         ALLOWED_MODELS="qwen-audio-turbo-latest,qwen3-asr-flash"
     )
     assert [m.name for m in h.engine.allowed_models] == [
-        "qwen-audio-turbo-latest", "qwen3-asr-flash",
+        "qwen-audio-turbo-latest",
+        "qwen3-asr-flash",
     ]
     with pytest.raises(UnknownModel) as err:
         await h.engine.update_settings(PRIVATE, "7", Admins(), model="qwen-audio-chat")
@@ -99,7 +100,10 @@ async def test_usage_and_forget(h: Harness) -> None:
         await h.engine.forget(GROUP, "7", Admins())
     counts = await h.engine.forget(PRIVATE, "7", Admins())
     assert (counts.conversations, counts.turns, counts.audio_clips, counts.usage_entries) == (
-        1, 6, 2, 3,
+        1,
+        6,
+        2,
+        3,
     )
     assert await h.all_turns() == [] and await h.clips() == []
     assert presenters.usage_summary(await h.engine.usage(PRIVATE)) == texts.USAGE_EMPTY

@@ -54,8 +54,9 @@ async def test_multi_turn_conversation_resends_exactly_the_stored_audio_and_text
         "And the speaker's mood?",
     ]
     assert user_audio(r3) == [(1, 4.0), (3, 6.0)]
-    assert h.fake.requests[2].body["input"]["messages"][1]["content"][0]["audio"] == (
-        r1.body["input"]["messages"][1]["content"][0]["audio"]
+    assert (
+        h.fake.requests[2].body["input"]["messages"][1]["content"][0]["audio"]
+        == (r1.body["input"]["messages"][1]["content"][0]["audio"])
     )
 
     stored = await h.turns(first.conversation_id)  # type: ignore[arg-type]
@@ -117,8 +118,13 @@ async def test_model_switch_mid_conversation(h: Harness) -> None:
 
     # An ASR model: single turn, language/ITN from the settings, system prompt as context.
     await h.engine.update_settings(
-        h_chat(), "7", Admin(), model="qwen3-asr-flash", asr_language="en",
-        asr_enable_itn=True, system_prompt="Names: Qwen",
+        h_chat(),
+        "7",
+        Admin(),
+        model="qwen3-asr-flash",
+        asr_language="en",
+        asr_enable_itn=True,
+        system_prompt="Names: Qwen",
     )
     h.fake.queue_reply(chunks=["hello qwen"], language="en", emotion="happy")
     out, sink = await h.turn(audio=Audio(voice(2.0, seed=3)), text="please transcribe")
@@ -141,7 +147,9 @@ async def test_model_switch_mid_conversation(h: Harness) -> None:
     assert user_audio(req) == [(0, 3.0), (2, 2.0), (4, 2.0)]
     stored = await h.turns(out.conversation_id)  # type: ignore[arg-type]
     assert [t.model for t in stored if t.role == "assistant"] == [
-        "qwen-audio-turbo-latest", "qwen-audio-turbo", "qwen3-asr-flash",
+        "qwen-audio-turbo-latest",
+        "qwen-audio-turbo",
+        "qwen3-asr-flash",
         "qwen-audio-turbo-latest",
     ]
 
@@ -244,7 +252,10 @@ async def test_settings_reach_the_request(h: Harness) -> None:
     out, sink = await h.turn(text="count")
     params = h.fake.last_request.parameters
     assert (params["temperature"], params["top_p"], params["top_k"], params["seed"]) == (
-        0.3, 0.9, 5, 42,
+        0.3,
+        0.9,
+        5,
+        42,
     )
     assert params["max_tokens"] == 4
     assert out.reply is not None and out.reply.finish_reason == "length"

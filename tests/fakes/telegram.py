@@ -319,8 +319,11 @@ class FakeTelegram:
         elif thread_id is not None and chat.get("is_forum"):
             # As Telegram does: a topic message "replies" to the topic's creation message.
             msg["reply_to_message"] = {
-                "message_id": thread_id, "date": msg["date"], "chat": chat,
-                "from": user or self.user(1), "message_thread_id": thread_id,
+                "message_id": thread_id,
+                "date": msg["date"],
+                "chat": chat,
+                "from": user or self.user(1),
+                "message_thread_id": thread_id,
                 "is_topic_message": True,
                 "forum_topic_created": {"name": f"Topic {thread_id}", "icon_color": 7322096},
             }

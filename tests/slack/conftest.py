@@ -60,8 +60,14 @@ class SlackBot:
     """The running bot, and ways to talk to it like Slack does."""
 
     def __init__(
-        self, *, mode: str, fake: FakeSlack, dashscope: FakeDashScope, core: Core,
-        http: HttpServer, platform: SlackPlatform,
+        self,
+        *,
+        mode: str,
+        fake: FakeSlack,
+        dashscope: FakeDashScope,
+        core: Core,
+        http: HttpServer,
+        platform: SlackPlatform,
     ) -> None:
         self.mode = mode
         self.fake = fake
@@ -91,6 +97,7 @@ class SlackBot:
 
     async def turns(self, count: int = 1, within: float = 30.0) -> list[TurnOutcome]:
         """Wait until ``count`` turns have finished (replies final, stored)."""
+
         async def wait() -> None:
             async with self._turns:
                 await self._turns.wait_for(lambda: len(self.outcomes) >= count)
@@ -113,8 +120,13 @@ class SlackBot:
     # --- raw deliveries -----------------------------------------------------------------
 
     async def post(
-        self, body: str, *, content_type: str, headers: dict[str, str] | None = None,
-        signed: bool = True, timestamp: int | None = None,
+        self,
+        body: str,
+        *,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        signed: bool = True,
+        timestamp: int | None = None,
     ) -> aiohttp.ClientResponse:
         """POST to /slack/events as Slack would (signed unless told otherwise)."""
         all_headers = {"Content-Type": content_type, **(headers or {})}
@@ -133,21 +145,31 @@ class SlackBot:
             "type": "event_callback",
             "event_id": event_id or f"Ev{uuid.uuid4().hex[:10].upper()}",
             "event_time": int(time.time()),
-            "authorizations": [{
-                "team_id": TEAM, "user_id": self.fake.bot_user_id, "is_bot": True,
-                "is_enterprise_install": False,
-            }],
+            "authorizations": [
+                {
+                    "team_id": TEAM,
+                    "user_id": self.fake.bot_user_id,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
             "is_ext_shared_channel": False,
         }
 
     async def send_event(
-        self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int = 0,
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        retry_num: int = 0,
     ) -> str:
         """Deliver an Events API event; returns its event id."""
         body = self.event_body(event, event_id=event_id)
         if self.mode == "socket":
             env = await self.fake.send_envelope(
-                "events_api", body, retry_attempt=retry_num,
+                "events_api",
+                body,
+                retry_attempt=retry_num,
                 retry_reason="timeout" if retry_num else "",
             )
             await self.fake.wait_ack(env)
@@ -155,32 +177,47 @@ class SlackBot:
             headers = {}
             if retry_num:
                 headers = {
-                    "X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout",
+                    "X-Slack-Retry-Num": str(retry_num),
+                    "X-Slack-Retry-Reason": "http_timeout",
                 }
-            resp = await self.post(json.dumps(body), content_type="application/json",
-                                   headers=headers)
+            resp = await self.post(
+                json.dumps(body), content_type="application/json", headers=headers
+            )
             assert resp.status == 200
         return str(body["event_id"])
 
     async def command(
-        self, text: str, *, user: str = USER, channel: str = DM,
+        self,
+        text: str,
+        *,
+        user: str = USER,
+        channel: str = DM,
         channel_name: str = "directmessage",
     ) -> dict[str, Any]:
         """Run ``/voicebot text``; returns the ephemeral answer posted to response_url."""
         key = uuid.uuid4().hex
         payload = {
-            "token": "verification-token", "team_id": TEAM, "team_domain": "fake",
-            "channel_id": channel, "channel_name": channel_name, "user_id": user,
-            "user_name": user.lower(), "command": "/voicebot", "text": text,
-            "api_app_id": "A0APP", "is_enterprise_install": "false",
-            "response_url": self.fake.response_url(key), "trigger_id": f"tr.{key}",
+            "token": "verification-token",
+            "team_id": TEAM,
+            "team_domain": "fake",
+            "channel_id": channel,
+            "channel_name": channel_name,
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/voicebot",
+            "text": text,
+            "api_app_id": "A0APP",
+            "is_enterprise_install": "false",
+            "response_url": self.fake.response_url(key),
+            "trigger_id": f"tr.{key}",
         }
         if self.mode == "socket":
             env = await self.fake.send_envelope("slash_commands", payload)
             await self.fake.wait_ack(env)
         else:
-            resp = await self.post(urlencode(payload),
-                                   content_type="application/x-www-form-urlencoded")
+            resp = await self.post(
+                urlencode(payload), content_type="application/x-www-form-urlencoded"
+            )
             assert resp.status == 200
         await self.fake.wait_for(lambda: any(r["_key"] == key for r in self.fake.responses))
         return next(r for r in self.fake.responses if r["_key"] == key)
@@ -190,38 +227,67 @@ class SlackBot:
             env = await self.fake.send_envelope("interactive", payload)
             await self.fake.wait_ack(env)
         else:
-            resp = await self.post(urlencode({"payload": json.dumps(payload)}),
-                                   content_type="application/x-www-form-urlencoded")
+            resp = await self.post(
+                urlencode({"payload": json.dumps(payload)}),
+                content_type="application/x-www-form-urlencoded",
+            )
             assert resp.status == 200
 
     # --- Slack-shaped events --------------------------------------------------------------
 
     def file_message(
-        self, file: dict[str, Any], *, channel: str = DM, text: str = "", user: str = USER,
-        thread_ts: str | None = None, ts: str | None = None,
+        self,
+        file: dict[str, Any],
+        *,
+        channel: str = DM,
+        text: str = "",
+        user: str = USER,
+        thread_ts: str | None = None,
+        ts: str | None = None,
     ) -> dict[str, Any]:
         """A ``message``/``file_share`` event, also stored in the fake's history."""
-        stored = self.fake.seed_message(channel, text=text, user=user, thread_ts=thread_ts,
-                                        files=[file], ts=ts)
+        stored = self.fake.seed_message(
+            channel, text=text, user=user, thread_ts=thread_ts, files=[file], ts=ts
+        )
         event = {
-            "type": "message", "subtype": "file_share", "text": text, "user": user,
-            "files": [file], "upload": False, "display_as_bot": False, "ts": stored.ts,
-            "channel": channel, "channel_type": _channel_type(channel),
-            "event_ts": stored.ts, "team": TEAM, "client_msg_id": str(uuid.uuid4()),
+            "type": "message",
+            "subtype": "file_share",
+            "text": text,
+            "user": user,
+            "files": [file],
+            "upload": False,
+            "display_as_bot": False,
+            "ts": stored.ts,
+            "channel": channel,
+            "channel_type": _channel_type(channel),
+            "event_ts": stored.ts,
+            "team": TEAM,
+            "client_msg_id": str(uuid.uuid4()),
         }
         if thread_ts:
             event["thread_ts"] = thread_ts
         return event
 
     def text_message(
-        self, text: str, *, channel: str = DM, user: str = USER, thread_ts: str | None = None,
-        ts: str | None = None, kind: str = "message",
+        self,
+        text: str,
+        *,
+        channel: str = DM,
+        user: str = USER,
+        thread_ts: str | None = None,
+        ts: str | None = None,
+        kind: str = "message",
     ) -> dict[str, Any]:
-        stored = self.fake.seed_message(channel, text=text, user=user, thread_ts=thread_ts,
-                                        ts=ts)
+        stored = self.fake.seed_message(channel, text=text, user=user, thread_ts=thread_ts, ts=ts)
         event = {
-            "type": kind, "text": text, "user": user, "ts": stored.ts, "channel": channel,
-            "event_ts": stored.ts, "team": TEAM, "client_msg_id": str(uuid.uuid4()),
+            "type": kind,
+            "text": text,
+            "user": user,
+            "ts": stored.ts,
+            "channel": channel,
+            "event_ts": stored.ts,
+            "team": TEAM,
+            "client_msg_id": str(uuid.uuid4()),
         }
         if kind == "message":
             event["channel_type"] = _channel_type(channel)
@@ -238,7 +304,11 @@ def _channel_type(channel: str) -> str:
 
 
 async def start_bot(
-    *, mode: str, fake: FakeSlack, dashscope: FakeDashScope, database: Database,
+    *,
+    mode: str,
+    fake: FakeSlack,
+    dashscope: FakeDashScope,
+    database: Database,
     **overrides: Any,
 ) -> SlackBot:
     values: dict[str, Any] = {
@@ -270,8 +340,9 @@ async def start_bot(
     await platform.start()
     if mode == "socket":
         await fake.wait_connected()
-    return SlackBot(mode=mode, fake=fake, dashscope=dashscope, core=core, http=http,
-                    platform=platform)
+    return SlackBot(
+        mode=mode, fake=fake, dashscope=dashscope, core=core, http=http, platform=platform
+    )
 
 
 async def stop_bot(bot: SlackBot) -> None:
@@ -286,12 +357,14 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def bot(
-    mode: str, fake_slack: FakeSlack, dashscope_fake: FakeDashScope, db: Database,
+    mode: str,
+    fake_slack: FakeSlack,
+    dashscope_fake: FakeDashScope,
+    db: Database,
 ) -> AsyncIterator[SlackBot]:
     """The running bot in HTTP mode and in Socket Mode, on SQLite and PostgreSQL."""
     fake_slack.add_user(USER)
-    running = await start_bot(mode=mode, fake=fake_slack, dashscope=dashscope_fake,
-                              database=db)
+    running = await start_bot(mode=mode, fake=fake_slack, dashscope=dashscope_fake, database=db)
     try:
         yield running
     finally:
@@ -300,12 +373,13 @@ async def bot(
 
 @pytest.fixture
 async def http_bot(
-    fake_slack: FakeSlack, dashscope_fake: FakeDashScope, db: Database,
+    fake_slack: FakeSlack,
+    dashscope_fake: FakeDashScope,
+    db: Database,
 ) -> AsyncIterator[SlackBot]:
     """HTTP mode only (signature checks)."""
     fake_slack.add_user(USER)
-    running = await start_bot(mode="http", fake=fake_slack, dashscope=dashscope_fake,
-                              database=db)
+    running = await start_bot(mode="http", fake=fake_slack, dashscope=dashscope_fake, database=db)
     try:
         yield running
     finally:

@@ -69,16 +69,24 @@ async def test_channel_settings_need_a_workspace_admin(bot: SlackBot) -> None:
 
 
 async def test_bot_admins_manage_any_channel(
-    fake_slack, dashscope_fake, db  # type: ignore[no-untyped-def]
+    fake_slack,
+    dashscope_fake,
+    db,  # type: ignore[no-untyped-def]
 ) -> None:
     from tests.slack.conftest import start_bot, stop_bot
 
     fake_slack.add_user(USER)
-    bot = await start_bot(mode="http", fake=fake_slack, dashscope=dashscope_fake, database=db,
-                          BOT_ADMINS="slack:U0USER")
+    bot = await start_bot(
+        mode="http",
+        fake=fake_slack,
+        dashscope=dashscope_fake,
+        database=db,
+        BOT_ADMINS="slack:U0USER",
+    )
     try:
-        answer = await bot.command("model qwen2-audio-instruct", channel=CHANNEL,
-                                   channel_name="general")
+        answer = await bot.command(
+            "model qwen2-audio-instruct", channel=CHANNEL, channel_name="general"
+        )
         assert answer["text"] == "Model set to qwen2-audio-instruct."
     finally:
         await stop_bot(bot)

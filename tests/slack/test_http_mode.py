@@ -12,9 +12,13 @@ from tests.slack.conftest import DM, SlackBot, clip
 async def test_bad_signature_is_refused_and_nothing_happens(http_bot: SlackBot) -> None:
     body = json.dumps(http_bot.event_body(http_bot.file_message(http_bot.fake.add_file(clip()))))
     resp = await http_bot.post(
-        body, content_type="application/json", signed=False,
-        headers={"X-Slack-Request-Timestamp": str(int(time.time())),
-                 "X-Slack-Signature": "v0=" + "0" * 64},
+        body,
+        content_type="application/json",
+        signed=False,
+        headers={
+            "X-Slack-Request-Timestamp": str(int(time.time())),
+            "X-Slack-Signature": "v0=" + "0" * 64,
+        },
     )
     assert resp.status == 401
     unsigned = await http_bot.post(body, content_type="application/json", signed=False)
@@ -25,8 +29,9 @@ async def test_bad_signature_is_refused_and_nothing_happens(http_bot: SlackBot) 
 
 async def test_old_timestamp_is_refused(http_bot: SlackBot) -> None:
     body = json.dumps(http_bot.event_body(http_bot.file_message(http_bot.fake.add_file(clip()))))
-    resp = await http_bot.post(body, content_type="application/json",
-                               timestamp=int(time.time()) - 10 * 60)
+    resp = await http_bot.post(
+        body, content_type="application/json", timestamp=int(time.time()) - 10 * 60
+    )
     assert resp.status == 401
     await asyncio.sleep(0.3)
     assert not http_bot.fake.bot_messages()
@@ -37,7 +42,8 @@ async def test_url_verification_challenge(http_bot: SlackBot) -> None:
         {"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV", "type": "url_verification"}
     )
     async with http_bot._session.post(
-        http_bot.url, data=body,
+        http_bot.url,
+        data=body,
         headers={"Content-Type": "application/json", **_sign(body)},
     ) as resp:
         assert resp.status == 200
@@ -45,7 +51,10 @@ async def test_url_verification_challenge(http_bot: SlackBot) -> None:
 
 
 async def test_retry_of_an_event_already_answered_across_restart(
-    http_bot: SlackBot, fake_slack, dashscope_fake, db  # type: ignore[no-untyped-def]
+    http_bot: SlackBot,
+    fake_slack,
+    dashscope_fake,
+    db,  # type: ignore[no-untyped-def]
 ) -> None:
     from tests.slack.conftest import start_bot, stop_bot
 

@@ -68,8 +68,7 @@ async def test_channel_policy_mentions_and_threads(bot: SlackBot) -> None:
     assert "Prompt: “summarise please”" in reply.text
 
     # In that thread the bot answers without a mention, with the history.
-    await bot.send_event(bot.text_message("and the tone?", channel=CHANNEL,
-                                          thread_ts=event["ts"]))
+    await bot.send_event(bot.text_message("and the tone?", channel=CHANNEL, thread_ts=event["ts"]))
     replies = await bot.replies(CHANNEL, 2)
     assert "History: 1 earlier repl(ies)." in replies[1].text
     assert replies[1].thread_ts == event["ts"]
@@ -87,8 +86,12 @@ async def test_mention_in_thread_holding_a_clip_analyses_that_clip(bot: SlackBot
     await bot.send_event(parent)  # not for the bot
     await asyncio.sleep(0.2)
     assert not bot.dashscope.requests
-    ask = bot.text_message(f"{bot.mention()} who is speaking?", channel=CHANNEL,
-                           thread_ts=parent["ts"], kind="app_mention")
+    ask = bot.text_message(
+        f"{bot.mention()} who is speaking?",
+        channel=CHANNEL,
+        thread_ts=parent["ts"],
+        kind="app_mention",
+    )
     await bot.send_event(ask)
     [reply] = await bot.replies(CHANNEL)
     assert reply.thread_ts == parent["ts"]
@@ -167,8 +170,9 @@ async def test_streaming_unavailable_falls_back_to_post_and_update(bot: SlackBot
     bot.fake.script("chat.startStream", error="not_allowed_token_type", times=1)
     bot.dashscope.queue_reply(chunks=["one ", "two ", "three"], chunk_delay=0.05)
     root = bot.fake.seed_message(CHANNEL, text="root")
-    event = bot.file_message(bot.fake.add_file(clip()), channel=CHANNEL,
-                             text=bot.mention(), thread_ts=root.ts)
+    event = bot.file_message(
+        bot.fake.add_file(clip()), channel=CHANNEL, text=bot.mention(), thread_ts=root.ts
+    )
     await bot.send_event(event)
     [reply] = await bot.replies(CHANNEL)
     assert reply.text == "one two three"
@@ -196,8 +200,13 @@ async def test_engine_errors_become_short_replies_in_the_thread(bot: SlackBot) -
 
 
 async def test_not_audio_is_refused_by_the_pipeline(bot: SlackBot) -> None:
-    f = bot.fake.add_file(b"%PDF-1.4 not audio at all" * 50, name="doc.pdf",
-                          mimetype="application/pdf", filetype="pdf", subtype=None)
+    f = bot.fake.add_file(
+        b"%PDF-1.4 not audio at all" * 50,
+        name="doc.pdf",
+        mimetype="application/pdf",
+        filetype="pdf",
+        subtype=None,
+    )
     await bot.send_event(bot.file_message(f))
     [reply] = await bot.replies(DM)
     assert reply.text == "That doesn't look like an audio or video file."

@@ -11,21 +11,39 @@ from tests.slack.conftest import CHANNEL, TEAM, USER, SlackBot, clip
 
 def shortcut(bot: SlackBot, message: dict[str, Any], channel: str = CHANNEL) -> dict[str, Any]:
     return {
-        "type": "message_action", "token": "verification-token", "action_ts": "1700000000.1",
-        "team": {"id": TEAM, "domain": "fake"}, "user": {"id": USER, "name": "user"},
-        "channel": {"id": channel, "name": "general"}, "is_enterprise_install": False,
-        "callback_id": "ask_about_audio", "trigger_id": f"tr.{uuid.uuid4().hex}",
-        "message_ts": message["ts"], "message": message,
+        "type": "message_action",
+        "token": "verification-token",
+        "action_ts": "1700000000.1",
+        "team": {"id": TEAM, "domain": "fake"},
+        "user": {"id": USER, "name": "user"},
+        "channel": {"id": channel, "name": "general"},
+        "is_enterprise_install": False,
+        "callback_id": "ask_about_audio",
+        "trigger_id": f"tr.{uuid.uuid4().hex}",
+        "message_ts": message["ts"],
+        "message": message,
         "response_url": bot.fake.response_url(),
     }
 
 
 def submission(view: dict[str, Any], question: str) -> dict[str, Any]:
-    view = {**view, "hash": uuid.uuid4().hex, "state": {"values": {
-        "question": {"question_input": {"type": "plain_text_input", "value": question}}}}}
-    return {"type": "view_submission", "team": {"id": TEAM, "domain": "fake"},
-            "user": {"id": USER, "name": "user"}, "view": view, "api_app_id": "A0APP",
-            "trigger_id": f"tr.{uuid.uuid4().hex}"}
+    view = {
+        **view,
+        "hash": uuid.uuid4().hex,
+        "state": {
+            "values": {
+                "question": {"question_input": {"type": "plain_text_input", "value": question}}
+            }
+        },
+    }
+    return {
+        "type": "view_submission",
+        "team": {"id": TEAM, "domain": "fake"},
+        "user": {"id": USER, "name": "user"},
+        "view": view,
+        "api_app_id": "A0APP",
+        "trigger_id": f"tr.{uuid.uuid4().hex}",
+    }
 
 
 async def test_shortcut_opens_modal_and_answers_in_the_clips_thread(bot: SlackBot) -> None:

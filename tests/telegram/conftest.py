@@ -100,7 +100,9 @@ class Harness:
         port = _free_port()
         if overrides.get("TELEGRAM_MODE") == "webhook":
             overrides.setdefault("TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET)
-            overrides.setdefault("TELEGRAM_WEBHOOK_URL", f"http://127.0.0.1:{port}/telegram/webhook")
+            overrides.setdefault(
+                "TELEGRAM_WEBHOOK_URL", f"http://127.0.0.1:{port}/telegram/webhook"
+            )
         settings = self.settings(HTTP_PORT=port, **overrides)
         core = await build_core(settings, migrate=False)
         http = HttpServer(host="127.0.0.1", port=port, database=core.database, metrics=core.metrics)

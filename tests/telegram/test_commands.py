@@ -43,13 +43,19 @@ async def test_model_keyboard_and_callback_recheck_admin(harness: Harness) -> No
     assert "qwen-audio-turbo-latest (current)" in menu["text"]
 
     # A member pressing a button is refused (checked again on the callback).
-    tg.inject(callback_query=tg.callback_query(message=menu, user=member,
-                                               data="model:qwen2-audio-instruct"))
+    tg.inject(
+        callback_query=tg.callback_query(
+            message=menu, user=member, data="model:qwen2-audio-instruct"
+        )
+    )
     await harness.until(lambda: tg.calls_of("answerCallbackQuery"))
     assert tg.calls_of("answerCallbackQuery")[-1].params["text"] == texts.NOT_ADMIN
 
-    tg.inject(callback_query=tg.callback_query(message=menu, user=admin,
-                                               data="model:qwen2-audio-instruct"))
+    tg.inject(
+        callback_query=tg.callback_query(
+            message=menu, user=admin, data="model:qwen2-audio-instruct"
+        )
+    )
     await harness.until(lambda: len(tg.calls_of("answerCallbackQuery")) == 2)
     assert "qwen2-audio-instruct (current)" in tg.sent(group["id"])[-1]["text"]
 
@@ -155,7 +161,8 @@ async def test_bot_admins_manage_any_chat(harness: Harness) -> None:
     await harness.start(BOT_ADMINS="telegram:900")
     tg = harness.tg
     group = harness.group()
-    tg.inject(message=tg.message(chat=group, user=harness.user(900, "Op"),
-                                 text="/model qwen-audio-chat"))
+    tg.inject(
+        message=tg.message(chat=group, user=harness.user(900, "Op"), text="/model qwen-audio-chat")
+    )
     await harness.replies(group, 1)
     assert tg.sent_texts(group["id"])[-1] == texts.MODEL_CHANGED.format(model="qwen-audio-chat")

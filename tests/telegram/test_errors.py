@@ -30,9 +30,17 @@ async def test_telegram_limit_applies_even_with_a_higher_audio_limit(harness: Ha
     tg = harness.tg
     ann = harness.user()
     chat = harness.private(ann)
-    tg.inject(message=tg.voice_message(chat=chat, user=ann, data=voice(),
-                                       size=DOWNLOAD_LIMIT + 1, kind="document",
-                                       mime_type="audio/mpeg", file_name="long.mp3"))
+    tg.inject(
+        message=tg.voice_message(
+            chat=chat,
+            user=ann,
+            data=voice(),
+            size=DOWNLOAD_LIMIT + 1,
+            kind="document",
+            mime_type="audio/mpeg",
+            file_name="long.mp3",
+        )
+    )
     await harness.replies(chat, 1)
     assert tg.sent_texts(chat["id"])[-1] == texts.AUDIO_TOO_LARGE.format(limit_mb=20)
     assert not tg.calls_of("getFile", ok=None)
@@ -67,8 +75,13 @@ async def test_content_filter_mid_stream_keeps_the_partial_text(
 ) -> None:
     tg = harness.tg
     group = harness.group()
-    harness.ds.queue(Reply(chunks=["Part one ", "part two "], chunk_delay=0.1,
-                           error=StreamError("DataInspectionFailed")))
+    harness.ds.queue(
+        Reply(
+            chunks=["Part one ", "part two "],
+            chunk_delay=0.1,
+            error=StreamError("DataInspectionFailed"),
+        )
+    )
     msg = tg.message(chat=group, user=harness.user(), text=f"@{tg.username} say")
     tg.inject(message=msg)
     await harness.until(lambda: texts.CONTENT_FILTERED in tg.sent_texts(group["id"]))
@@ -85,7 +98,9 @@ async def test_unreadable_audio(harness: Harness, bot: Running) -> None:
     tg.inject(message=tg.voice_message(chat=chat, user=ann, data=b"OggS" + b"\x00" * 300))
     await harness.replies(chat, 1)
     assert tg.sent_texts(chat["id"])[-1] in (
-        texts.AUDIO_UNREADABLE, texts.NOT_AUDIO, texts.AUDIO_EMPTY
+        texts.AUDIO_UNREADABLE,
+        texts.NOT_AUDIO,
+        texts.AUDIO_EMPTY,
     )
     assert not harness.ds.requests
 
@@ -94,8 +109,11 @@ async def test_download_failure_is_explained(harness: Harness, bot: Running) -> 
     tg = harness.tg
     ann = harness.user()
     chat = harness.private(ann)
-    tg.fail_next("getFile", code=400,
-                 description="Bad Request: wrong file_id or the file is temporarily unavailable")
+    tg.fail_next(
+        "getFile",
+        code=400,
+        description="Bad Request: wrong file_id or the file is temporarily unavailable",
+    )
     tg.inject(message=tg.voice_message(chat=chat, user=ann, data=voice()))
     await harness.replies(chat, 1)
     assert tg.sent_texts(chat["id"])[-1] == texts.TELEGRAM_DOWNLOAD_FAILED

@@ -39,8 +39,11 @@ async def test_voice_replying_to_the_bot_and_caption_mention_are_answered(
     await harness.replies(group, 2)
     assert tg.sent_texts(group["id"])[-1].startswith("Heard 1 audio clip(s)")
 
-    tg.inject(message=tg.voice_message(chat=group, user=ann, data=voice(),
-                                       caption=f"@{tg.username} translate this"))
+    tg.inject(
+        message=tg.voice_message(
+            chat=group, user=ann, data=voice(), caption=f"@{tg.username} translate this"
+        )
+    )
     await harness.replies(group, 3)
     assert "Prompt: “translate this”" in tg.sent_texts(group["id"])[-1]
 
@@ -52,8 +55,14 @@ async def test_mention_in_reply_to_anyones_voice_note_analyses_it(
     group = harness.group()
     note = tg.voice_message(chat=group, user=harness.user(222, "Bob"), data=voice(2.0))
     tg.inject(message=note)
-    tg.inject(message=tg.message(chat=group, user=harness.user(), reply_to=note,
-                                 text=f"@{tg.username} what is he saying?"))
+    tg.inject(
+        message=tg.message(
+            chat=group,
+            user=harness.user(),
+            reply_to=note,
+            text=f"@{tg.username} what is he saying?",
+        )
+    )
     await harness.replies(group, 1)
     text = tg.sent_texts(group["id"])[-1]
     assert "Heard 1 audio clip(s): 2.00 s" in text
@@ -106,7 +115,8 @@ async def test_policy_button_rechecks_admin_rights(harness: Harness, bot: Runnin
     await harness.until(lambda: len(tg.calls_of("answerCallbackQuery")) == 2)
     assert texts.GROUP_POLICY_ALL_VOICE in tg.sent(group["id"])[-1]["text"]
     assert {c.params["user_id"] for c in tg.calls_of("getChatMember")} == {
-        str(member["id"]), str(admin["id"])
+        str(member["id"]),
+        str(admin["id"]),
     }
 
 
@@ -126,5 +136,6 @@ async def test_forum_topics_are_separate_conversations(harness: Harness, bot: Ru
     assert [t for t, _ in by_topic] == [10, 10, 20]
     assert "History: 1 earlier" in by_topic[1][1]
     assert "History" not in by_topic[2][1]
-    assert all(c.params.get("message_thread_id") in ("10", "20")
-               for c in tg.calls_of("sendMessage"))
+    assert all(
+        c.params.get("message_thread_id") in ("10", "20") for c in tg.calls_of("sendMessage")
+    )

@@ -28,8 +28,11 @@ async def test_voice_note_streams_drafts_then_final_message(harness: Harness, bo
     assert all(d.params.get("can_stop") is True for d in drafts)
     # The final message comes after the last draft, and nothing uses parse_mode.
     assert tg.calls.index(tg.calls_of("sendMessage")[-1]) > tg.calls.index(drafts[-1])
-    assert all("parse_mode" not in c.raw for c in tg.calls if c.method in
-               ("sendMessage", "sendMessageDraft", "editMessageText"))
+    assert all(
+        "parse_mode" not in c.raw
+        for c in tg.calls
+        if c.method in ("sendMessage", "sendMessageDraft", "editMessageText")
+    )
     # "typing…" before the first text.
     first_action = tg.calls.index(tg.calls_of("sendChatAction")[0])
     assert tg.calls_of("sendChatAction")[0].params["action"] == "typing"
@@ -55,9 +58,16 @@ async def test_other_audio_inputs_are_heard(
     ann = harness.user()
     chat = harness.private(ann)
     data = voice() if kind != "video_note" else _video_note()
-    tg.inject(message=tg.voice_message(
-        chat=chat, user=ann, data=data, kind=kind, mime_type=mime, file_name=file_name,
-    ))
+    tg.inject(
+        message=tg.voice_message(
+            chat=chat,
+            user=ann,
+            data=data,
+            kind=kind,
+            mime_type=mime,
+            file_name=file_name,
+        )
+    )
     await harness.replies(chat, 1)
     assert tg.sent_texts(chat["id"])[-1].startswith("Heard 1 audio clip(s)")
 
@@ -69,10 +79,19 @@ async def test_document_that_is_not_audio_gets_a_clear_answer(
     ann = harness.user()
     chat = harness.private(ann)
     stored = tg.add_file(b"%PDF-1.4 not audio")
-    tg.inject(message=tg.message(chat=chat, user=ann, document={
-        "file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
-        "mime_type": "application/pdf", "file_name": "x.pdf", "file_size": stored.size,
-    }))
+    tg.inject(
+        message=tg.message(
+            chat=chat,
+            user=ann,
+            document={
+                "file_id": stored.file_id,
+                "file_unique_id": stored.file_unique_id,
+                "mime_type": "application/pdf",
+                "file_name": "x.pdf",
+                "file_size": stored.size,
+            },
+        )
+    )
     await harness.replies(chat, 1)
     assert tg.sent_texts(chat["id"]) == [texts.NOT_AUDIO]
     assert not harness.ds.requests
@@ -82,8 +101,11 @@ async def test_caption_is_the_instruction(harness: Harness, bot: Running) -> Non
     tg = harness.tg
     ann = harness.user()
     chat = harness.private(ann)
-    tg.inject(message=tg.voice_message(chat=chat, user=ann, data=voice(),
-                                       caption="What language is this?"))
+    tg.inject(
+        message=tg.voice_message(
+            chat=chat, user=ann, data=voice(), caption="What language is this?"
+        )
+    )
     await harness.replies(chat, 1)
     assert "Prompt: “What language is this?”" in tg.sent_texts(chat["id"])[-1]
     assert harness.ds.requests[-1].audio

@@ -12,8 +12,9 @@ from tests.telegram.conftest import Harness, Running, voice
 
 def _long_reply(paragraphs: int = 14) -> list[str]:
     # ~6,000 characters in paragraphs, with some Markdown and non-BMP characters.
-    return [f"**Part {i}** 🎧 " + "lorem ipsum dolor sit amet " * 16 + "\n\n"
-            for i in range(paragraphs)]
+    return [
+        f"**Part {i}** 🎧 " + "lorem ipsum dolor sit amet " * 16 + "\n\n" for i in range(paragraphs)
+    ]
 
 
 async def test_long_group_reply_continues_in_new_messages(harness: Harness, bot: Running) -> None:
@@ -22,8 +23,13 @@ async def test_long_group_reply_continues_in_new_messages(harness: Harness, bot:
     chunks = _long_reply()
     harness.ds.queue(Reply(chunks=chunks, chunk_delay=0.02))
     tg.inject(message=tg.message(chat=group, user=harness.user(), text=f"@{tg.username} talk"))
-    await harness.until(lambda: harness.ds.requests and len(tg.sent(group["id"])) >= 2
-                        and tg.sent(group["id"])[-1]["text"].rstrip().endswith("amet"))
+    await harness.until(
+        lambda: (
+            harness.ds.requests
+            and len(tg.sent(group["id"])) >= 2
+            and tg.sent(group["id"])[-1]["text"].rstrip().endswith("amet")
+        )
+    )
     await _settled(harness)
     sent = tg.sent(group["id"])
     assert len(sent) == 2
@@ -43,13 +49,13 @@ async def test_long_private_reply_is_split_into_final_messages(
     chat = harness.private(ann)
     harness.ds.queue(Reply(chunks=_long_reply(), chunk_delay=0.01))
     tg.inject(message=tg.voice_message(chat=chat, user=ann, data=voice()))
-    await harness.until(lambda: tg.sent(chat["id"])
-                        and "Part 13" in tg.sent(chat["id"])[-1]["text"])
+    await harness.until(
+        lambda: tg.sent(chat["id"]) and "Part 13" in tg.sent(chat["id"])[-1]["text"]
+    )
     sent = tg.sent(chat["id"])
     assert len(sent) == 2
     assert all(utf16_len(m["text"]) <= 4096 for m in sent)
-    assert all(utf16_len(c.params.get("text", "")) <= 4096
-               for c in tg.calls_of("sendMessageDraft"))
+    assert all(utf16_len(c.params.get("text", "")) <= 4096 for c in tg.calls_of("sendMessageDraft"))
 
 
 async def test_rejected_entities_fall_back_to_plain_text(harness: Harness, bot: Running) -> None:
@@ -59,8 +65,9 @@ async def test_rejected_entities_fall_back_to_plain_text(harness: Harness, bot: 
     tg.fail_next("sendMessage", code=400, times=1, when=lambda p: bool(p.get("entities")))
     tg.fail_next("editMessageText", code=400, times=1, when=lambda p: bool(p.get("entities")))
     tg.inject(message=tg.message(chat=group, user=harness.user(), text=f"@{tg.username} hi"))
-    await harness.until(lambda: tg.sent(group["id"])
-                        and tg.sent(group["id"])[-1]["text"] == "Some bold words.")
+    await harness.until(
+        lambda: tg.sent(group["id"]) and tg.sent(group["id"])[-1]["text"] == "Some bold words."
+    )
     await _settled(harness)
     final = tg.sent(group["id"])[-1]
     assert "entities" not in final
@@ -77,17 +84,24 @@ async def test_429_slows_edits_and_the_reply_still_completes(
     harness.ds.queue(Reply(chunks=words, chunk_delay=0.03))
     tg.fail_next("editMessageText", code=429, retry_after=1, times=2)
     tg.inject(message=tg.message(chat=group, user=harness.user(), text=f"@{tg.username} go"))
-    await harness.until(lambda: tg.sent(group["id"])
-                        and tg.sent(group["id"])[-1]["text"] == "".join(words).strip())
+    await harness.until(
+        lambda: tg.sent(group["id"]) and tg.sent(group["id"])[-1]["text"] == "".join(words).strip()
+    )
     limited = [c for c in tg.calls_of("editMessageText", ok=False) if "retry after" in c.error]
     assert len(limited) == 2
     # After a 429 nothing is sent to the chat before retry_after has passed (a lower
     # bound, so a slow machine can't make it flaky).
-    after = [c for c in tg.calls if c.method in ("editMessageText", "sendMessage")
-             and c.at > limited[0].at]
+    after = [
+        c
+        for c in tg.calls
+        if c.method in ("editMessageText", "sendMessage") and c.at > limited[0].at
+    ]
     assert all(c.at - limited[0].at >= 0.95 for c in after)
-    errors = harness.bots[0].core.metrics.platform_errors.labels(
-        platform="telegram", error="retry_after")._value.get()
+    errors = (
+        harness.bots[0]
+        .core.metrics.platform_errors.labels(platform="telegram", error="retry_after")
+        ._value.get()
+    )
     assert errors >= 2
 
 
@@ -99,8 +113,9 @@ async def test_flood_control_paces_edits_per_chat(harness: Harness) -> None:
     words = [f"w{i} " for i in range(20)]
     harness.ds.queue(Reply(chunks=words, chunk_delay=0.05))
     tg.inject(message=tg.message(chat=group, user=harness.user(), text=f"@{tg.username} go"))
-    await harness.until(lambda: tg.sent(group["id"])
-                        and tg.sent(group["id"])[-1]["text"] == "".join(words).strip())
+    await harness.until(
+        lambda: tg.sent(group["id"]) and tg.sent(group["id"])[-1]["text"] == "".join(words).strip()
+    )
     assert not [c for c in tg.calls if c.error and "retry after" in c.error]
 
 
@@ -110,8 +125,9 @@ async def test_message_not_modified_is_ignored(harness: Harness, bot: Running) -
     harness.ds.queue(Reply(chunks=["one ", "two ", "three"], chunk_delay=0.1))
     tg.fail_next("editMessageText", code=400, description=f"Bad Request: {NOT_MODIFIED[13:]}")
     tg.inject(message=tg.message(chat=group, user=harness.user(), text=f"@{tg.username} go"))
-    await harness.until(lambda: tg.sent(group["id"])
-                        and tg.sent(group["id"])[-1]["text"] == "one two three")
+    await harness.until(
+        lambda: tg.sent(group["id"]) and tg.sent(group["id"])[-1]["text"] == "one two three"
+    )
     await _settled(harness)
     assert tg.calls_of("editMessageText", ok=False)
     assert len(tg.sent(group["id"])) == 1  # no error notice
@@ -125,9 +141,12 @@ async def test_stop_button_cancels_generation(harness: Harness, bot: Running) ->
     harness.ds.queue(Reply(chunks=words, chunk_delay=0.1))
     tg.inject(message=tg.voice_message(chat=chat, user=ann, data=voice()))
     draft = await harness.until(lambda: tg.calls_of("sendMessageDraft"))
-    tg.inject(stopped_message_generation={
-        "chat": chat, "draft_id": int(draft[0].params["draft_id"]),
-    })
+    tg.inject(
+        stopped_message_generation={
+            "chat": chat,
+            "draft_id": int(draft[0].params["draft_id"]),
+        }
+    )
     await harness.until(lambda: tg.sent(chat["id"]))
     final = tg.sent(chat["id"])[-1]["text"]
     assert final.endswith(texts.REPLY_STOPPED)

@@ -17,9 +17,10 @@ async def _post(url: str, body: dict[str, Any], secret: str | None) -> int:
     headers = {"Content-Type": "application/json"}
     if secret is not None:
         headers["X-Telegram-Bot-Api-Secret-Token"] = secret
-    async with aiohttp.ClientSession() as client, client.post(
-        url, data=json.dumps(body), headers=headers
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(url, data=json.dumps(body), headers=headers) as resp,
+    ):
         await resp.read()
         return resp.status
 

@@ -100,9 +100,7 @@ class SlackPlatform:
         if not isinstance(engine, Engine):
             raise TypeError("core.engine must be an Engine")
         max_bytes = int(getattr(core.audio, "max_bytes", settings.AUDIO_MAX_BYTES))
-        platform = cls(
-            settings=settings, engine=engine, metrics=core.metrics, max_bytes=max_bytes
-        )
+        platform = cls(settings=settings, engine=engine, metrics=core.metrics, max_bytes=max_bytes)
         if settings.SLACK_MODE == "http":
             if not isinstance(http, HttpServer):
                 raise TypeError("HTTP mode needs the bot's HttpServer")
@@ -137,4 +135,3 @@ class SlackPlatform:
         if self._session is not None:
             await self._session.close()
             self._session = None
-

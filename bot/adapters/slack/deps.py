@@ -64,7 +64,12 @@ class SlackDeps:
         )
 
     def replier(
-        self, *, channel: str, thread_ts: str | None, team_id: str | None, user_id: str,
+        self,
+        *,
+        channel: str,
+        thread_ts: str | None,
+        team_id: str | None,
+        user_id: str,
         listening: bool,
     ) -> SlackReplier:
         return SlackReplier(
@@ -85,12 +90,17 @@ class SlackDeps:
         if thread_ts is not None and not turn.chat.is_private:
             self.threads.mark_joined(channel, thread_ts)
         sink = self.replier(
-            channel=channel, thread_ts=thread_ts, team_id=team_id, user_id=turn.user_id,
+            channel=channel,
+            thread_ts=thread_ts,
+            team_id=team_id,
+            user_id=turn.user_id,
             listening=turn.audio is not None,
         )
         outcome = await self.engine.handle_turn(turn, sink)
         log.info(
-            "slack.turn.done", status=outcome.status, messages=len(outcome.message_ids),
+            "slack.turn.done",
+            status=outcome.status,
+            messages=len(outcome.message_ids),
             error=type(outcome.error).__name__ if outcome.error else None,
         )
         return outcome

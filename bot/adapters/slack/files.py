@@ -19,10 +19,31 @@ from bot.errors import AudioError, AudioTooLarge
 log = structlog.get_logger(__name__)
 
 # Filetypes Slack assigns to audio and video uploads the pipeline can usually read.
-AUDIO_FILETYPES = frozenset({
-    "aac", "aiff", "amr", "flac", "m4a", "mp3", "mp4", "mpg", "mpeg", "m4v", "mov", "oga",
-    "ogg", "opus", "wav", "weba", "webm", "wma", "3gp", "avi", "mkv",
-})
+AUDIO_FILETYPES = frozenset(
+    {
+        "aac",
+        "aiff",
+        "amr",
+        "flac",
+        "m4a",
+        "mp3",
+        "mp4",
+        "mpg",
+        "mpeg",
+        "m4v",
+        "mov",
+        "oga",
+        "ogg",
+        "opus",
+        "wav",
+        "weba",
+        "webm",
+        "wma",
+        "3gp",
+        "avi",
+        "mkv",
+    }
+)
 _HTML_PREFIXES = (b"<!doctype html", b"<html", b"<!--", b"<head")
 
 
@@ -94,9 +115,7 @@ class SlackAudioFile:
         try:
             async with self._session.get(str(url), headers=headers) as resp:
                 if resp.status == 404:
-                    raise SlackDownloadError(
-                        "file not found", user_message=texts.SLACK_FILE_GONE
-                    )
+                    raise SlackDownloadError("file not found", user_message=texts.SLACK_FILE_GONE)
                 if resp.status != 200:
                     raise SlackDownloadError(f"download status {resp.status}")
                 if resp.content_type == "text/html":

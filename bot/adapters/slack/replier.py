@@ -300,6 +300,7 @@ class SlackReplier:
 
     async def _post_final(self, text: str) -> None:
         """A message of its own in the thread (error replies)."""
+
         async def post() -> None:
             resp = await self._client.chat_postMessage(
                 channel=self._channel, thread_ts=self._thread_ts, text=text

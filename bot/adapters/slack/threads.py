@@ -42,7 +42,12 @@ class ThreadInspector:
         return until is not None and until > time.monotonic()
 
     async def inspect(
-        self, *, channel: str, thread_ts: str, before_ts: str, bot_user_id: str | None,
+        self,
+        *,
+        channel: str,
+        thread_ts: str,
+        before_ts: str,
+        bot_user_id: str | None,
         bot_id: str | None,
     ) -> ThreadInfo:
         try:
@@ -51,8 +56,9 @@ class ThreadInspector:
             )
         except SlackApiError as exc:
             log.warning("slack.thread.unreadable", error=exc.response.get("error"))
-            return ThreadInfo(bot_takes_part=self.known_joined(channel, thread_ts),
-                              unheard_clip=None)
+            return ThreadInfo(
+                bot_takes_part=self.known_joined(channel, thread_ts), unheard_clip=None
+            )
         joined = False
         clip: dict[str, Any] | None = None
         for message in resp.get("messages") or []:
@@ -67,5 +73,6 @@ class ThreadInspector:
                 clip = audio[0]
         if joined:
             self.mark_joined(channel, thread_ts)
-        return ThreadInfo(bot_takes_part=joined or self.known_joined(channel, thread_ts),
-                          unheard_clip=clip)
+        return ThreadInfo(
+            bot_takes_part=joined or self.known_joined(channel, thread_ts), unheard_clip=clip
+        )

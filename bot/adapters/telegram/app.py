@@ -141,7 +141,8 @@ class TelegramPlatform:
             assert self._webhook_url is not None
             self._accepting = True
             await bot.set_webhook(
-                url=self._webhook_url, secret_token=self._webhook_secret,
+                url=self._webhook_url,
+                secret_token=self._webhook_secret,
                 allowed_updates=allowed,
             )
             log.info("telegram.webhook_set")
@@ -150,8 +151,11 @@ class TelegramPlatform:
         await bot.delete_webhook(drop_pending_updates=False)
         self._polling = asyncio.create_task(
             self.dispatcher.start_polling(
-                bot, polling_timeout=POLLING_TIMEOUT, handle_signals=False,
-                close_bot_session=False, allowed_updates=allowed,
+                bot,
+                polling_timeout=POLLING_TIMEOUT,
+                handle_signals=False,
+                close_bot_session=False,
+                allowed_updates=allowed,
             ),
             name="telegram-polling",
         )
@@ -201,12 +205,14 @@ class TelegramPlatform:
         try:
             await self.dispatcher.feed_update(self.bot, update)
         except Exception as exc:  # aiogram already logged it; keep the server going
-            log.warning("telegram.update_failed", update_id=update.update_id,
-                        error=type(exc).__name__)
+            log.warning(
+                "telegram.update_failed", update_id=update.update_id, error=type(exc).__name__
+            )
 
     async def _register_commands(self) -> None:
-        commands = [BotCommand(command=name, description=desc)
-                    for name, desc in texts.HELP_COMMANDS]
+        commands = [
+            BotCommand(command=name, description=desc) for name, desc in texts.HELP_COMMANDS
+        ]
         try:
             await self.bot.set_my_commands(commands)
         except TelegramAPIError as exc:  # the menu is a nicety; never fail start for it

@@ -61,8 +61,11 @@ class TelegramAudio:
         bot = self._bot
         # Checked here as well as by the engine: AUDIO_MAX_BYTES may be set above what the
         # public Bot API lets bots download.
-        if (not bot.session.api.is_local and self._declared_size is not None
-                and self._declared_size > DOWNLOAD_LIMIT):
+        if (
+            not bot.session.api.is_local
+            and self._declared_size is not None
+            and self._declared_size > DOWNLOAD_LIMIT
+        ):
             raise AudioTooLarge(size=self._declared_size, limit=DOWNLOAD_LIMIT)
         try:
             file = await bot.get_file(self._file_id)
@@ -80,8 +83,9 @@ class TelegramAudio:
                 user_message=texts.TELEGRAM_DOWNLOAD_FAILED,
             ) from None
         if file.file_path is None:
-            raise AudioUnreadable("telegram getFile: no file_path",
-                                  user_message=texts.TELEGRAM_DOWNLOAD_FAILED)
+            raise AudioUnreadable(
+                "telegram getFile: no file_path", user_message=texts.TELEGRAM_DOWNLOAD_FAILED
+            )
         if file.file_size is not None and file.file_size > self._max_bytes:
             raise AudioTooLarge(size=file.file_size, limit=self._max_bytes)
         url = bot.session.api.file_url(bot.token, file.file_path)
@@ -109,30 +113,46 @@ def attached_audio(message: Message, *, bot: Bot, max_bytes: int) -> TelegramAud
     if message.voice is not None:
         media = message.voice
         return TelegramAudio(
-            bot=bot, file_id=media.file_id, file_unique_id=media.file_unique_id,
-            declared_size=media.file_size, mime_type=media.mime_type, file_name=None,
+            bot=bot,
+            file_id=media.file_id,
+            file_unique_id=media.file_unique_id,
+            declared_size=media.file_size,
+            mime_type=media.mime_type,
+            file_name=None,
             max_bytes=max_bytes,
         )
     if message.audio is not None:
         audio = message.audio
         return TelegramAudio(
-            bot=bot, file_id=audio.file_id, file_unique_id=audio.file_unique_id,
-            declared_size=audio.file_size, mime_type=audio.mime_type, file_name=audio.file_name,
+            bot=bot,
+            file_id=audio.file_id,
+            file_unique_id=audio.file_unique_id,
+            declared_size=audio.file_size,
+            mime_type=audio.mime_type,
+            file_name=audio.file_name,
             max_bytes=max_bytes,
         )
     if message.video_note is not None:
         note = message.video_note
         # Video notes are MP4 and carry no mime_type field.
         return TelegramAudio(
-            bot=bot, file_id=note.file_id, file_unique_id=note.file_unique_id,
-            declared_size=note.file_size, mime_type="video/mp4", file_name=None,
+            bot=bot,
+            file_id=note.file_id,
+            file_unique_id=note.file_unique_id,
+            declared_size=note.file_size,
+            mime_type="video/mp4",
+            file_name=None,
             max_bytes=max_bytes,
         )
     doc = message.document
     if doc is not None and (doc.mime_type or "").startswith(("audio/", "video/")):
         return TelegramAudio(
-            bot=bot, file_id=doc.file_id, file_unique_id=doc.file_unique_id,
-            declared_size=doc.file_size, mime_type=doc.mime_type, file_name=doc.file_name,
+            bot=bot,
+            file_id=doc.file_id,
+            file_unique_id=doc.file_unique_id,
+            declared_size=doc.file_size,
+            mime_type=doc.mime_type,
+            file_name=doc.file_name,
             max_bytes=max_bytes,
         )
     return None

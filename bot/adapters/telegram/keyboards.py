@@ -29,10 +29,12 @@ class ForgetChoice(CallbackData, prefix="forget"):
 
 def models_keyboard(models: list[ModelSpec], current: str) -> InlineKeyboardMarkup:
     rows = [
-        [InlineKeyboardButton(
-            text=("✓ " if spec.name == current else "") + spec.name,
-            callback_data=ModelChoice(name=spec.name).pack(),
-        )]
+        [
+            InlineKeyboardButton(
+                text=("✓ " if spec.name == current else "") + spec.name,
+                callback_data=ModelChoice(name=spec.name).pack(),
+            )
+        ]
         for spec in models
     ]
     return InlineKeyboardMarkup(inline_keyboard=rows)
@@ -43,21 +45,29 @@ def policy_keyboard(current: str) -> InlineKeyboardMarkup:
         ("mention", texts.TELEGRAM_POLICY_MENTION),
         ("all_voice", texts.TELEGRAM_POLICY_ALL_VOICE),
     )
-    return InlineKeyboardMarkup(inline_keyboard=[
-        [InlineKeyboardButton(
-            text=("✓ " if value == current else "") + label,
-            callback_data=PolicyChoice(value=value).pack(),
-        )]
-        for value, label in options
-    ])
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=("✓ " if value == current else "") + label,
+                    callback_data=PolicyChoice(value=value).pack(),
+                )
+            ]
+            for value, label in options
+        ]
+    )
 
 
 def forget_keyboard() -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(inline_keyboard=[[
-        InlineKeyboardButton(
-            text=texts.TELEGRAM_FORGET_YES, callback_data=ForgetChoice(answer="yes").pack()
-        ),
-        InlineKeyboardButton(
-            text=texts.TELEGRAM_FORGET_NO, callback_data=ForgetChoice(answer="no").pack()
-        ),
-    ]])
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=texts.TELEGRAM_FORGET_YES, callback_data=ForgetChoice(answer="yes").pack()
+                ),
+                InlineKeyboardButton(
+                    text=texts.TELEGRAM_FORGET_NO, callback_data=ForgetChoice(answer="no").pack()
+                ),
+            ]
+        ]
+    )

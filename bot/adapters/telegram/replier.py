@@ -149,8 +149,9 @@ class _Replier:
             except RateLimited:
                 self._dirty.set()  # try again once the chat's penalty is over
             except Exception as exc:  # progress is best effort; the final text still goes
-                log.warning("telegram.progress_failed", chat_id=self.chat_id,
-                            error=type(exc).__name__)
+                log.warning(
+                    "telegram.progress_failed", chat_id=self.chat_id, error=type(exc).__name__
+                )
 
     async def _settle(self) -> None:
         """Stop typing and the pump (letting a call in progress finish)."""
@@ -173,8 +174,12 @@ class _Replier:
                 self._count(exc)
                 self._pacer.penalize(self.chat_id, exc.retry_after)
                 attempts += 1
-                log.info("telegram.rate_limited", chat_id=self.chat_id,
-                         retry_after=exc.retry_after, final=final)
+                log.info(
+                    "telegram.rate_limited",
+                    chat_id=self.chat_id,
+                    retry_after=exc.retry_after,
+                    final=final,
+                )
                 if not final or attempts >= FINAL_ATTEMPTS:
                     raise RateLimited from None
                 continue
@@ -231,8 +236,9 @@ class _Replier:
                 msg = await self._send_message(chunk, final=True, reply=True)
             except (TelegramAPIError, RateLimited) as exc:
                 self._count(exc)
-                log.warning("telegram.notice_failed", chat_id=self.chat_id,
-                            error=type(exc).__name__)
+                log.warning(
+                    "telegram.notice_failed", chat_id=self.chat_id, error=type(exc).__name__
+                )
                 break
             if msg is not None:
                 ids.append(str(msg.message_id))
@@ -277,7 +283,9 @@ class EditReplier(_Replier):
     async def _edit(self, index: int, message_id: int, chunk: Chunk, *, final: bool) -> None:
         async def make(c: Chunk) -> Message | bool:
             return await self.bot.edit_message_text(
-                chat_id=self.chat_id, message_id=message_id, text=c.text,
+                chat_id=self.chat_id,
+                message_id=message_id,
+                text=c.text,
                 entities=c.entity_list(),
             )
 
@@ -318,8 +326,9 @@ class DraftReplier(_Replier):
     async def _progress(self, chunks: list[Chunk]) -> None:
         # Complete parts first, as real messages.
         while len(self._sent) < len(chunks) - 1:
-            msg = await self._send_message(chunks[len(self._sent)], final=False,
-                                           reply=not self._sent)
+            msg = await self._send_message(
+                chunks[len(self._sent)], final=False, reply=not self._sent
+            )
             if msg is None:
                 return
             self._sent.append(str(msg.message_id))
@@ -331,8 +340,12 @@ class DraftReplier(_Replier):
 
         async def make(c: Chunk) -> bool:
             return await self.bot.send_message_draft(
-                chat_id=self.chat_id, draft_id=self.draft_id, text=c.text,
-                entities=c.entity_list(), message_thread_id=self.topic_id, can_stop=True,
+                chat_id=self.chat_id,
+                draft_id=self.draft_id,
+                text=c.text,
+                entities=c.entity_list(),
+                message_thread_id=self.topic_id,
+                can_stop=True,
             )
 
         try:
@@ -354,13 +367,12 @@ class DraftReplier(_Replier):
 
     async def _final(self, markdown: str) -> list[str]:
         chunks = self._render(markdown)
-        for chunk in chunks[len(self._sent):]:
+        for chunk in chunks[len(self._sent) :]:
             try:
                 msg = await self._send_message(chunk, final=True, reply=not self._sent)
             except (TelegramAPIError, RateLimited) as exc:
                 self._count(exc)
-                log.warning("telegram.final_failed", chat_id=self.chat_id,
-                            error=type(exc).__name__)
+                log.warning("telegram.final_failed", chat_id=self.chat_id, error=type(exc).__name__)
                 break
             if msg is not None:
                 self._sent.append(str(msg.message_id))

@@ -114,6 +114,11 @@ async def answer(ctx: TelegramContext, bot: Bot, message: Message, what: Address
             ctx.stops.pop(key, None)
         if task is not None:
             ctx.running.discard(task)
-    log.info("telegram.turn", chat_id=message.chat.id, status=outcome.status,
-             audio=audio is not None, replies=len(outcome.message_ids))
+    log.info(
+        "telegram.turn",
+        chat_id=message.chat.id,
+        status=outcome.status,
+        audio=audio is not None,
+        replies=len(outcome.message_ids),
+    )
     return outcome

@@ -37,7 +37,11 @@ def register(app: Any, deps: SlackDeps) -> None:
 
 
 async def handle_message(
-    deps: SlackDeps, *, body: dict[str, Any], event: dict[str, Any], context: Any,
+    deps: SlackDeps,
+    *,
+    body: dict[str, Any],
+    event: dict[str, Any],
+    context: Any,
     via_mention: bool,
 ) -> None:
     """Decide whether the message is for the bot; if so, answer it (once)."""
@@ -90,8 +94,11 @@ async def _addressed_in_channel(
         )
         if file is None or not joined:
             info = await deps.threads.inspect(
-                channel=msg.channel, thread_ts=msg.thread_ts, before_ts=msg.ts,
-                bot_user_id=bot_user_id, bot_id=context.get("bot_id"),
+                channel=msg.channel,
+                thread_ts=msg.thread_ts,
+                before_ts=msg.ts,
+                bot_user_id=bot_user_id,
+                bot_id=context.get("bot_id"),
             )
             joined = joined or info.bot_takes_part
             if file is None and info.unheard_clip is not None and (mentioned or joined):

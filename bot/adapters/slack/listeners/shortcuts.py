@@ -48,18 +48,20 @@ def modal(metadata: dict[str, Any]) -> dict[str, Any]:
         "title": {"type": "plain_text", "text": texts.SLACK_MODAL_TITLE},
         "submit": {"type": "plain_text", "text": texts.SLACK_MODAL_SUBMIT},
         "private_metadata": json.dumps(metadata, separators=(",", ":")),
-        "blocks": [{
-            "type": "input",
-            "block_id": _BLOCK,
-            "label": {"type": "plain_text", "text": texts.SLACK_MODAL_LABEL},
-            "element": {
-                "type": "plain_text_input",
-                "action_id": _ACTION,
-                "multiline": True,
-                "max_length": 2000,
-                "placeholder": {"type": "plain_text", "text": texts.SLACK_MODAL_PLACEHOLDER},
-            },
-        }],
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": _BLOCK,
+                "label": {"type": "plain_text", "text": texts.SLACK_MODAL_LABEL},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": _ACTION,
+                    "multiline": True,
+                    "max_length": 2000,
+                    "placeholder": {"type": "plain_text", "text": texts.SLACK_MODAL_PLACEHOLDER},
+                },
+            }
+        ],
     }
 
 
@@ -86,9 +88,9 @@ async def open_modal(deps: SlackDeps, *, body: dict[str, Any], respond: Any) -> 
 
 async def answer(deps: SlackDeps, *, body: dict[str, Any], view: dict[str, Any]) -> None:
     meta = json.loads(view.get("private_metadata") or "{}")
-    value = (
-        ((view.get("state") or {}).get("values") or {}).get(_BLOCK, {}).get(_ACTION, {})
-    ).get("value")
+    value = (((view.get("state") or {}).get("values") or {}).get(_BLOCK, {}).get(_ACTION, {})).get(
+        "value"
+    )
     channel, ts, file_id = meta.get("channel"), meta.get("ts"), meta.get("file")
     user = (body.get("user") or {}).get("id")
     if not channel or not ts or not file_id or not user:

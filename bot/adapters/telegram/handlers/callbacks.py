@@ -56,8 +56,12 @@ async def on_model(
         await query.answer(exc.user_message, show_alert=True)
         return
     text = presenters.model_list(tg.engine.allowed_models, current=view.model)
-    await edit(bot, message, f"{text}\n\n{texts.TELEGRAM_MODEL_PICK}",
-               markup=models_keyboard(tg.engine.allowed_models, view.model))
+    await edit(
+        bot,
+        message,
+        f"{text}\n\n{texts.TELEGRAM_MODEL_PICK}",
+        markup=models_keyboard(tg.engine.allowed_models, view.model),
+    )
     await query.answer(texts.MODEL_CHANGED.format(model=view.model))
 
 
@@ -75,8 +79,12 @@ async def on_policy(
     except BotError as exc:
         await query.answer(exc.user_message, show_alert=True)
         return
-    await edit(bot, message, presenters.settings_summary(view),
-               markup=policy_keyboard(view.group_policy.value))
+    await edit(
+        bot,
+        message,
+        presenters.settings_summary(view),
+        markup=policy_keyboard(view.group_policy.value),
+    )
     await query.answer(texts.TELEGRAM_SAVED)
 
 

@@ -75,7 +75,8 @@ async def on_model(message: Message, command: CommandObject, tg: TelegramContext
     view = await tg.engine.get_settings(chat)
     text = presenters.model_list(tg.engine.allowed_models, current=view.model)
     await reply(
-        message, f"{text}\n\n{texts.TELEGRAM_MODEL_PICK}",
+        message,
+        f"{text}\n\n{texts.TELEGRAM_MODEL_PICK}",
         markup=models_keyboard(tg.engine.allowed_models, view.model),
     )
 
@@ -90,9 +91,7 @@ async def on_settings(message: Message, command: CommandObject, tg: TelegramCont
         key, _, value = args.partition(" ")
         try:
             changes = parse_setting_change(key, value)
-            view = await tg.engine.update_settings(
-                chat, sender_id(message), tg.admins, **changes
-            )
+            view = await tg.engine.update_settings(chat, sender_id(message), tg.admins, **changes)
         except BotError as exc:
             await reply(message, exc.user_message)
             return

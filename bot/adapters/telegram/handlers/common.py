@@ -18,9 +18,7 @@ def sender_id(message: Message) -> str:
     return str(user.id if user is not None else message.chat.id)
 
 
-async def reply(
-    message: Message, text: str, *, markup: InlineKeyboardMarkup | None = None
-) -> None:
+async def reply(message: Message, text: str, *, markup: InlineKeyboardMarkup | None = None) -> None:
     """Answer in the same chat and topic, as a reply, as plain text (split past 4096)."""
     chunks = render_notice(text)
     for index, chunk in enumerate(chunks):
@@ -30,7 +28,9 @@ async def reply(
             message_thread_id=topic_id(message),
             reply_parameters=ReplyParameters(
                 message_id=message.message_id, allow_sending_without_reply=True
-            ) if index == 0 else None,
+            )
+            if index == 0
+            else None,
             reply_markup=markup if index == len(chunks) - 1 else None,
         )
 
@@ -41,6 +41,8 @@ async def edit(
     """Replace a button message's text and keyboard ("not modified" is fine)."""
     with contextlib.suppress(TelegramBadRequest):
         await bot.edit_message_text(
-            chat_id=message.chat.id, message_id=message.message_id,
-            text=render_notice(text)[0].text, reply_markup=markup,
+            chat_id=message.chat.id,
+            message_id=message.message_id,
+            text=render_notice(text)[0].text,
+            reply_markup=markup,
         )
