@@ -47,10 +47,14 @@ def decode_mono16k(
     *,
     max_seconds: float,
     check: Callable[[], None],
+    progress: Callable[[npt.NDArray[np.int16], int], None] | None = None,
 ) -> Decoded:
     """Decode ``stream`` of ``container`` to mono 16 kHz s16, at most ``max_seconds`` of it.
 
     ``check`` is called between packets and raises to abort (time limit, cancellation).
+    ``progress(buffer, filled)``, if given, is called whenever more samples are in: the
+    first ``filled`` samples of ``buffer`` are final from then on (another thread may read
+    them while decoding goes on); the last call has the final count.
     Raises :class:`AudioUnreadable` when the stream is corrupt.
     """
     max_samples = int(max_seconds * SAMPLE_RATE)
@@ -73,25 +77,32 @@ def decode_mono16k(
                 out[filled:] = chunk[:room]
                 filled = max_samples
                 truncated = True
+                if progress is not None:
+                    progress(out, filled)
                 return False
             out[filled : filled + len(chunk)] = chunk
             filled += len(chunk)
+        if progress is not None and frames:
+            progress(out, filled)
         return True
 
+    # The codec context's own decode skips a per-packet lookup of the packet's stream.
+    ctx = stream.codec_context
+    resample = resampler.resample
     try:
         for packet in container.demux(stream):
             check()
             try:
-                frames = packet.decode()
+                frames = ctx.decode(packet)
             except av.FFmpegError:
                 bad += 1
                 if bad > _MAX_BAD_PACKETS:
                     raise AudioUnreadable("too many undecodable packets") from None
                 continue
             for frame in frames:
-                if not take(resampler.resample(frame)):
+                if not take(resample(frame)):
                     return Decoded(samples=out[:filled], truncated=True)
-        take(resampler.resample(None))
+        take(resample(None))
     except av.FFmpegError as exc:
         # Demuxing errors (a cut-off index, garbage where packets should be).
         if filled == 0:

@@ -120,9 +120,23 @@ def plan_segments(
     return spans
 
 
-def _pause_cut(
-    quiet: npt.NDArray[np.bool_], *, lo: int, hi: int, min_frames: int
-) -> int | None:
+def first_span_min_end(
+    rate: int, *, segment_seconds: float, search_seconds: float = PAUSE_SEARCH_SECONDS
+) -> int:
+    """A sample index the first span of :func:`plan_segments` always reaches.
+
+    Whatever the rest of the recording holds, the first span ends at the total length (when
+    it fits the limit), at the limit, or at a pause cut within the search window, which
+    starts here. Samples before this point belong to the first span before the plan is
+    known, so they can be encoded while decoding goes on.
+    """
+    limit = int(segment_seconds * rate)
+    frame = int(rate * FRAME_SECONDS)
+    search = min(int(search_seconds * rate), limit - frame)
+    return max(0, min(limit, (limit - search) // frame * frame))
+
+
+def _pause_cut(quiet: npt.NDArray[np.bool_], *, lo: int, hi: int, min_frames: int) -> int | None:
     """Frame index in the middle of the longest quiet run within ``[lo, hi)``, if any."""
     window = quiet[max(lo, 0) : min(hi, len(quiet))]
     best: tuple[int, int] | None = None  # (length, middle)

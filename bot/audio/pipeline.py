@@ -40,10 +40,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal, TypeVar
 
+import numpy as np
+import numpy.typing as npt
+
 from bot.audio.cache import CacheKey, ConversionCache
 from bot.audio.decode import SAMPLE_RATE, Decoded, decode_mono16k
-from bot.audio.encode import encode_clip
-from bot.audio.pauses import Span, frame_levels, is_silent, plan_segments
+from bot.audio.encode import Mp3Encoder, encode_clip
+from bot.audio.pauses import Span, first_span_min_end, frame_levels, is_silent, plan_segments
 from bot.audio.probe import (
     EXACT_DURATION_FORMATS,
     TRUNCATION_TOLERANCE,
@@ -82,6 +85,77 @@ class _Analysis:
     info: ProbeInfo
     decoded: Decoded
     chosen: list[Span]
+
+
+# The first span's encoder wakes up once this many new samples are decoded (0.58 s).
+_STREAM_CHUNK = 16 * 576
+
+
+class _FirstSpanFeed:
+    """Hands decoded samples to the first span's MP3 encoder while decoding goes on.
+
+    The decoder thread reports progress, the encoder thread encodes every sample that
+    certainly belongs to the first span (:func:`first_span_min_end`), and the analysis
+    settles where the span really ends once the plan is made (``-1``: no first span is
+    needed, the work is dropped). So on two cores LAME runs beside the decoder instead of
+    after it, and only the last seconds of the span are encoded after the plan.
+    """
+
+    def __init__(self, *, safe_end: int) -> None:
+        self._cond = threading.Condition()
+        self._samples: npt.NDArray[np.int16] | None = None
+        self._filled = 0
+        self._safe_end = safe_end
+        self._end: int | None = None
+
+    def progress(self, samples: npt.NDArray[np.int16], filled: int) -> None:
+        """Decoder thread: the first ``filled`` samples of ``samples`` are final."""
+        with self._cond:
+            self._samples = samples
+            self._filled = filled
+            self._cond.notify()
+
+    def settle(self, end: int) -> None:
+        """Analysis thread: the first span ends at ``end`` (``-1``: not wanted)."""
+        with self._cond:
+            self._end = end
+            self._cond.notify()
+
+    def encode(self, check: Callable[[], None]) -> bytes | None:
+        """Encoder thread: the first span as MP3, or ``None`` if it is not wanted.
+
+        ``check`` is called at least every 0.1 s while waiting and raises to abort.
+        """
+        encoder: Mp3Encoder | None = None
+        pos = 0
+        try:
+            while True:
+                with self._cond:
+                    while True:
+                        check()
+                        end = self._end
+                        samples = self._samples
+                        if end is not None:
+                            target = end
+                            break
+                        target = min(self._filled, self._safe_end)
+                        if samples is not None and target - pos >= _STREAM_CHUNK:
+                            break
+                        self._cond.wait(0.1)
+                if end is not None and (end < pos or samples is None):
+                    # Not wanted (or, defensively, ended before what was already encoded:
+                    # the caller then encodes the span on its own).
+                    return None
+                assert samples is not None
+                if encoder is None:
+                    encoder = Mp3Encoder(rate=SAMPLE_RATE)
+                encoder.feed(samples[pos:target], check=check)
+                pos = target
+                if end is not None:
+                    return encoder.finish()
+        finally:
+            if encoder is not None:
+                encoder.close()
 
 
 class AudioPipeline:
@@ -189,7 +263,11 @@ class AudioPipeline:
         return self._executor
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool(), fn)
+        return await self._submit(fn)
+
+    def _submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """Queue ``fn`` on the pool now (in submission order) and return its future."""
+        return asyncio.get_running_loop().run_in_executor(self._pool(), fn)
 
     async def _convert(
         self,
@@ -201,27 +279,61 @@ class AudioPipeline:
         started = time.perf_counter()
         deadline = _Deadline(self.timeout)
         self._active.add(deadline)
+        # With more than one worker, the first span's MP3 encoder runs beside the decoder.
+        # It is queued after the analysis, so with one thread it never waits for samples.
+        feed = (
+            _FirstSpanFeed(
+                safe_end=first_span_min_end(SAMPLE_RATE, segment_seconds=segment_seconds)
+            )
+            if self.output_format == "mp3" and self.workers > 1
+            else None
+        )
         try:
             async with asyncio.timeout(self.timeout):
-                analysis = await self._run(
+                analysing = self._submit(
                     lambda: self._analyse(
-                        data, segment_seconds, budget_seconds, max_segments, deadline
+                        data, segment_seconds, budget_seconds, max_segments, deadline, feed
                     )
                 )
+                first: asyncio.Future[bytes | None] | None = None
+                if feed is not None:
+                    first = self._submit(partial(feed.encode, deadline))
+                    # Its error (the deadline, after a failed analysis) is not news.
+                    first.add_done_callback(_quiet)
+                analysis = await analysing
                 samples = analysis.decoded.samples
                 fmt = self.output_format
+                chosen = analysis.chosen
+                streamed = 1 if first is not None and chosen else 0
                 # Segments are independent: encode them side by side on the pool.
-                encoded = await asyncio.gather(
-                    *(
-                        self._run(
+                others = [
+                    self._submit(
+                        partial(
+                            encode_clip,
+                            samples[span.start : span.end],
+                            rate=SAMPLE_RATE,
+                            fmt=fmt,
+                            check=deadline,
+                        )
+                    )
+                    for span in chosen[streamed:]
+                ]
+                encoded = list(await asyncio.gather(*others))
+                if streamed:
+                    assert first is not None
+                    blob = await first
+                    if blob is None:
+                        span = chosen[0]
+                        blob = await self._run(
                             partial(
-                                encode_clip, samples[span.start : span.end],
-                                rate=SAMPLE_RATE, fmt=fmt, check=deadline,
+                                encode_clip,
+                                samples[span.start : span.end],
+                                rate=SAMPLE_RATE,
+                                fmt=fmt,
+                                check=deadline,
                             )
                         )
-                        for span in analysis.chosen
-                    )
-                )
+                    encoded.insert(0, blob)
         except TimeoutError:
             raise AudioTimeout(f"conversion over {self.timeout:.0f} s") from None
         finally:
@@ -234,10 +346,15 @@ class AudioPipeline:
         log.debug(
             "audio converted",
             extra={
-                "container": r.container, "codec": r.codec, "duration": round(r.duration, 3),
-                "segments": r.segments, "seconds_sent": round(r.seconds_sent, 3),
-                "seconds_left_out": round(r.seconds_left_out, 3), "truncated": r.truncated,
-                "bytes_in": r.bytes_in, "bytes_out": r.bytes_out,
+                "container": r.container,
+                "codec": r.codec,
+                "duration": round(r.duration, 3),
+                "segments": r.segments,
+                "seconds_sent": round(r.seconds_sent, 3),
+                "seconds_left_out": round(r.seconds_left_out, 3),
+                "truncated": r.truncated,
+                "bytes_in": r.bytes_in,
+                "bytes_out": r.bytes_out,
                 "ms": round((time.perf_counter() - started) * 1000),
             },
         )
@@ -250,13 +367,45 @@ class AudioPipeline:
         budget_seconds: float | None,
         max_segments: int | None,
         check: _Deadline,
+        feed: _FirstSpanFeed | None = None,
     ) -> _Analysis:
-        """Probe, decode, check, plan and choose segments (runs in the pool)."""
+        """Probe, decode, check, plan and choose segments (runs in the pool).
+
+        ``feed`` gets the samples as they are decoded, and the first span's end (``-1`` when
+        there is none or the analysis fails).
+        """
+        try:
+            analysis = self._analyse_fed(
+                data, segment_seconds, budget_seconds, max_segments, check, feed
+            )
+        except BaseException:
+            if feed is not None:
+                feed.settle(-1)
+            raise
+        if feed is not None:
+            feed.settle(analysis.chosen[0].end if analysis.chosen else -1)
+        return analysis
+
+    def _analyse_fed(
+        self,
+        data: bytes,
+        segment_seconds: float,
+        budget_seconds: float | None,
+        max_segments: int | None,
+        check: _Deadline,
+        feed: _FirstSpanFeed | None,
+    ) -> _Analysis:
         container, stream = open_input(data)
         with contextlib.closing(container):
             info = probe_info(container, stream)
             refuse_if_declared_too_long(info, max_seconds=self.max_seconds)
-            decoded = decode_mono16k(container, stream, max_seconds=self.max_seconds, check=check)
+            decoded = decode_mono16k(
+                container,
+                stream,
+                max_seconds=self.max_seconds,
+                check=check,
+                progress=feed.progress if feed is not None else None,
+            )
         if len(decoded.samples) == 0:
             raise AudioEmpty(f"{info.container}/{info.codec}: no samples")
         _refuse_if_cut_off(info, decoded)
@@ -269,6 +418,11 @@ class AudioPipeline:
             decoded=decoded,
             chosen=choose_spans(spans, budget_seconds=budget_seconds, max_segments=max_segments),
         )
+
+
+def _quiet(future: asyncio.Future[bytes | None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def choose_spans(
