@@ -41,7 +41,9 @@ def frame_levels(samples: npt.NDArray[np.int16], rate: int) -> npt.NDArray[np.fl
     if count == 0:
         return np.full(1, _rms_db(samples.astype(np.float64)))
     frames = samples[: count * size].reshape(count, size).astype(np.float32)
-    power = np.mean(np.square(frames / 32768.0), axis=1, dtype=np.float64)
+    # Row-wise sum of squares in one pass, without the temporaries of mean(square(x / s)).
+    sums: npt.NDArray[np.float64] = np.einsum("ij,ij->i", frames, frames, dtype=np.float64)
+    power = sums / (size * 32768.0**2)
     with np.errstate(divide="ignore"):
         levels = 10.0 * np.log10(power)
     return np.maximum(levels, _FLOOR_DB)
@@ -83,13 +85,15 @@ def plan_segments(
     *,
     segment_seconds: float,
     search_seconds: float = PAUSE_SEARCH_SECONDS,
+    levels: npt.NDArray[np.float64] | None = None,
 ) -> list[Span]:
     """Cut ``samples`` into spans of at most ``segment_seconds``.
 
     A span longer than the limit ends in the middle of the longest pause that falls within
     the last ``search_seconds`` before the limit (the latest one on a tie); without such a
     pause it ends exactly at the limit. A last span shorter than :data:`MIN_TAIL_SECONDS`
-    after a full one is dropped.
+    after a full one is dropped. ``levels`` are ``frame_levels(samples, rate)`` if the
+    caller has them already.
     """
     total = len(samples)
     limit = int(segment_seconds * rate)
@@ -97,7 +101,8 @@ def plan_segments(
         raise ValueError("segment_seconds must be positive")
     if total <= limit:
         return [Span(0, total)] if total else []
-    levels = frame_levels(samples, rate)
+    if levels is None:
+        levels = frame_levels(samples, rate)
     quiet = levels < pause_threshold(levels)
     frame = int(rate * FRAME_SECONDS)
     min_frames = max(1, round(MIN_PAUSE_SECONDS / FRAME_SECONDS))

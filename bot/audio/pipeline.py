@@ -410,9 +410,12 @@ class AudioPipeline:
             raise AudioEmpty(f"{info.container}/{info.codec}: no samples")
         _refuse_if_cut_off(info, decoded)
         check()
-        if is_silent(frame_levels(decoded.samples, SAMPLE_RATE)):
+        levels = frame_levels(decoded.samples, SAMPLE_RATE)
+        if is_silent(levels):
             raise AudioSilent(f"{info.container}/{info.codec}: nothing above the silence level")
-        spans = plan_segments(decoded.samples, SAMPLE_RATE, segment_seconds=segment_seconds)
+        spans = plan_segments(
+            decoded.samples, SAMPLE_RATE, segment_seconds=segment_seconds, levels=levels
+        )
         return _Analysis(
             info=info,
             decoded=decoded,
