@@ -130,13 +130,11 @@ FORGET_DONE = (
     "this chat."
 )
 NEW_CONVERSATION = "Starting a fresh conversation. I've forgotten what we talked about here."
-HELP_TEXT = (
+HELP_INTRO = (
     "Send me a voice message and I'll answer it. Add a caption (or reply to a voice message "
-    "with a question) to ask something about the audio.\n"
-    "Commands:\n"
-    "{commands}\n"
-    "Current model: {model}."
+    "with a question) to ask something about the audio."
 )
+HELP_TEXT = "{intro}\nCommands:\n{commands}\nCurrent model: {model}."
 HELP_COMMANDS = (
     ("new", "start a fresh conversation"),
     ("model", "show or choose the model"),
@@ -161,6 +159,12 @@ SLACK_MODAL_TITLE = "Ask about this audio"
 SLACK_MODAL_SUBMIT = "Ask"
 SLACK_MODAL_LABEL = "Your question"
 SLACK_MODAL_PLACEHOLDER = "e.g. Summarise it, or: what language is spoken?"
+SLACK_HELP_INTRO = (
+    "Send me an audio clip or an audio file and I'll answer it. Write a question in the same "
+    "message (or mention me in its thread) to ask something about the audio. In channels, "
+    "mention me; in threads I take part in, just reply. On any message with audio, use "
+    "the shortcut “Ask about this audio”."
+)
 SLACK_UNKNOWN_COMMAND = "I don't know “{command}”. Try `/voicebot help`."
 
 # --- Telegram ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Short, friendly, texts from :mod:`bot.texts`; adapters add their own markup if t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from bot import texts
@@ -20,10 +21,23 @@ from bot.storage.tables import GroupPolicy
 _PROMPT_PREVIEW = 80
 
 
-def help_text(*, model: str, prefix: str = "/") -> str:
-    """What the bot does and its commands."""
+def help_text(*, model: str, prefix: str = "/", intro: str = texts.HELP_INTRO) -> str:
+    """What the bot does and its commands (``prefix`` + name, e.g. ``/voicebot new``)."""
     commands = "\n".join(f"{prefix}{name} — {what}" for name, what in texts.HELP_COMMANDS)
-    return texts.HELP_TEXT.format(commands=commands, model=model)
+    return texts.HELP_TEXT.format(intro=intro, commands=commands, model=model)
+
+
+_COMMAND_MENTION = re.compile(
+    r"(?<![\w/])/(" + "|".join(name for name, _ in texts.HELP_COMMANDS) + r")\b"
+)
+
+
+def with_command_prefix(text: str, prefix: str) -> str:
+    """Rewrite the ``/model``-style command mentions of shared texts for a platform whose
+    commands look different (Slack: ``/voicebot model``)."""
+    if prefix == "/":
+        return text
+    return _COMMAND_MENTION.sub(lambda m: f"{prefix}{m.group(1)}", text)
 
 
 def capabilities(spec: ModelSpec) -> str:

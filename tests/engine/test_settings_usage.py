@@ -129,3 +129,19 @@ async def test_presenters(h: Harness) -> None:
     help_tg = presenters.help_text(model="qwen-audio-turbo-latest")
     assert "/new — start a fresh conversation" in help_tg
     assert "/voicebot usage — " in presenters.help_text(model="x", prefix="/voicebot ")
+
+
+def test_command_mentions_follow_the_platform_prefix() -> None:
+    from bot.engine.presenters import with_command_prefix
+
+    text = texts.MODEL_NOT_FOUND  # "… pick another with /model."
+    assert with_command_prefix(text, "/") == text
+    slack = with_command_prefix(text, "/voicebot ")
+    assert slack.endswith("pick another with /voicebot model.")
+    # Only whole command names, and never inside a path or URL.
+    assert with_command_prefix("see /models and a/model or /newer", "/x ") == (
+        "see /models and a/model or /newer"
+    )
+    assert with_command_prefix("/new, /settings and /forget", "/x ") == (
+        "/x new, /x settings and /x forget"
+    )

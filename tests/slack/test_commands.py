@@ -9,6 +9,8 @@ async def test_help_model_settings_usage_in_a_dm(bot: SlackBot) -> None:
     answer = await bot.command("help")
     assert answer["response_type"] == "ephemeral"
     assert "/voicebot new" in answer["text"] and "qwen-audio-turbo-latest" in answer["text"]
+    # Slack wording: clips and threads, not Telegram's captions.
+    assert "Ask about this audio" in answer["text"] and "caption" not in answer["text"]
 
     answer = await bot.command("model")
     assert "qwen-audio-turbo-latest (current)" in answer["text"]

@@ -59,9 +59,10 @@ async def run(
     if not engine.is_allowed(chat, user_id):
         return texts.ACCESS_DENIED
     try:
-        return await _run(command, engine=engine, chat=chat, user_id=user_id, admins=admins)
+        answer = await _run(command, engine=engine, chat=chat, user_id=user_id, admins=admins)
     except BotError as exc:
-        return exc.user_message
+        answer = exc.user_message
+    return presenters.with_command_prefix(answer, PREFIX)
 
 
 async def _run(
@@ -70,7 +71,7 @@ async def _run(
     name, arg = command.name, command.arg
     if name == "help":
         view = await engine.get_settings(chat)
-        return presenters.help_text(model=view.model, prefix=PREFIX)
+        return presenters.help_text(model=view.model, prefix=PREFIX, intro=texts.SLACK_HELP_INTRO)
     if name == "new":
         await engine.new_conversation(chat, None)
         return texts.NEW_CONVERSATION

@@ -25,7 +25,9 @@ import structlog
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import texts
+from bot.adapters.slack.commands import PREFIX
 from bot.adapters.slack.markup import split_point, to_mrkdwn
+from bot.engine import presenters
 from bot.engine.ports import FinalReply
 from bot.errors import BotError
 from bot.metrics import Metrics
@@ -157,7 +159,8 @@ class SlackReplier:
                     await self._sync(final=True)
                 except _SlackErrors as exc:
                     self._platform_error(exc, "fail")
-            await self._post_final(error.user_message)
+            # Shared texts name Telegram-style commands ("/model"); Slack's are "/voicebot …".
+            await self._post_final(presenters.with_command_prefix(error.user_message, PREFIX))
         return self.message_ids
 
     # --- flushing ----------------------------------------------------------------------
