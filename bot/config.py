@@ -49,6 +49,8 @@ class Settings(BaseSettings):
         extra="ignore",
         case_sensitive=False,
         validate_default=True,
+        # `FOO=` in a .env or compose file means "not set", not an empty secret or URL.
+        env_ignore_empty=True,
     )
 
     # --- storage

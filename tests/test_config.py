@@ -136,3 +136,13 @@ def test_check_without_credentials_says_which_variables_to_set(
     out = capsys.readouterr().out
     assert "TELEGRAM_BOT_TOKEN" in out and "SLACK_BOT_TOKEN" in out
     assert "DASHSCOPE_API_KEY" in out
+
+
+def test_empty_variables_mean_not_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As compose files and .env templates write them: `TELEGRAM_BOT_TOKEN=`.
+    for name in ("DASHSCOPE_API_KEY", "TELEGRAM_BOT_TOKEN", "SLACK_BOT_TOKEN", "HTTP_PORT"):
+        monkeypatch.setenv(name, "")
+    s = Settings.load()
+    assert s.DASHSCOPE_API_KEY is None
+    assert not s.telegram_enabled and not s.slack_enabled
+    assert s.HTTP_PORT == 8080
