@@ -17,10 +17,11 @@ Policy, in the order it is applied:
    ``max_segments``; the rest is reported as ``seconds_left_out`` and never encoded.
 5. **Work off the loop.** Decoding and every segment's encoding run in a bounded thread pool
    (PyAV releases the GIL inside FFmpeg's codec calls, so threads use all cores); segments of
-   one recording are encoded in parallel. At most ``workers`` conversions are in flight at
-   once, which bounds memory to that many decoded recordings. Each conversion has a time
-   limit (:class:`AudioTimeout`), enforced both on the awaiting side and inside the workers,
-   which check it between packets and frames and stop.
+   one recording are encoded in parallel, and with more than one worker the first segment's
+   MP3 encoding starts while decoding is still going on (:class:`_FirstSpanFeed`). At most
+   ``workers`` conversions are in flight at once, which bounds memory to that many decoded
+   recordings. Each conversion has a time limit (:class:`AudioTimeout`), enforced both on the
+   awaiting side and inside the workers, which check it between packets and frames and stop.
 6. **Repeats are free.** Finished conversions are kept in a small LRU cache keyed by the
    SHA-256 of the input bytes and the conversion parameters.
 """
