@@ -82,26 +82,16 @@ def _texts(message: ChatMessage) -> list[str]:
 
 
 def parse_chunk(obj: Any) -> Chunk:
-    """Read one ``chat.completion.chunk``."""
-    if not isinstance(obj, dict):
-        return Chunk()
-    chunk = Chunk(request_id=_request_id(obj))
-    usage = obj.get("usage")
-    if isinstance(usage, dict):
-        chunk.usage = parse_usage(usage)
-    choices = obj.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        choice = choices[0]
-        delta = choice.get("delta")
-        if isinstance(delta, dict):
-            chunk.text = _content_text(delta.get("content"))
-            chunk.audio_info = audio_info_from(delta.get("annotations"))
-        chunk.finish_reason = _finish(choice.get("finish_reason"))
-    return chunk
+    """Read one ``chat.completion.chunk`` (its text is in ``choices[0].delta``)."""
+    return _parse(obj, "delta")
 
 
 def parse_completion(obj: Any) -> Chunk:
-    """Read a whole ``chat.completion``."""
+    """Read a whole ``chat.completion`` (its text is in ``choices[0].message``)."""
+    return _parse(obj, "message")
+
+
+def _parse(obj: Any, field: str) -> Chunk:
     if not isinstance(obj, dict):
         return Chunk()
     chunk = Chunk(request_id=_request_id(obj))
@@ -111,10 +101,10 @@ def parse_completion(obj: Any) -> Chunk:
     choices = obj.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
         choice = choices[0]
-        message = choice.get("message")
-        if isinstance(message, dict):
-            chunk.text = _content_text(message.get("content"))
-            chunk.audio_info = audio_info_from(message.get("annotations"))
+        body = choice.get(field)
+        if isinstance(body, dict):
+            chunk.text = _content_text(body.get("content"))
+            chunk.audio_info = audio_info_from(body.get("annotations"))
         chunk.finish_reason = _finish(choice.get("finish_reason"))
     return chunk
 

@@ -18,6 +18,7 @@ from bot.adapters.telegram.turns import TelegramContext
 from bot.adapters.telegram.updates import chat_ref
 from bot.engine import presenters
 from bot.engine.ports import ChatRef
+from bot.engine.settings import ChatSettingsView
 from bot.errors import BotError
 
 
@@ -41,20 +42,29 @@ async def _admitted(query: CallbackQuery, tg: TelegramContext) -> tuple[Message,
     return message, chat
 
 
+async def _change(
+    query: CallbackQuery, tg: TelegramContext, **change: object
+) -> tuple[Message, ChatSettingsView] | None:
+    """Apply one settings change from a button (the engine re-checks admin rights)."""
+    found = await _admitted(query, tg)
+    if found is None:
+        return None
+    message, chat = found
+    try:
+        view = await tg.engine.update_settings(chat, str(query.from_user.id), tg.admins, **change)
+    except BotError as exc:
+        await query.answer(exc.user_message, show_alert=True)
+        return None
+    return message, view
+
+
 async def on_model(
     query: CallbackQuery, callback_data: ModelChoice, bot: Bot, tg: TelegramContext
 ) -> None:
-    found = await _admitted(query, tg)
-    if found is None:
+    changed = await _change(query, tg, model=callback_data.name)
+    if changed is None:
         return
-    message, chat = found
-    try:
-        view = await tg.engine.update_settings(
-            chat, str(query.from_user.id), tg.admins, model=callback_data.name
-        )
-    except BotError as exc:
-        await query.answer(exc.user_message, show_alert=True)
-        return
+    message, view = changed
     text = presenters.model_list(tg.engine.allowed_models, current=view.model)
     await edit(
         bot,
@@ -68,17 +78,10 @@ async def on_model(
 async def on_policy(
     query: CallbackQuery, callback_data: PolicyChoice, bot: Bot, tg: TelegramContext
 ) -> None:
-    found = await _admitted(query, tg)
-    if found is None:
+    changed = await _change(query, tg, group_policy=callback_data.value)
+    if changed is None:
         return
-    message, chat = found
-    try:
-        view = await tg.engine.update_settings(
-            chat, str(query.from_user.id), tg.admins, group_policy=callback_data.value
-        )
-    except BotError as exc:
-        await query.answer(exc.user_message, show_alert=True)
-        return
+    message, view = changed
     await edit(
         bot,
         message,
