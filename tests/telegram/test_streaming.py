@@ -58,6 +58,23 @@ async def test_long_private_reply_is_split_into_final_messages(
     assert all(utf16_len(c.params.get("text", "")) <= 4096 for c in tg.calls_of("sendMessageDraft"))
 
 
+async def test_a_server_without_drafts_still_gets_the_final_message(
+    harness: Harness, bot: Running
+) -> None:
+    # E.g. an older local Bot API server: sendMessageDraft is "Not Found".
+    tg = harness.tg
+    ann = harness.user()
+    chat = harness.private(ann)
+    tg.fail_next("sendMessageDraft", code=404, description="Not Found", times=100)
+    harness.ds.queue(Reply(chunks=["One, ", "two, ", "three."], chunk_delay=0.05))
+    tg.inject(message=tg.voice_message(chat=chat, user=ann, data=voice()))
+    await harness.until(lambda: tg.sent_texts(chat["id"]) == ["One, two, three."])
+    await _settled(harness)
+    # Tried once, then this reply stopped previewing instead of failing every update.
+    assert len(tg.calls_of("sendMessageDraft", ok=None)) == 1
+    assert tg.sent_texts(chat["id"]) == ["One, two, three."]
+
+
 async def test_rejected_entities_fall_back_to_plain_text(harness: Harness, bot: Running) -> None:
     tg = harness.tg
     group = harness.group()

@@ -22,7 +22,12 @@ from typing import Any, TypeVar
 
 import structlog
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramRetryAfter,
+)
 from aiogram.types import Message, ReplyParameters
 
 from bot import texts
@@ -361,9 +366,16 @@ class DraftReplier(_Replier):
                 with contextlib.suppress(TelegramAPIError):
                     await make(chunk.plain())
                 return
-            # Drafts unavailable here: keep "typing…" semantics, final message still comes.
-            log.info("telegram.drafts_disabled", chat_id=self.chat_id)
-            self._drafts_ok = False
+            self._disable_drafts(exc)
+        except (TelegramAPIError, ClientDecodeError) as exc:
+            # E.g. a Bot API server without sendMessageDraft (404), or one that is failing:
+            # stop previewing for this reply; the final message still comes.
+            self._count(exc)
+            self._disable_drafts(exc)
+
+    def _disable_drafts(self, exc: Exception) -> None:
+        log.info("telegram.drafts_disabled", chat_id=self.chat_id, error=type(exc).__name__)
+        self._drafts_ok = False
 
     async def _final(self, markdown: str) -> list[str]:
         chunks = self._render(markdown)
