@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,26 @@ from bot.storage.database import Database
 
 
 def migrations_dir() -> Path:
-    """The ``migrations/`` folder: VOICEBOT_MIGRATIONS, else beside the ``bot`` package."""
+    """The Alembic ``migrations/`` folder.
+
+    VOICEBOT_MIGRATIONS if set; else the checkout's (beside the ``bot`` package, for
+    editable installs); else the copy a regular install puts in ``<prefix>/share/voicebot``.
+    """
     override = os.environ.get("VOICEBOT_MIGRATIONS")
-    folder = Path(override) if override else Path(__file__).resolve().parents[2] / "migrations"
-    if not (folder / "env.py").is_file():
-        raise ConfigError(
-            "VOICEBOT_MIGRATIONS", f"no Alembic migrations at {folder} (run from a checkout)"
-        )
-    return folder
+    candidates = (
+        [Path(override)]
+        if override
+        else [
+            Path(__file__).resolve().parents[2] / "migrations",
+            Path(sys.prefix) / "share" / "voicebot" / "migrations",
+        ]
+    )
+    for folder in candidates:
+        if (folder / "env.py").is_file():
+            return folder
+    raise ConfigError(
+        "VOICEBOT_MIGRATIONS", f"no Alembic migrations at {candidates[0]} (set it to the folder)"
+    )
 
 
 def alembic_config(url: str) -> Config:
