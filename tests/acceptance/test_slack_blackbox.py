@@ -1,0 +1,736 @@
+"""Black-box acceptance tests for Slack: the real ``voicebot run`` against fake Slack/DashScope.
+
+The bot is driven only through the network: signed Events API / slash command / interactivity
+requests to ``POST /slack/events`` (HTTP mode) or envelopes over the Socket Mode websocket, and
+whatever it does is observed on the fake Slack Web API and the fake DashScope server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.acceptance.slack_server import (
+    DASHSCOPE_KEY,
+    SLACK_APP_TOKEN,
+    SLACK_BOT_TOKEN,
+    SLACK_BOT_USER,
+    SLACK_TEAM,
+    SlackMessage,
+    SlackServers,
+    wait_for,
+)
+from tests.audio.synth import FORMATS, encode, speech_like
+
+SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+REPLY = "Hello from the fake model."
+DEFAULT_MODEL = "qwen-audio-turbo-latest"
+
+_ids = itertools.count(1)
+
+
+def _uid(prefix: str) -> str:
+    return f"{prefix}{os.getpid() % 1000:03d}{next(_ids):05d}"
+
+
+def _ts() -> str:
+    return f"{int(time.time())}.{next(_ids):06d}"
+
+
+# ---------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def slack_servers() -> Iterator[SlackServers]:
+    servers = SlackServers()
+    servers.start()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="module")
+def slack_clips() -> dict[str, bytes]:
+    x = speech_like(2.0)
+    return {"webm": encode(x, FORMATS["clip.webm"]), "mp4": encode(x, FORMATS["clip.m4a"])}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SlackBot:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.proc = proc
+        self.port = port
+        self.log = log
+        self.url = f"http://127.0.0.1:{port}/slack/events"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def _start_bot(servers: SlackServers, tmp: Path, mode: str) -> SlackBot:
+    port = _free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bot.db",
+        "DASHSCOPE_API_KEY": DASHSCOPE_KEY,
+        "DASHSCOPE_BASE_URL": f"http://127.0.0.1:{servers.dashscope_port}/api/v1",
+        "DASHSCOPE_MAX_RETRIES": "0",
+        "SLACK_BOT_TOKEN": SLACK_BOT_TOKEN,
+        "SLACK_MODE": mode,
+        "SLACK_API_BASE": f"{servers.slack.base}/api/",
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": str(port),
+        "USER_RATE_LIMIT": "0",
+        "AUDIO_WORKERS": "1",
+        "LOG_LEVEL": "INFO",
+    }
+    if mode == "http":
+        env["SLACK_SIGNING_SECRET"] = SLACK_SECRET
+    else:
+        env["SLACK_APP_TOKEN"] = SLACK_APP_TOKEN
+    exe = shutil.which("voicebot")
+    cmd = [exe, "run"] if exe else [sys.executable, "-m", "bot", "run"]
+    log = tmp / "bot.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
+    bot = SlackBot(proc, port, log)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"voicebot run exited {proc.returncode}:\n{bot.output()}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    assert wait_for(ready, timeout=30, step=0.1), bot.output()
+    return bot
+
+
+def _stop_bot(bot: SlackBot) -> int:
+    if bot.proc.poll() is None:
+        bot.proc.send_signal(signal.SIGTERM)
+        try:
+            bot.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            bot.proc.kill()
+            bot.proc.wait(5)
+    return bot.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def slack_http_bot(
+    slack_servers: SlackServers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SlackBot]:
+    bot = _start_bot(slack_servers, tmp_path_factory.mktemp("slack_http"), "http")
+    yield bot
+    _stop_bot(bot)
+
+
+@pytest.fixture(autouse=True)
+def _slack_reset(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "slack_servers" in request.fixturenames:
+        servers: SlackServers = request.getfixturevalue("slack_servers")
+        servers.slack.reset()
+        servers.slack.users.clear()
+        servers.dashscope.reply = ["Hello ", "from the ", "fake model."]
+        servers.dashscope.delay = 0.0
+
+
+# ---------------------------------------------------------------------------- payloads
+def _sign(body: bytes, ts: int | None = None, secret: str = SLACK_SECRET) -> dict[str, str]:
+    stamp = str(int(time.time()) if ts is None else ts)
+    base = b"v0:" + stamp.encode() + b":" + body
+    sig = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": sig}
+
+
+def _post_json(bot: SlackBot, payload: dict[str, Any], **headers: str) -> httpx.Response:
+    body = json.dumps(payload).encode()
+    hdrs = {"Content-Type": "application/json", **_sign(body), **headers}
+    return httpx.post(bot.url, content=body, headers=hdrs, timeout=10)
+
+
+def _post_form(bot: SlackBot, form: dict[str, str]) -> httpx.Response:
+    body = urllib.parse.urlencode(form).encode()
+    hdrs = {"Content-Type": "application/x-www-form-urlencoded", **_sign(body)}
+    return httpx.post(bot.url, content=body, headers=hdrs, timeout=10)
+
+
+def _clip_file(
+    servers: SlackServers, data: bytes, kind: str = "webm", *, login_page: bool = False
+) -> dict[str, Any]:
+    fid = _uid("F")
+    mimetype = "audio/webm" if kind == "webm" else "audio/mp4"
+    url = servers.slack.add_file(fid, data, mimetype, login_page=login_page)
+    return {
+        "id": fid,
+        "created": int(time.time()),
+        "timestamp": int(time.time()),
+        "name": f"audio_message.{kind if kind == 'webm' else 'm4a'}",
+        "title": "audio_message",
+        "mimetype": mimetype,
+        "filetype": kind if kind == "webm" else "m4a",
+        "pretty_type": "WebM" if kind == "webm" else "MPEG 4 Audio",
+        "user": "U0",
+        "mode": "hosted",
+        "editable": False,
+        "is_external": False,
+        "external_type": "",
+        "size": len(data),
+        "url_private": url,
+        "url_private_download": url,
+        "subtype": "slack_audio",
+        "media_display_type": "audio",
+        "duration_ms": 2000,
+        "transcription": {"status": "processing"},
+        "is_public": False,
+        "has_rich_preview": False,
+    }
+
+
+def _message(
+    channel: str,
+    user: str,
+    text: str,
+    files: list[dict[str, Any]] | None,
+    *,
+    channel_type: str,
+    ts: str | None = None,
+    thread_ts: str | None = None,
+    event_type: str = "message",
+) -> dict[str, Any]:
+    ts = ts or _ts()
+    ev: dict[str, Any] = {
+        "type": event_type,
+        "text": text,
+        "user": user,
+        "ts": ts,
+        "team": SLACK_TEAM,
+        "channel": channel,
+        "event_ts": ts,
+        "client_msg_id": _uid("cm-"),
+    }
+    if event_type == "message":
+        ev["channel_type"] = channel_type
+    if files:
+        for f in files:
+            f["user"] = user
+        ev["files"] = files
+        ev["upload"] = False
+        ev["display_as_bot"] = False
+        if event_type == "message":
+            ev["subtype"] = "file_share"
+    if thread_ts:
+        ev["thread_ts"] = thread_ts
+    return ev
+
+
+def _callback(event: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+    return {
+        "token": "legacy-verification-token",
+        "team_id": SLACK_TEAM,
+        "context_team_id": SLACK_TEAM,
+        "api_app_id": "A0SLACKAPP",
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id or _uid("Ev"),
+        "event_time": int(time.time()),
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": SLACK_TEAM,
+                "user_id": SLACK_BOT_USER,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+        "is_ext_shared_channel": False,
+    }
+
+
+def _command(
+    servers: SlackServers, text: str, *, user: str, channel: str, channel_name: str
+) -> dict[str, str]:
+    rid = _uid("R")
+    return {
+        "token": "legacy-verification-token",
+        "team_id": SLACK_TEAM,
+        "team_domain": "fake",
+        "channel_id": channel,
+        "channel_name": channel_name,
+        "user_id": user,
+        "user_name": user.lower(),
+        "command": "/voicebot",
+        "text": text,
+        "api_app_id": "A0SLACKAPP",
+        "is_enterprise_install": "false",
+        "response_url": f"{servers.slack.base}/response/{rid}",
+        "trigger_id": f"{next(_ids)}.1.abcdef",
+    }
+
+
+def _replies(servers: SlackServers, channel: str, needle: str = REPLY) -> list[SlackMessage]:
+    return [m for m in servers.slack.visible(channel) if needle in m.text]
+
+
+def _final_reply(
+    servers: SlackServers, channel: str, thread_ts: str | None = None, timeout: float = 20
+) -> SlackMessage:
+    """Wait until the full reply is visible in ``channel`` (and finished, if streamed)."""
+
+    def done() -> SlackMessage | None:
+        for m in _replies(servers, channel):
+            if not m.streaming and (thread_ts is None or m.thread_ts == thread_ts):
+                return m
+        return None
+
+    msg = wait_for(done, timeout=timeout)
+    assert msg is not None, (
+        f"no finished reply in {channel}; visible: {servers.slack.visible(channel)}; "
+        f"calls: {[(c.method, c.response.get('error')) for c in servers.slack.calls]}"
+    )
+    return msg
+
+
+def _answer_text(resp: httpx.Response, servers: SlackServers, before: int) -> dict[str, Any]:
+    """The ephemeral answer to a slash command: in the HTTP response or via response_url."""
+    if resp.content.strip():
+        try:
+            body = resp.json()
+        except ValueError:
+            return {"text": resp.text}
+        if isinstance(body, dict) and (body.get("text") or body.get("blocks")):
+            return body
+
+    def posted() -> dict[str, Any] | None:
+        return servers.slack.responses[before] if len(servers.slack.responses) > before else None
+
+    answer = wait_for(posted, timeout=10)
+    assert answer is not None, "no answer to the slash command"
+    return dict(answer)
+
+
+def _visible_text(answer: dict[str, Any]) -> str:
+    return json.dumps(answer.get("text", "")) + json.dumps(answer.get("blocks", ""))
+
+
+def _user_text(call_body: dict[str, Any]) -> str:
+    msgs = call_body["input"]["messages"]
+    user = [m for m in msgs if m["role"] == "user"][-1]
+    return " ".join(str(c["text"]) for c in user["content"] if "text" in c)
+
+
+def _has_audio(call_body: dict[str, Any]) -> bool:
+    msgs = call_body["input"]["messages"]
+    user = [m for m in msgs if m["role"] == "user"][-1]
+    return any("audio" in c for c in user["content"])
+
+
+# ---------------------------------------------------------------------------- HTTP mode
+def test_slack_url_verification(slack_http_bot: SlackBot) -> None:
+    challenge = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    resp = _post_json(
+        slack_http_bot,
+        {"token": "Jhj5dZrVaK7ZwHHjRyZWjbDl", "challenge": challenge, "type": "url_verification"},
+    )
+    assert resp.status_code == 200
+    try:
+        got = resp.json().get("challenge")
+    except ValueError:
+        got = resp.text
+    assert got == challenge
+
+
+def test_slack_rejects_unsigned_badly_signed_and_stale(
+    slack_http_bot: SlackBot, slack_servers: SlackServers, slack_clips: dict[str, bytes]
+) -> None:
+    channel, user = _uid("D"), _uid("U")
+    f = _clip_file(slack_servers, slack_clips["webm"])
+    body = json.dumps(_callback(_message(channel, user, "", [f], channel_type="im"))).encode()
+    url = slack_http_bot.url
+    ctype = {"Content-Type": "application/json"}
+    unsigned = httpx.post(url, content=body, headers=ctype, timeout=10)
+    bad = httpx.post(
+        url, content=body, headers={**ctype, **_sign(body, secret="not-the-secret")}, timeout=10
+    )
+    stale = httpx.post(
+        url, content=body, headers={**ctype, **_sign(body, ts=int(time.time()) - 360)}, timeout=10
+    )
+    tampered_headers = {**ctype, **_sign(body)}
+    tampered = httpx.post(url, content=body + b" ", headers=tampered_headers, timeout=10)
+    assert [r.status_code for r in (unsigned, bad, stale, tampered)] == [401, 401, 401, 401]
+    time.sleep(1.5)
+    assert slack_servers.slack.visible(channel) == []
+    assert slack_servers.slack.downloads == []
+
+
+@pytest.mark.parametrize("kind", ["webm", "mp4"])
+def test_slack_dm_clip_is_downloaded_with_bot_token_and_answered(
+    slack_http_bot: SlackBot,
+    slack_servers: SlackServers,
+    slack_clips: dict[str, bytes],
+    kind: str,
+) -> None:
+    channel, user = _uid("D"), _uid("U")
+    f = _clip_file(slack_servers, slack_clips[kind], kind)
+    ds_before = len(slack_servers.dashscope.calls)
+    resp = _post_json(
+        slack_http_bot, _callback(_message(channel, user, "", [f], channel_type="im"))
+    )
+    assert resp.status_code == 200
+    _final_reply(slack_servers, channel)
+    downloads = [d for d in slack_servers.slack.downloads if d[0] == f["id"]]
+    assert downloads
+    assert all(auth == f"Bearer {SLACK_BOT_TOKEN}" for _, auth in downloads)
+    new = slack_servers.dashscope.calls[ds_before:]
+    assert len(new) == 1
+    assert _has_audio(new[0].body)
+    assert new[0].body["model"] == DEFAULT_MODEL
+
+
+def test_slack_text_with_clip_is_the_instruction(
+    slack_http_bot: SlackBot, slack_servers: SlackServers, slack_clips: dict[str, bytes]
+) -> None:
+    channel, user = _uid("D"), _uid("U")
+    f = _clip_file(slack_servers, slack_clips["webm"])
+    instruction = "What language is spoken here, and how does the speaker feel?"
+    ds_before = len(slack_servers.dashscope.calls)
+    _post_json(
+        slack_http_bot, _callback(_message(channel, user, instruction, [f], channel_type="im"))
+    )
+    _final_reply(slack_servers, channel)
+    new = slack_servers.dashscope.calls[ds_before:]
+    assert len(new) == 1
+    assert instruction in _user_text(new[0].body)
+    assert _has_audio(new[0].body)
+
+
+def test_slack_channel_clip_needs_a_mention_and_is_answered_in_thread(
+    slack_http_bot: SlackBot, slack_servers: SlackServers, slack_clips: dict[str, bytes]
+) -> None:
+    channel, user = _uid("C"), _uid("U")
+    ds_before = len(slack_servers.dashscope.calls)
+    plain = _clip_file(slack_servers, slack_clips["webm"])
+    _post_json(
+        slack_http_bot,
+        _callback(_message(channel, user, "", [plain], channel_type="channel")),
+    )
+    time.sleep(1.0)
+    assert slack_servers.slack.visible(channel) == []
+    assert not [d for d in slack_servers.slack.downloads if d[0] == plain["id"]]
+
+    mentioned = _clip_file(slack_servers, slack_clips["webm"])
+    ts = _ts()
+    text = f"<@{SLACK_BOT_USER}> summarise this please"
+    # Slack delivers both a message.channels event and an app_mention event for the post.
+    _post_json(
+        slack_http_bot,
+        _callback(_message(channel, user, text, [mentioned], channel_type="channel", ts=ts)),
+    )
+    _post_json(
+        slack_http_bot,
+        _callback(
+            _message(
+                channel,
+                user,
+                text,
+                [dict(mentioned)],
+                channel_type="channel",
+                ts=ts,
+                event_type="app_mention",
+            )
+        ),
+    )
+    reply = _final_reply(slack_servers, channel, thread_ts=ts)
+    assert reply.thread_ts == ts
+    time.sleep(1.0)
+    assert len(_replies(slack_servers, channel)) == 1
+    new = slack_servers.dashscope.calls[ds_before:]
+    assert len(new) == 1
+    assert "summarise this please" in _user_text(new[0].body)
+
+
+def test_slack_retried_event_is_answered_once(
+    slack_http_bot: SlackBot, slack_servers: SlackServers, slack_clips: dict[str, bytes]
+) -> None:
+    channel, user = _uid("D"), _uid("U")
+    f = _clip_file(slack_servers, slack_clips["webm"])
+    payload = _callback(_message(channel, user, "", [f], channel_type="im"))
+    ds_before = len(slack_servers.dashscope.calls)
+    first = _post_json(slack_http_bot, payload)
+    retry1 = _post_json(
+        slack_http_bot,
+        payload,
+        **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"},
+    )
+    _final_reply(slack_servers, channel)
+    retry2 = _post_json(
+        slack_http_bot, payload, **{"X-Slack-Retry-Num": "2", "X-Slack-Retry-Reason": "http_error"}
+    )
+    assert [r.status_code for r in (first, retry1, retry2)] == [200, 200, 200]
+    time.sleep(1.0)
+    assert len(_replies(slack_servers, channel)) == 1
+    assert len(slack_servers.dashscope.calls) - ds_before == 1
+
+
+def test_slack_help_is_ephemeral_and_within_3s(
+    slack_http_bot: SlackBot, slack_servers: SlackServers
+) -> None:
+    before = len(slack_servers.slack.responses)
+    form = _command(slack_servers, "help", user=_uid("U"), channel=_uid("C"), channel_name="gen")
+    start = time.monotonic()
+    resp = _post_form(slack_http_bot, form)
+    elapsed = time.monotonic() - start
+    assert resp.status_code == 200
+    assert elapsed < 3.0
+    answer = _answer_text(resp, slack_servers, before)
+    assert answer.get("response_type", "ephemeral") == "ephemeral"
+    assert "/voicebot" in _visible_text(answer)
+    assert slack_servers.slack.visible(form["channel_id"]) == []
+
+
+def test_slack_model_change_is_for_admins_in_channels(
+    slack_http_bot: SlackBot, slack_servers: SlackServers, slack_clips: dict[str, bytes]
+) -> None:
+    channel, member, admin = _uid("C"), _uid("U"), _uid("U")
+    slack_servers.slack.users[member] = {"is_admin": False, "is_owner": False}
+    slack_servers.slack.users[admin] = {"is_admin": True}
+    target = "qwen2-audio-instruct"
+
+    def clip_model() -> str:
+        ds_before = len(slack_servers.dashscope.calls)
+        ts = _ts()
+        f = _clip_file(slack_servers, slack_clips["webm"])
+        ev = _message(channel, member, f"<@{SLACK_BOT_USER}>", [f], channel_type="channel", ts=ts)
+        _post_json(slack_http_bot, _callback(ev))
+        _final_reply(slack_servers, channel, thread_ts=ts)
+        new = slack_servers.dashscope.calls[ds_before:]
+        assert len(new) == 1
+        return str(new[0].body["model"])
+
+    before = len(slack_servers.slack.responses)
+    form = _command(
+        slack_servers, f"model {target}", user=member, channel=channel, channel_name="general"
+    )
+    resp = _post_form(slack_http_bot, form)
+    assert resp.status_code == 200
+    answer = _answer_text(resp, slack_servers, before)
+    assert answer.get("response_type", "ephemeral") == "ephemeral"
+    assert clip_model() == DEFAULT_MODEL
+
+    before = len(slack_servers.slack.responses)
+    form = _command(
+        slack_servers, f"model {target}", user=admin, channel=channel, channel_name="general"
+    )
+    resp = _post_form(slack_http_bot, form)
+    assert resp.status_code == 200
+    _answer_text(resp, slack_servers, before)
+    assert clip_model() == target
+
+
+def test_slack_login_page_download_gives_short_error_and_no_model_call(
+    slack_http_bot: SlackBot, slack_servers: SlackServers, slack_clips: dict[str, bytes]
+) -> None:
+    channel, user = _uid("D"), _uid("U")
+    f = _clip_file(slack_servers, slack_clips["webm"], login_page=True)
+    ds_before = len(slack_servers.dashscope.calls)
+    _post_json(slack_http_bot, _callback(_message(channel, user, "", [f], channel_type="im")))
+
+    def said() -> list[SlackMessage]:
+        return [m for m in slack_servers.slack.visible(channel) if m.text and not m.streaming]
+
+    msgs = wait_for(said, timeout=15)
+    assert msgs, f"no error message; calls: {[c.method for c in slack_servers.slack.calls]}"
+    time.sleep(0.5)
+    assert len(msgs[0].text) < 500
+    assert "<html" not in msgs[0].text.lower()
+    assert REPLY not in msgs[0].text
+    assert len(slack_servers.dashscope.calls) == ds_before
+
+
+@pytest.mark.parametrize("error", ["not_allowed", "unknown_method"])
+def test_slack_reply_arrives_when_streaming_is_unavailable(
+    slack_http_bot: SlackBot,
+    slack_servers: SlackServers,
+    slack_clips: dict[str, bytes],
+    error: str,
+) -> None:
+    slack_servers.slack.broken["chat.startStream"] = error
+    channel, user = _uid("C"), _uid("U")
+    ts = _ts()
+    f = _clip_file(slack_servers, slack_clips["webm"])
+    ev = _message(channel, user, f"<@{SLACK_BOT_USER}> hi", [f], channel_type="channel", ts=ts)
+    _post_json(slack_http_bot, _callback(ev))
+    reply = _final_reply(slack_servers, channel, thread_ts=ts)
+    assert reply.text.strip().endswith(REPLY)
+
+
+def test_slack_update_rate_limited_reply_still_completes(
+    slack_http_bot: SlackBot, slack_servers: SlackServers, slack_clips: dict[str, bytes]
+) -> None:
+    words = [f"word{i} " for i in range(12)]
+    slack_servers.dashscope.reply = words
+    slack_servers.dashscope.delay = 0.25
+    slack_servers.slack.broken["chat.startStream"] = "unknown_method"
+    slack_servers.slack.failures["chat.update"] = [
+        (429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}),
+    ]
+    channel, user = _uid("C"), _uid("U")
+    ts = _ts()
+    f = _clip_file(slack_servers, slack_clips["webm"])
+    ev = _message(channel, user, f"<@{SLACK_BOT_USER}> go", [f], channel_type="channel", ts=ts)
+    _post_json(slack_http_bot, _callback(ev))
+    full = "".join(words).strip()
+
+    def complete() -> SlackMessage | None:
+        for m in slack_servers.slack.visible(channel):
+            if m.thread_ts == ts and full in m.text:
+                return m
+        return None
+
+    msg = wait_for(complete, timeout=25)
+    assert msg is not None, (
+        f"reply never completed: {slack_servers.slack.visible(channel)}; "
+        f"calls: {[(c.method, c.response.get('error')) for c in slack_servers.slack.calls]}"
+    )
+
+
+def test_slack_message_shortcut_opens_a_modal(
+    slack_http_bot: SlackBot, slack_servers: SlackServers, slack_clips: dict[str, bytes]
+) -> None:
+    channel, user = _uid("C"), _uid("U")
+    f = _clip_file(slack_servers, slack_clips["webm"])
+    msg = _message(channel, _uid("U"), "", [f], channel_type="channel")
+    trigger = f"{next(_ids)}.2.trigger"
+    payload = {
+        "type": "message_action",
+        "token": "legacy-verification-token",
+        "action_ts": _ts(),
+        "team": {"id": SLACK_TEAM, "domain": "fake"},
+        "user": {"id": user, "username": user.lower(), "team_id": SLACK_TEAM, "name": "u"},
+        "channel": {"id": channel, "name": "general"},
+        "is_enterprise_install": False,
+        "callback_id": "ask_about_audio",
+        "trigger_id": trigger,
+        "response_url": f"{slack_servers.slack.base}/response/{_uid('R')}",
+        "message_ts": msg["ts"],
+        "message": {k: v for k, v in msg.items() if k not in ("channel", "channel_type")},
+    }
+    start = time.monotonic()
+    resp = _post_form(slack_http_bot, {"payload": json.dumps(payload)})
+    elapsed = time.monotonic() - start
+    assert resp.status_code == 200
+    assert elapsed < 3.0
+    opened = wait_for(lambda: slack_servers.slack.calls_to("views.open"), timeout=5)
+    assert opened, [c.method for c in slack_servers.slack.calls]
+    assert opened[0].args["trigger_id"] == trigger
+    assert opened[0].response.get("ok") is True
+
+
+# ---------------------------------------------------------------------------- Socket Mode
+def test_slack_socket_mode_acks_and_answers_then_stops_on_sigterm(
+    slack_servers: SlackServers, slack_clips: dict[str, bytes], tmp_path: Path
+) -> None:
+    bot = _start_bot(slack_servers, tmp_path, "socket")
+    try:
+        assert slack_servers.socket_wait_connected(20), bot.output()
+        opens = slack_servers.slack.calls_to("apps.connections.open")
+        assert opens and opens[-1].token == SLACK_APP_TOKEN
+
+        # A DM clip over the websocket: acked with its envelope_id, then answered.
+        channel, user = _uid("D"), _uid("U")
+        f = _clip_file(slack_servers, slack_clips["mp4"], "mp4")
+        env_id = "a5b1c2d3-0000-4000-8000-" + f"{next(_ids):012d}"
+        slack_servers.socket_send(
+            {
+                "envelope_id": env_id,
+                "type": "events_api",
+                "payload": _callback(_message(channel, user, "", [f], channel_type="im")),
+                "accepts_response_payload": False,
+                "retry_attempt": 0,
+                "retry_reason": "",
+            }
+        )
+
+        def acked() -> bool:
+            return any(m.get("envelope_id") == env_id for m in slack_servers.slack.ws_received)
+
+        assert wait_for(acked, timeout=3), slack_servers.slack.ws_received
+        _final_reply(slack_servers, channel)
+
+        # A slash command over the websocket: answered ephemerally (ack payload or response_url).
+        before = len(slack_servers.slack.responses)
+        cmd_env = "c0mmand0-0000-4000-8000-" + f"{next(_ids):012d}"
+        form = _command(slack_servers, "help", user=user, channel=channel, channel_name="dm")
+        slack_servers.socket_send(
+            {
+                "envelope_id": cmd_env,
+                "type": "slash_commands",
+                "payload": form,
+                "accepts_response_payload": True,
+            }
+        )
+
+        def cmd_ack() -> dict[str, Any] | None:
+            for m in slack_servers.slack.ws_received:
+                if m.get("envelope_id") == cmd_env:
+                    return m
+            return None
+
+        ack = wait_for(cmd_ack, timeout=3)
+        assert ack is not None
+        in_ack = ack.get("payload") or {}
+        if not (in_ack.get("text") or in_ack.get("blocks")):
+            got = wait_for(lambda: len(slack_servers.slack.responses) > before, timeout=10)
+            assert got, "no answer to /voicebot help over Socket Mode"
+            in_ack = slack_servers.slack.responses[before]
+        assert "/voicebot" in _visible_text(in_ack)
+
+        # SIGTERM while a reply is in flight: exit 0 within 10 s, nothing left streaming.
+        slack_servers.dashscope.reply = [f"part{i} " for i in range(40)]
+        slack_servers.dashscope.delay = 0.2
+        channel2 = _uid("D")
+        f2 = _clip_file(slack_servers, slack_clips["webm"])
+        slack_servers.socket_send(
+            {
+                "envelope_id": "f1n15h00-0000-4000-8000-" + f"{next(_ids):012d}",
+                "type": "events_api",
+                "payload": _callback(_message(channel2, user, "", [f2], channel_type="im")),
+                "accepts_response_payload": False,
+                "retry_attempt": 0,
+                "retry_reason": "",
+            }
+        )
+        assert wait_for(
+            lambda: [m for m in slack_servers.slack.visible(channel2) if "part1" in m.text],
+            timeout=20,
+        ), slack_servers.slack.visible(channel2)
+        start = time.monotonic()
+        bot.proc.send_signal(signal.SIGTERM)
+        code = bot.proc.wait(10)
+        assert time.monotonic() - start < 10
+        assert code == 0, bot.output()
+        assert not [m for m in slack_servers.slack.visible(channel2) if m.streaming]
+    finally:
+        _stop_bot(bot)
