@@ -99,6 +99,7 @@ class SlackFake:
         self.ws_connected = asyncio.Event()
         self.ws_received: list[dict[str, Any]] = []
         self.connections_opened = 0
+        self.ws_count = 0
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -402,6 +403,7 @@ class SlackFake:
         ws = web.WebSocketResponse(heartbeat=None)
         await ws.prepare(request)
         self.ws = ws
+        self.ws_count += 1
         await ws.send_json(
             {
                 "type": "hello",
@@ -415,7 +417,8 @@ class SlackFake:
             if msg.type == WSMsgType.TEXT:
                 with self._lock:
                     self.ws_received.append(json.loads(msg.data))
-        self.ws_connected.clear()
+        if self.ws is ws:
+            self.ws_connected.clear()
         return ws
 
 
