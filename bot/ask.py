@@ -143,8 +143,10 @@ async def ask(
             _fail(f"--conversation takes a conversation id (a number), got {conversation!r}")
             return EXIT_USAGE
     if settings.LOG_LEVEL == "INFO":
-        # Progress logs would interleave with the streamed reply on a terminal.
-        logging.getLogger().setLevel(logging.WARNING)
+        # Progress logs would interleave with the streamed reply on a terminal, and
+        # handled conditions (a retried 429/500) are not news: the outcome is printed as
+        # one line on stderr. LOG_LEVEL=WARNING/DEBUG shows them.
+        logging.getLogger().setLevel(logging.ERROR)
 
     from bot.bootstrap import build_core
     from bot.engine.service import Engine
