@@ -134,12 +134,16 @@ def parse_usage(usage: dict[str, Any]) -> Usage:
     output = int_or_none(usage.get("output_tokens"))
     if output is None:
         output = int_or_none(out_details.get("text_tokens"))
+    inputs = int_or_none(usage.get("input_tokens"))
+    total = int_or_none(usage.get("total_tokens"))
+    if total is None and inputs is not None and output is not None:
+        total = inputs + output  # Qwen-Audio's usage has no total_tokens field
     return Usage(
-        input_tokens=int_or_none(usage.get("input_tokens")),
+        input_tokens=inputs,
         output_tokens=output,
         audio_tokens=audio,
         text_tokens=text,
-        total_tokens=int_or_none(usage.get("total_tokens")),
+        total_tokens=total,
         seconds=float_or_none(usage.get("seconds")),
     )
 
