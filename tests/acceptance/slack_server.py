@@ -435,6 +435,8 @@ class SlackDashScopeFake:
         self.calls: list[DashScopeCall] = []
         self.reply: list[str] = ["Hello ", "from the ", "fake model."]
         self.delay = 0.0  # seconds between SSE events
+        # "before": answer HTTP 429 Throttling; "midstream": an event:error after some text
+        self.error: str | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -455,6 +457,15 @@ class SlackDashScopeFake:
             )
         body = await request.json()
         self.calls.append(DashScopeCall(body, dict(request.headers)))
+        if self.error == "before":
+            return web.json_response(
+                {
+                    "code": "Throttling.RateQuota",
+                    "message": "Requests rate limit exceeded, please try again later.",
+                    "request_id": "req-429",
+                },
+                status=429,
+            )
         pieces = list(self.reply)
         incremental = bool(body.get("parameters", {}).get("incremental_output"))
         usage = {"input_tokens": 60, "output_tokens": 0, "audio_tokens": 50}
@@ -503,6 +514,15 @@ class SlackDashScopeFake:
                 "request_id": "req-1",
             }
             frame = f"id:{i}\nevent:result\n:HTTP_STATUS/200\ndata:{json.dumps(data)}\n\n"
+            if self.error == "midstream" and i == 2:
+                err = {
+                    "code": "DataInspectionFailed",
+                    "message": "Output data may contain inappropriate content.",
+                    "request_id": "req-1",
+                }
+                frame = f"id:{i}\nevent:error\n:HTTP_STATUS/400\ndata:{json.dumps(err)}\n\n"
+                await resp.write(frame.encode())
+                break
             await resp.write(frame.encode())
             if self.delay and not last:
                 await asyncio.sleep(self.delay)

@@ -144,7 +144,10 @@ def slack_http_bot(
 ) -> Iterator[SlackBot]:
     bot = _start_bot(slack_servers, tmp_path_factory.mktemp("slack_http"), "http")
     yield bot
-    _stop_bot(bot)
+    start = time.monotonic()
+    code = _stop_bot(bot)
+    assert time.monotonic() - start < 10
+    assert code == 0, bot.output()
 
 
 @pytest.fixture(autouse=True)
@@ -156,6 +159,7 @@ def _slack_reset(request: pytest.FixtureRequest) -> Iterator[None]:
         servers.slack.users.clear()
         servers.dashscope.reply = ["Hello ", "from the ", "fake model."]
         servers.dashscope.delay = 0.0
+        servers.dashscope.error = None
 
 
 # ---------------------------------------------------------------------------- payloads
@@ -306,7 +310,7 @@ def _final_reply(
                 return m
         return None
 
-    msg = wait_for(done, timeout=timeout)
+    msg: SlackMessage | None = wait_for(done, timeout=timeout)
     assert msg is not None, (
         f"no finished reply in {channel}; visible: {servers.slack.visible(channel)}; "
         f"calls: {[(c.method, c.response.get('error')) for c in servers.slack.calls]}"
@@ -562,6 +566,17 @@ def test_slack_model_change_is_for_admins_in_channels(
     assert resp.status_code == 200
     _answer_text(resp, slack_servers, before)
     assert clip_model() == target
+
+    owner, other = _uid("U"), "qwen-audio-turbo-2024-12-04"
+    slack_servers.slack.users[owner] = {"is_admin": False, "is_owner": True}
+    before = len(slack_servers.slack.responses)
+    form = _command(
+        slack_servers, f"model {other}", user=owner, channel=channel, channel_name="general"
+    )
+    resp = _post_form(slack_http_bot, form)
+    assert resp.status_code == 200
+    _answer_text(resp, slack_servers, before)
+    assert clip_model() == other
 
 
 def test_slack_login_page_download_gives_short_error_and_no_model_call(
@@ -905,6 +920,99 @@ def test_slack_thread_follow_up_without_mention_is_answered(
     new = slack_servers.dashscope.calls[ds_before:]
     assert len(new) == 1
     assert "and louder?" in _user_text(new[0].body)
+
+
+@pytest.mark.parametrize("error", ["before", "midstream"])
+def test_slack_model_error_is_told_to_the_user(
+    slack_http_bot: SlackBot,
+    slack_servers: SlackServers,
+    slack_clips: dict[str, bytes],
+    error: str,
+) -> None:
+    slack_servers.dashscope.error = error
+    slack_servers.dashscope.reply = ["Partial ", "answer ", "never finished."]
+    channel, user = _uid("C"), _uid("U")
+    ts = _ts()
+    f = _clip_file(slack_servers, slack_clips["webm"])
+    ev = _message(channel, user, f"<@{SLACK_BOT_USER}> hi", [f], channel_type="channel", ts=ts)
+    _post_json(slack_http_bot, _callback(ev))
+
+    def told() -> list[SlackMessage]:
+        msgs = [m for m in slack_servers.slack.visible(channel) if m.thread_ts == ts]
+        return msgs if msgs and not any(m.streaming for m in msgs) else []
+
+    msgs = wait_for(told, timeout=20)
+    assert msgs, (
+        f"{slack_servers.slack.visible(channel)}; "
+        f"calls: {[(c.method, c.response.get('error')) for c in slack_servers.slack.calls]}"
+    )
+    time.sleep(0.5)
+    shown = " ".join(m.text for m in slack_servers.slack.visible(channel))
+    assert "never finished." not in shown
+    assert "{" not in shown  # no raw JSON / error payloads
+
+
+def test_slack_forget_in_channel_is_for_admins(
+    slack_http_bot: SlackBot, slack_servers: SlackServers, slack_clips: dict[str, bytes]
+) -> None:
+    channel, member, admin = _uid("C"), _uid("U"), _uid("U")
+    slack_servers.slack.users[member] = {"is_admin": False}
+    slack_servers.slack.users[admin] = {"is_admin": True}
+    ts = _ts()
+    f = _clip_file(slack_servers, slack_clips["webm"])
+    ev = _message(channel, member, f"<@{SLACK_BOT_USER}> hi", [f], channel_type="channel", ts=ts)
+    _post_json(slack_http_bot, _callback(ev))
+    _final_reply(slack_servers, channel, thread_ts=ts)
+
+    def forget_then_ask(user: str) -> dict[str, Any]:
+        before = len(slack_servers.slack.responses)
+        form = _command(slack_servers, "forget", user=user, channel=channel, channel_name="g")
+        resp = _post_form(slack_http_bot, form)
+        assert resp.status_code == 200
+        answer = _answer_text(resp, slack_servers, before)
+        assert answer.get("response_type", "ephemeral") == "ephemeral"
+        # A confirmation button, if the bot asks for one, is pressed by the same user.
+        for block in answer.get("blocks") or []:
+            for el in block.get("elements", []) if isinstance(block, dict) else []:
+                if el.get("type") == "button" and el.get("style") == "danger":
+                    action = {
+                        "type": "block_actions",
+                        "team": {"id": SLACK_TEAM, "domain": "fake"},
+                        "user": {"id": user, "username": "u", "team_id": SLACK_TEAM},
+                        "channel": {"id": channel, "name": "g"},
+                        "container": {"type": "message", "is_ephemeral": True},
+                        "trigger_id": f"{next(_ids)}.4.trigger",
+                        "response_url": form["response_url"],
+                        "actions": [
+                            {
+                                "type": "button",
+                                "action_id": el.get("action_id"),
+                                "block_id": block.get("block_id"),
+                                "value": el.get("value", ""),
+                                "action_ts": _ts(),
+                            }
+                        ],
+                    }
+                    _post_form(slack_http_bot, {"payload": json.dumps(action)})
+                    time.sleep(0.5)
+        ds_before = len(slack_servers.dashscope.calls)
+        follow = _message(
+            channel,
+            member,
+            f"<@{SLACK_BOT_USER}> and then?",
+            None,
+            channel_type="channel",
+            thread_ts=ts,
+        )
+        _post_json(slack_http_bot, _callback(follow))
+        assert wait_for(lambda: len(slack_servers.dashscope.calls) > ds_before, timeout=20)
+        body: dict[str, Any] = slack_servers.dashscope.calls[ds_before].body
+        return body
+
+    kept = forget_then_ask(member)
+    assert any(m["role"] == "assistant" for m in kept["input"]["messages"])
+    gone = forget_then_ask(admin)
+    assert not any(m["role"] == "assistant" for m in gone["input"]["messages"])
 
 
 # ---------------------------------------------------------------------------- Socket Mode
