@@ -80,6 +80,9 @@ class DashscopePlan:
     retry_after: str | None = None
     sse_framed: bool = False
     gate: threading.Event | None = None
+    final_text: str = ""  # text carried by the last (finish_reason "stop") event
+    finish_reason: str = "stop"
+    piece_bytes: int | None = None  # write each frame in pieces this small (splits UTF-8)
 
 
 @dataclass
@@ -371,7 +374,7 @@ class DashScopeFake:
                 "usage": self._native_usage(model, rec, i + 1),
                 "request_id": rid,
             }
-            await resp.write(_sse_frame(n, "result", 200, data).encode())
+            await _write(resp, _sse_frame(n, "result", 200, data).encode(), plan.piece_bytes)
             if i == 0 and plan.gate is not None:
                 await asyncio.get_running_loop().run_in_executor(None, plan.gate.wait, 30)
         if plan.kind == "midstream_error":
@@ -388,11 +391,11 @@ class DashScopeFake:
             return resp
         n += 1
         data = {
-            "output": {"choices": [_native_choice("", "stop")]},
+            "output": {"choices": [_native_choice(plan.final_text, plan.finish_reason)]},
             "usage": self._native_usage(model, rec, len(plan.chunks)),
             "request_id": rid,
         }
-        await resp.write(_sse_frame(n, "result", 200, data).encode())
+        await _write(resp, _sse_frame(n, "result", 200, data).encode(), plan.piece_bytes)
         await resp.write_eof()
         self.stream_finished.set()
         return resp
@@ -514,6 +517,15 @@ class DashScopeFake:
         if self.violations:
             raise _Reject(400, "invalid_parameter_error", "; ".join(self.violations))
         return str(model)
+
+
+async def _write(resp: web.StreamResponse, data: bytes, piece: int | None) -> None:
+    if not piece:
+        await resp.write(data)
+        return
+    for pos in range(0, len(data), piece):
+        await resp.write(data[pos : pos + piece])
+        await asyncio.sleep(0)
 
 
 def _err(code: str, message: str, rid: str | None = None) -> dict[str, Any]:
