@@ -221,7 +221,15 @@ def test_dashscope_frames_split_mid_character_and_text_in_the_last_event(
 def test_dashscope_prompt_goes_with_the_audio_in_one_message(
     tmp_path: Path, dashscope: DashScopeFake, dashscope_audio: dict[str, Path]
 ) -> None:
-    result = ask(tmp_path, dashscope, str(dashscope_audio["short"]), "--prompt", "Summarise it")
+    # LOG_LEVEL=DEBUG too: even debug logs never show the API key (ask() checks).
+    result = ask(
+        tmp_path,
+        dashscope,
+        str(dashscope_audio["short"]),
+        "--prompt",
+        "Summarise it",
+        LOG_LEVEL="DEBUG",
+    )
     assert result.returncode == 0, result.stderr
     assert REPLY in result.stdout
     (req,) = native(dashscope)
@@ -540,6 +548,10 @@ def test_dashscope_non_audio_file_sends_nothing(
     result = ask(tmp_path, dashscope, str(dashscope_audio["png"]), "--json")
     assert_one_line_error(result)
     assert result.stdout.strip() == ""
+    assert dashscope.requests == []
+    nokey = ask(tmp_path, dashscope, str(dashscope_audio["short"]), DASHSCOPE_API_KEY="")
+    assert_one_line_error(nokey)
+    assert "DASHSCOPE_API_KEY" in nokey.stderr
     assert dashscope.requests == []
 
 
