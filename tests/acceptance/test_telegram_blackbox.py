@@ -1,0 +1,1051 @@
+"""Telegram acceptance tests: the real ``voicebot run`` against fake Bot API and DashScope servers.
+
+Black-box: the bot is a subprocess configured only through the documented environment
+variables, and every assertion is about what a Telegram user would see in the chat (or what
+the bot sent over the wire to Telegram and DashScope).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.acceptance.telegram_server import (
+    ApiError,
+    Call,
+    DashScopeScript,
+    FakeDashScope,
+    FakeServers,
+    FakeTelegram,
+)
+from tests.audio.synth import FORMATS, encode, speech_like
+
+WEBHOOK_SECRET = "qa_Secret-123"
+# Variables the product reads; none of them may leak in from the developer's environment.
+_PRODUCT_PREFIXES = ("TELEGRAM_", "SLACK_", "DASHSCOPE_", "DATABASE_", "HTTP_", "LOG_", "AUDIO_")
+_PRODUCT_NAMES = {
+    "AUTO_MIGRATE",
+    "DEFAULT_MODEL",
+    "ALLOWED_MODELS",
+    "BOT_ADMINS",
+    "ALLOWED_USERS",
+    "ALLOWED_CHATS",
+    "USER_RATE_LIMIT",
+    "USER_RATE_WINDOW",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class TelegramBotProcess:
+    """``voicebot run`` as a subprocess, in its own working directory."""
+
+    def __init__(self, workdir: Path, servers: FakeServers, **extra: str) -> None:
+        self.workdir = workdir
+        self.port = _free_port()
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(_PRODUCT_PREFIXES) and k not in _PRODUCT_NAMES
+        }
+        env.update(
+            TELEGRAM_BOT_TOKEN=servers.telegram.token,
+            TELEGRAM_API_BASE=servers.telegram_base,
+            DASHSCOPE_API_KEY=servers.dashscope.api_key,
+            DASHSCOPE_BASE_URL=servers.dashscope_base,
+            DASHSCOPE_MAX_RETRIES="1",
+            DATABASE_URL=f"sqlite+aiosqlite:///{workdir / 'bot.db'}",
+            HTTP_HOST="127.0.0.1",
+            HTTP_PORT=str(self.port),
+            TELEGRAM_EDIT_INTERVAL="0.2",
+            USER_RATE_LIMIT="0",
+            AUDIO_WORKERS="1",
+            LOG_LEVEL="INFO",
+        )
+        env.update(extra)
+        self.log = (workdir / "bot.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run"],
+            cwd=workdir,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def logs(self) -> str:
+        self.log.flush()
+        return (self.workdir / "bot.log").read_text(errors="replace")[-4000:]
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"voicebot run exited early:\n{self.logs()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"voicebot run never became healthy:\n{self.logs()}")
+
+    def post(self, path: str, body: Any, headers: dict[str, str]) -> int:
+        req = urllib.request.Request(
+            f"{self.url}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", **headers},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status: int = r.status
+                return status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    def terminate(self) -> tuple[int, float]:
+        """SIGTERM; the exit status and how long it took to exit."""
+        start = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        return code, time.monotonic() - start
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture(scope="module")
+def telegram_voice() -> bytes:
+    return encode(speech_like(1.5), FORMATS["voice.ogg"])
+
+
+@pytest.fixture(scope="module")
+def telegram_env(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[FakeServers, TelegramBotProcess]]:
+    """One polling bot for the module; each test talks in its own chats."""
+    servers = FakeServers().start()
+    servers.dashscope.scripts += [
+        DashScopeScript(
+            "QA-THROTTLE",
+            429,
+            "Throttling.RateQuota",
+            "Requests rate limit exceeded, please try again later.",
+        ),
+        DashScopeScript(
+            "QA-INSPECT",
+            400,
+            "DataInspectionFailed",
+            "Input or output data may contain inappropriate content.",
+        ),
+        DashScopeScript("QA-EMOJI", chunks=("😀" * 1500, "🎤" * 1500, "🔊" * 1500)),
+        DashScopeScript("QA-MARKDOWN", chunks=("😀 **Bold", "** and `co", "de` done")),
+        DashScopeScript("QA-SPACES", chunks=("Hello", " ", "\n", " there")),
+        DashScopeScript("QA-SLOW", chunks=tuple(f"word{i} " for i in range(40))),
+        DashScopeScript(
+            "QA-MIDSTREAM",
+            mid_stream_error=True,
+            code="DataInspectionFailed",
+            message="Output data may contain inappropriate content.",
+            chunks=("Well, ", "this is "),
+        ),
+    ]
+    bot = TelegramBotProcess(tmp_path_factory.mktemp("telegram_polling"), servers)
+    try:
+        bot.wait_healthy()
+        servers.telegram.wait_for(
+            lambda: servers.telegram.calls_to("getUpdates", ok=None), what="first getUpdates"
+        )
+        yield servers, bot
+    finally:
+        bot.close()
+        servers.stop()
+
+
+@pytest.fixture
+def tg(telegram_env: tuple[FakeServers, TelegramBotProcess]) -> FakeTelegram:
+    return telegram_env[0].telegram
+
+
+@pytest.fixture
+def ds(telegram_env: tuple[FakeServers, TelegramBotProcess]) -> FakeDashScope:
+    return telegram_env[0].dashscope
+
+
+_ids = iter(range(7001, 9000))
+
+
+def new_user() -> dict[str, Any]:
+    uid = next(_ids)
+    return {"id": uid, "is_bot": False, "first_name": f"Tester{uid}", "language_code": "en"}
+
+
+def private_chat(user: dict[str, Any]) -> dict[str, Any]:
+    return {"id": user["id"], "type": "private", "first_name": user["first_name"]}
+
+
+def group_chat() -> dict[str, Any]:
+    return {"id": -1001000000000 - next(_ids), "type": "supergroup", "title": "QA group"}
+
+
+def voice_fields(
+    tg: FakeTelegram, data: bytes, *, claimed_size: int | None = None
+) -> dict[str, Any]:
+    f = tg.add_file(data, claimed_size=claimed_size)
+    return {
+        "voice": {
+            "file_id": f.file_id,
+            "file_unique_id": f.file_unique_id,
+            "duration": 2,
+            "mime_type": "audio/ogg",
+            "file_size": f.file_size,
+        }
+    }
+
+
+def final_texts(tg: FakeTelegram, chat_id: int) -> list[str]:
+    return [m.text for m in tg.bot_messages(chat_id)]
+
+
+def wait_text(tg: FakeTelegram, chat_id: int, needle: str, timeout: float = 20.0) -> str:
+    def found() -> str | None:
+        return next((t for t in final_texts(tg, chat_id) if needle in t), None)
+
+    result: str = tg.wait_for(found, timeout=timeout, what=f"{needle!r} in chat {chat_id}")
+    return result
+
+
+def wait_any_message(tg: FakeTelegram, chat_id: int, after: int = 0) -> list[str]:
+    def some() -> list[str]:
+        return [m.text for m in tg.bot_messages(chat_id) if m.message_id > after]
+
+    result: list[str] = tg.wait_for(some, what=f"a bot message in chat {chat_id}")
+    return result
+
+
+def last_user_content(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = body["input"]["messages"]
+    user = [m for m in messages if m["role"] == "user"]
+    content: list[dict[str, Any]] = user[-1]["content"]
+    return content
+
+
+def audio_parts(content: list[dict[str, Any]]) -> list[str]:
+    return [str(p["audio"]) for p in content if isinstance(p, dict) and "audio" in p]
+
+
+def settle(seconds: float = 0.6) -> None:
+    """Let the bot finish whatever it would still send (for 'nothing happened' checks)."""
+    time.sleep(seconds)
+
+
+def command(
+    tg: FakeTelegram, chat: dict[str, Any], user: dict[str, Any], text: str
+) -> dict[str, Any]:
+    name = text.split()[0]
+    return tg.push_message(
+        tg.user_message(
+            chat,
+            user,
+            text=text,
+            entities=[{"type": "bot_command", "offset": 0, "length": len(name)}],
+        )
+    )
+
+
+def callback(tg: FakeTelegram, user: dict[str, Any], message: Any, data: str) -> dict[str, Any]:
+    msg = {
+        "message_id": message.message_id,
+        "date": int(time.time()),
+        "chat": {"id": message.chat_id, "type": "private" if message.chat_id > 0 else "supergroup"},
+        "from": tg.bot_user,
+        "text": message.text,
+        "reply_markup": message.reply_markup,
+    }
+    cq = {
+        "id": f"cbq{next(_ids)}",
+        "from": user,
+        "chat_instance": f"ci{message.chat_id}",
+        "message": msg,
+        "data": data,
+    }
+    return tg.push(tg.make_update(callback_query=cq))
+
+
+# ---------------------------------------------------------------------------------------
+# Private chats
+
+
+def test_telegram_private_voice_note_typing_drafts_then_final(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    before = len(ds.snapshot())
+    tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
+
+    final = wait_text(tg, chat["id"], ds.reply_text)
+    assert final.strip() == ds.reply_text.strip()
+
+    actions = tg.calls_to("sendChatAction", chat_id=chat["id"])
+    assert actions and actions[0].get("action") in ("typing", "record_voice")
+    drafts = tg.calls_to("sendMessageDraft", chat_id=chat["id"])
+    assert drafts, "a private reply streams with sendMessageDraft"
+    assert all(int(d.get("draft_id")) != 0 for d in drafts)
+    assert any(d.get("text") and d.get("text") in ds.reply_text for d in drafts)
+    sends = [c for c in tg.calls_to("sendMessage", chat_id=chat["id"])]
+    assert len(sends) == 1, "one final message"
+    assert sends[0].at > drafts[0].at
+    assert not tg.calls_to("sendMessageDraft", chat_id=chat["id"], ok=False)
+
+    requests = ds.snapshot()[before:]
+    assert len(requests) == 1
+    audio = audio_parts(last_user_content(requests[0]))
+    assert audio and audio[0].startswith("data:")
+
+
+def test_telegram_caption_is_the_instruction(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    before = len(ds.snapshot())
+    caption = "Which language is spoken here? Answer in one word."
+    tg.push_message(
+        tg.user_message(chat, user, caption=caption, **voice_fields(tg, telegram_voice))
+    )
+    wait_text(tg, chat["id"], ds.reply_text)
+    body = ds.snapshot()[before]
+    content = last_user_content(body)
+    assert any(p.get("text") and caption in p["text"] for p in content)
+    audio = audio_parts(content)
+    assert audio and re.match(r"data:[\w/.+-]*;base64,[A-Za-z0-9+/]+=*$", audio[0])
+
+
+def test_telegram_text_reply_to_a_voice_note_analyses_it(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    voice_msg = tg.user_message(chat, user, **voice_fields(tg, telegram_voice))
+    tg.push_message(voice_msg)
+    wait_text(tg, chat["id"], ds.reply_text)
+    first_reply = max(m.message_id for m in tg.bot_messages(chat["id"]))
+
+    before = len(ds.snapshot())
+    question = "How fast does the speaker talk?"
+    reply = tg.user_message(chat, user, text=question, reply_to_message=voice_msg)
+    tg.push_message(reply)
+    tg.wait_for(lambda: len(ds.snapshot()) > before, what="a model request for the text reply")
+    wait_any_message(tg, chat["id"], after=first_reply)
+    content = last_user_content(ds.snapshot()[before])
+    assert any(p.get("text") and question in p["text"] for p in content)
+    assert audio_parts(content), "the replied-to voice note is sent with the question"
+
+
+def test_telegram_file_over_20_mb_is_refused_without_download(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    before = len(ds.snapshot())
+    fields = voice_fields(tg, telegram_voice, claimed_size=25 * 1024 * 1024)
+    tg.push_message(tg.user_message(chat, user, **fields))
+    texts = wait_any_message(tg, chat["id"])
+    assert texts[0].strip()
+    assert re.search(r"20\s?MB|too (big|large)|large", texts[0], re.I), texts[0]
+    settle()
+    file_id = fields["voice"]["file_id"]
+    assert not [c for c in tg.calls_to("getFile", ok=None) if c.get("file_id") == file_id]
+    assert len(ds.snapshot()) == before
+
+
+# ---------------------------------------------------------------------------------------
+# Groups
+
+
+def test_telegram_group_plain_voice_ignored_mention_answered(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = group_chat()
+    before = len(ds.snapshot())
+    plain = voice_fields(tg, telegram_voice)
+    tg.push_message(tg.user_message(chat, user, **plain))
+    settle(1.0)
+    assert not tg.bot_messages(chat["id"])
+    assert not [
+        c for c in tg.calls_to("getFile", ok=None) if c.get("file_id") == plain["voice"]["file_id"]
+    ]
+    assert len(ds.snapshot()) == before
+
+    mention = f"@{tg.bot_username} what is said here?"
+    tg.push_message(
+        tg.user_message(
+            chat,
+            user,
+            caption=mention,
+            caption_entities=[{"type": "mention", "offset": 0, "length": len(tg.bot_username) + 1}],
+            **voice_fields(tg, telegram_voice),
+        )
+    )
+    wait_text(tg, chat["id"], ds.reply_text)
+    assert len(ds.snapshot()) == before + 1
+    assert not tg.calls_to("sendMessageDraft", chat_id=chat["id"], ok=None), "no drafts in groups"
+    assert len(tg.bot_messages(chat["id"])) == 1
+
+
+def test_telegram_group_voice_replying_to_the_bot_is_answered(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = group_chat()
+    # An earlier answer of the bot in this group, which the user now replies to by voice.
+    command(tg, chat, user, f"/help@{tg.bot_username}")
+    help_text = wait_any_message(tg, chat["id"])
+    bot_msg = tg.bot_messages(chat["id"])[-1]
+    reply_to = {
+        "message_id": bot_msg.message_id,
+        "date": int(time.time()),
+        "chat": chat,
+        "from": tg.bot_user,
+        "text": help_text[-1],
+    }
+    tg.push_message(
+        tg.user_message(chat, user, reply_to_message=reply_to, **voice_fields(tg, telegram_voice))
+    )
+    wait_text(tg, chat["id"], ds.reply_text)
+
+
+def test_telegram_group_edit_429_is_respected_and_reply_completes(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = group_chat()
+    tg.inject(
+        "editMessageText",
+        ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1}),
+        match=lambda p: str(p.get("chat_id")) == str(chat["id"]),
+    )
+    tg.push_message(
+        tg.user_message(
+            chat,
+            user,
+            caption=f"@{tg.bot_username} hi",
+            caption_entities=[{"type": "mention", "offset": 0, "length": len(tg.bot_username) + 1}],
+            **voice_fields(tg, telegram_voice),
+        )
+    )
+    wait_text(tg, chat["id"], ds.reply_text)
+    edits = tg.calls_to("editMessageText", chat_id=chat["id"], ok=None)
+    limited = [c for c in edits if c.ok is False]
+    assert limited, "the fake rejected one edit with 429"
+    later = [c for c in edits if c.at > limited[0].at]
+    assert later and later[0].at - limited[0].at >= 0.9, "no edit before retry_after passed"
+
+
+# ---------------------------------------------------------------------------------------
+# Flood control and model errors in private chats
+
+
+def test_telegram_send_429_is_respected_and_reply_arrives(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    tg.inject(
+        "sendMessage",
+        ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1}),
+        match=lambda p: str(p.get("chat_id")) == str(chat["id"]),
+    )
+    tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
+    wait_text(tg, chat["id"], ds.reply_text)
+    sends = tg.calls_to("sendMessage", chat_id=chat["id"], ok=None)
+    assert sends[0].ok is False and sends[-1].ok is True
+    assert sends[1].at - sends[0].at >= 0.9, "no retry before retry_after passed"
+    assert final_texts(tg, chat["id"]).count(ds.reply_text) == 1
+
+
+def _error_reply(tg: FakeTelegram, chat_id: int) -> str:
+    texts = wait_any_message(tg, chat_id)
+    settle()
+    texts = final_texts(tg, chat_id)
+    text = texts[-1]
+    assert 0 < len(text) <= 500, text
+    assert "Traceback" not in text and "request_id" not in text and "{" not in text
+    return text
+
+
+@pytest.mark.parametrize(
+    ("marker", "pattern"),
+    [
+        ("QA-THROTTLE", r"busy|rate|limit|later|again|many"),
+        ("QA-INSPECT", r"content|inappropriate|filter|safety|moderation|declin|refus|can't|cannot"),
+    ],
+)
+def test_telegram_dashscope_error_becomes_a_short_message(
+    tg: FakeTelegram, telegram_voice: bytes, marker: str, pattern: str
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    tg.push_message(
+        tg.user_message(
+            chat, user, caption=f"{marker} summarise", **voice_fields(tg, telegram_voice)
+        )
+    )
+    text = _error_reply(tg, chat["id"])
+    assert re.search(pattern, text, re.I), text
+
+
+def test_telegram_dashscope_error_mid_stream_is_reported(
+    tg: FakeTelegram, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    tg.push_message(
+        tg.user_message(chat, user, caption="QA-MIDSTREAM go", **voice_fields(tg, telegram_voice))
+    )
+    texts = wait_any_message(tg, chat["id"])
+    settle()
+    texts = final_texts(tg, chat["id"])
+    assert texts
+    assert any(t.strip() != "Well, this is" for t in texts), "the user is told the reply broke off"
+
+
+# ---------------------------------------------------------------------------------------
+# Commands
+
+
+def test_telegram_start_and_help(tg: FakeTelegram) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    command(tg, chat, user, "/start")
+    start = wait_any_message(tg, chat["id"])[0]
+    assert re.search(r"voice", start, re.I)
+    last = tg.bot_messages(chat["id"])[-1].message_id
+    command(tg, chat, user, "/help")
+    help_text = wait_any_message(tg, chat["id"], after=last)[0]
+    for name in ("/new", "/model", "/usage", "/forget"):
+        assert name in help_text
+
+
+def _keyboard_buttons(markup: Any) -> list[dict[str, Any]]:
+    assert markup and "inline_keyboard" in markup, markup
+    return [b for row in markup["inline_keyboard"] for b in row]
+
+
+def test_telegram_model_keyboard_switches_model(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    command(tg, chat, user, "/model")
+    text = wait_any_message(tg, chat["id"])[0]
+    assert "qwen-audio-turbo-latest" in text, "the current (default) model is shown"
+    message = tg.bot_messages(chat["id"])[-1]
+    buttons = _keyboard_buttons(message.reply_markup)
+    target = next(b for b in buttons if "qwen2-audio-instruct" in b["text"])
+    assert target.get("callback_data")
+
+    callback(tg, user, message, target["callback_data"])
+    tg.wait_for(lambda: tg.calls_to("answerCallbackQuery"), what="answerCallbackQuery")
+
+    before = len(ds.snapshot())
+    tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
+    tg.wait_for(lambda: len(ds.snapshot()) > before, what="a model request")
+    assert ds.snapshot()[before]["model"] == "qwen2-audio-instruct"
+    wait_text(tg, chat["id"], ds.reply_text)
+
+
+def test_telegram_model_by_name(tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    command(tg, chat, user, "/model qwen-audio-turbo-2024-12-04")
+    wait_any_message(tg, chat["id"])
+    before = len(ds.snapshot())
+    tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
+    tg.wait_for(lambda: len(ds.snapshot()) > before, what="a model request")
+    assert ds.snapshot()[before]["model"] == "qwen-audio-turbo-2024-12-04"
+
+
+def test_telegram_new_starts_a_fresh_conversation(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
+    wait_text(tg, chat["id"], ds.reply_text)
+
+    before = len(ds.snapshot())
+    last = tg.bot_messages(chat["id"])[-1].message_id
+    tg.push_message(tg.user_message(chat, user, text="And what else?"))
+    tg.wait_for(lambda: len(ds.snapshot()) > before, what="follow-up request")
+    roles = [m["role"] for m in ds.snapshot()[before]["input"]["messages"]]
+    assert "assistant" in roles, "a follow-up carries the conversation"
+    wait_any_message(tg, chat["id"], after=last)
+    settle(0.5)
+
+    last = tg.bot_messages(chat["id"])[-1].message_id
+    command(tg, chat, user, "/new")
+    wait_any_message(tg, chat["id"], after=last)
+
+    before = len(ds.snapshot())
+    tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
+    tg.wait_for(lambda: len(ds.snapshot()) > before, what="request after /new")
+    roles = [m["role"] for m in ds.snapshot()[before]["input"]["messages"]]
+    assert "assistant" not in roles and roles.count("user") == 1
+
+
+def test_telegram_usage_and_forget(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
+    wait_text(tg, chat["id"], ds.reply_text)
+
+    last = tg.bot_messages(chat["id"])[-1].message_id
+    command(tg, chat, user, "/usage")
+    usage = "\n".join(wait_any_message(tg, chat["id"], after=last))
+    assert "qwen-audio-turbo-latest" in usage
+    assert re.search(r"\d", usage)
+
+    last = tg.bot_messages(chat["id"])[-1].message_id
+    command(tg, chat, user, "/forget")
+    wait_any_message(tg, chat["id"], after=last)
+    confirm = tg.bot_messages(chat["id"])[-1]
+    buttons = _keyboard_buttons(confirm.reply_markup)
+    assert len(buttons) >= 2, "confirm and cancel"
+    yes = buttons[0]
+    calls_before = len(tg.calls_to("answerCallbackQuery"))
+    callback(tg, user, confirm, yes["callback_data"])
+    tg.wait_for(
+        lambda: len(tg.calls_to("answerCallbackQuery")) > calls_before, what="answerCallbackQuery"
+    )
+    settle()
+
+    last = tg.bot_messages(chat["id"])[-1].message_id
+    command(tg, chat, user, "/usage")
+    after = "\n".join(wait_any_message(tg, chat["id"], after=last))
+    assert after != usage, "usage detail is gone after /forget"
+
+
+# ---------------------------------------------------------------------------------------
+# Webhook mode and shutdown (a process of their own)
+
+
+def test_telegram_webhook_secret_dedupe_and_sigterm(tmp_path: Path, telegram_voice: bytes) -> None:
+    servers = FakeServers().start()
+    tg, ds = servers.telegram, servers.dashscope
+    ds.chunk_delay = 0.3
+    bot = TelegramBotProcess(
+        tmp_path,
+        servers,
+        TELEGRAM_MODE="webhook",
+        TELEGRAM_WEBHOOK_URL="https://bot.example.com/telegram/webhook",
+        TELEGRAM_WEBHOOK_SECRET=WEBHOOK_SECRET,
+    )
+    try:
+        bot.wait_healthy()
+        hook = tg.wait_for(lambda: tg.calls_to("setWebhook"), what="setWebhook")[0]
+        assert isinstance(hook, Call)
+        assert hook.get("url") == "https://bot.example.com/telegram/webhook"
+        assert hook.get("secret_token") == WEBHOOK_SECRET
+
+        user = new_user()
+        chat = private_chat(user)
+        update = tg.make_update(
+            message=tg.user_message(chat, user, **voice_fields(tg, telegram_voice))
+        )
+        path = "/telegram/webhook"
+        header = "X-Telegram-Bot-Api-Secret-Token"
+        assert bot.post(path, update, {header: "wrong"}) in (401, 403)
+        assert bot.post(path, update, {}) in (401, 403)
+        settle()
+        assert not ds.snapshot() and not tg.bot_messages(chat["id"])
+
+        assert bot.post(path, update, {header: WEBHOOK_SECRET}) == 200
+        assert not tg.calls_to("sendMessage", chat_id=chat["id"], ok=None), (
+            "the webhook is acknowledged at once, not after the whole reply"
+        )
+        assert bot.post(path, update, {header: WEBHOOK_SECRET}) == 200  # Telegram's retry
+        wait_text(tg, chat["id"], ds.reply_text)
+        settle(1.0)
+        assert len(ds.snapshot()) == 1, "the same update is answered once"
+        assert final_texts(tg, chat["id"]) == [ds.reply_text]
+        assert not tg.calls_to("getUpdates", ok=None), "no polling in webhook mode"
+
+        # SIGTERM while a reply is streaming: exit 0 within 10 s, and the user is not left
+        # without a message.
+        chat2 = private_chat(new_user())
+        user2 = {"id": chat2["id"], "is_bot": False, "first_name": "T"}
+        update2 = tg.make_update(
+            message=tg.user_message(chat2, user2, **voice_fields(tg, telegram_voice))
+        )
+        assert bot.post(path, update2, {header: WEBHOOK_SECRET}) == 200
+        tg.wait_for(lambda: tg.calls_to("sendMessageDraft", chat_id=chat2["id"]), what="a draft")
+        code, took = bot.terminate()
+        assert code == 0, bot.logs()
+        assert took < 10
+        assert tg.bot_messages(chat2["id"]), "the reply in flight was finished or closed"
+    finally:
+        bot.close()
+        servers.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# Long and formatted replies, topics, stop button, platform errors
+
+
+def _mention_voice(
+    tg: FakeTelegram,
+    chat: dict[str, Any],
+    user: dict[str, Any],
+    voice: bytes,
+    text: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    caption = f"@{tg.bot_username} {text}"
+    return tg.user_message(
+        chat,
+        user,
+        caption=caption,
+        caption_entities=[{"type": "mention", "offset": 0, "length": len(tg.bot_username) + 1}],
+        **voice_fields(tg, voice),
+        **extra,
+    )
+
+
+def _no_emoji_lost(tg: FakeTelegram, chat_id: int) -> None:
+    expected = "😀" * 1500 + "🎤" * 1500 + "🔊" * 1500
+
+    def complete() -> bool:
+        joined = "".join("".join(t.split()) for t in final_texts(tg, chat_id))
+        return joined == expected
+
+    tg.wait_for(complete, what="the whole long reply, split under 4096 UTF-16 units")
+    assert len(tg.bot_messages(chat_id)) >= 3
+
+
+def test_telegram_long_reply_is_split_by_utf16_length_private(
+    tg: FakeTelegram, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    tg.push_message(
+        tg.user_message(chat, user, caption="QA-EMOJI please", **voice_fields(tg, telegram_voice))
+    )
+    _no_emoji_lost(tg, chat["id"])
+    bad_drafts = [c for c in tg.calls_to("sendMessageDraft", chat_id=chat["id"], ok=False)]
+    assert not bad_drafts, [c.error for c in bad_drafts]
+
+
+def test_telegram_long_reply_is_split_by_utf16_length_group(
+    tg: FakeTelegram, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = group_chat()
+    tg.push_message(_mention_voice(tg, chat, user, telegram_voice, "QA-EMOJI please"))
+    _no_emoji_lost(tg, chat["id"])
+    failed = tg.calls_to("editMessageText", chat_id=chat["id"], ok=False)
+    failed += tg.calls_to("sendMessage", chat_id=chat["id"], ok=False)
+    assert not failed, [c.error for c in failed]
+
+
+def test_telegram_markdown_becomes_entities_with_utf16_offsets(
+    tg: FakeTelegram, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    tg.push_message(
+        tg.user_message(chat, user, caption="QA-MARKDOWN now", **voice_fields(tg, telegram_voice))
+    )
+    wait_text(tg, chat["id"], "done")
+    message = tg.bot_messages(chat["id"])[-1]
+    assert message.text.strip() == "😀 Bold and code done"
+    kinds = {e["type"]: (e["offset"], e["length"]) for e in message.entities}
+    assert kinds.get("bold") == (3, 4), message.entities
+    assert kinds.get("code") == (message.text.index("code") + 1, 4), message.entities
+    assert not tg.calls_to("sendMessageDraft", chat_id=chat["id"], ok=False)
+
+
+def test_telegram_group_identical_edit_is_harmless(tg: FakeTelegram, telegram_voice: bytes) -> None:
+    user = new_user()
+    chat = group_chat()
+    tg.push_message(_mention_voice(tg, chat, user, telegram_voice, "QA-SPACES"))
+    wait_text(tg, chat["id"], "there")
+    settle()
+    texts = final_texts(tg, chat["id"])
+    assert len(texts) == 1 and texts[0].split() == ["Hello", "there"]
+
+
+def test_telegram_forum_topic_reply_stays_in_the_topic(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = {**group_chat(), "is_forum": True}
+    tg.push_message(
+        _mention_voice(
+            tg, chat, user, telegram_voice, "hi", message_thread_id=77, is_topic_message=True
+        )
+    )
+    wait_text(tg, chat["id"], ds.reply_text)
+    sends = tg.calls_to("sendMessage", chat_id=chat["id"])
+    assert sends and all(c.get("message_thread_id") == "77" for c in sends)
+
+
+def test_telegram_stop_button_ends_the_reply(tg: FakeTelegram, telegram_voice: bytes) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    updates = [c for c in tg.calls_to("getUpdates", ok=None) if c.get("allowed_updates")]
+    assert updates and "stopped_message_generation" in updates[-1].json("allowed_updates")
+    tg.push_message(
+        tg.user_message(chat, user, caption="QA-SLOW talk", **voice_fields(tg, telegram_voice))
+    )
+    draft = tg.wait_for(
+        lambda: tg.calls_to("sendMessageDraft", chat_id=chat["id"]), what="a draft"
+    )[0]
+    tg.push(
+        tg.make_update(
+            stopped_message_generation={"chat": chat, "draft_id": int(draft.get("draft_id"))}
+        )
+    )
+    texts = wait_any_message(tg, chat["id"])
+    settle(1.0)
+    texts = final_texts(tg, chat["id"])
+    assert len(texts) == 1
+    assert "word39" not in texts[0], "generation stopped before the model finished"
+    drafts_after = [
+        c
+        for c in tg.calls_to("sendMessageDraft", chat_id=chat["id"])
+        if c.at > tg.calls_to("sendMessage", chat_id=chat["id"])[0].at
+    ]
+    assert not drafts_after
+
+
+def test_telegram_draft_429_still_delivers_the_final_message(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    tg.inject(
+        "sendMessageDraft",
+        ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1}),
+        match=lambda p: str(p.get("chat_id")) == str(chat["id"]),
+    )
+    tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
+    wait_text(tg, chat["id"], ds.reply_text)
+    assert final_texts(tg, chat["id"]) == [ds.reply_text]
+
+
+def test_telegram_blocked_user_does_not_stop_the_bot(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    blocked = new_user()
+    chat = private_chat(blocked)
+    forbidden = ApiError(403, "Forbidden: bot was blocked by the user")
+    for method in ("sendChatAction", "sendMessageDraft", "sendMessage"):
+        tg.inject(
+            method, forbidden, match=lambda p: str(p.get("chat_id")) == str(chat["id"]), times=50
+        )
+    tg.push_message(tg.user_message(chat, blocked, **voice_fields(tg, telegram_voice)))
+    tg.wait_for(
+        lambda: tg.calls_to("sendMessage", chat_id=chat["id"], ok=False), what="a refused send"
+    )
+
+    user = new_user()
+    other = private_chat(user)
+    tg.push_message(tg.user_message(other, user, **voice_fields(tg, telegram_voice)))
+    wait_text(tg, other["id"], ds.reply_text)
+
+
+def test_telegram_non_audio_document_gets_a_short_message(
+    tg: FakeTelegram, ds: FakeDashScope
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    before = len(ds.snapshot())
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    f = tg.add_file(png, ext="png")
+    doc = {
+        "document": {
+            "file_id": f.file_id,
+            "file_unique_id": f.file_unique_id,
+            "file_name": "picture.png",
+            "mime_type": "image/png",
+            "file_size": len(png),
+        }
+    }
+    tg.push_message(tg.user_message(chat, user, **doc))
+    texts = wait_any_message(tg, chat["id"])
+    assert 0 < len(texts[0]) <= 500
+    settle()
+    assert len(ds.snapshot()) == before
+
+
+# ---------------------------------------------------------------------------------------
+# More group behaviour, ordering, admin rights
+
+
+def test_telegram_group_mention_in_reply_to_a_voice_note_analyses_it(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    author, asker = new_user(), new_user()
+    chat = group_chat()
+    voice_msg = tg.user_message(chat, author, **voice_fields(tg, telegram_voice))
+    tg.push_message(voice_msg)
+    before = len(ds.snapshot())
+    text = f"@{tg.bot_username} what mood is the speaker in?"
+    tg.push_message(
+        tg.user_message(
+            chat,
+            asker,
+            text=text,
+            entities=[{"type": "mention", "offset": 0, "length": len(tg.bot_username) + 1}],
+            reply_to_message=voice_msg,
+        )
+    )
+    wait_text(tg, chat["id"], ds.reply_text)
+    requests = ds.snapshot()[before:]
+    assert len(requests) == 1, "the plain voice note alone was not answered"
+    content = last_user_content(requests[0])
+    assert audio_parts(content)
+    assert any("what mood" in p.get("text", "") for p in content)
+
+
+def test_telegram_group_command_for_another_bot_is_ignored(tg: FakeTelegram) -> None:
+    user = new_user()
+    chat = group_chat()
+    command(tg, chat, user, "/help@some_other_bot")
+    settle(1.0)
+    assert not tg.bot_messages(chat["id"])
+    command(tg, chat, user, f"/help@{tg.bot_username}")
+    wait_any_message(tg, chat["id"])
+
+
+def test_telegram_group_model_button_needs_an_admin(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    member, admin = new_user(), new_user()
+    chat = group_chat()
+    tg.chat_members[(chat["id"], admin["id"])] = "administrator"
+    command(tg, chat, member, f"/model@{tg.bot_username}")
+    wait_any_message(tg, chat["id"])
+    message = tg.bot_messages(chat["id"])[-1]
+    button = next(
+        b for b in _keyboard_buttons(message.reply_markup) if "qwen2-audio-instruct" in b["text"]
+    )
+    answered = len(tg.calls_to("answerCallbackQuery"))
+    callback(tg, member, message, button["callback_data"])
+    tg.wait_for(lambda: len(tg.calls_to("answerCallbackQuery")) > answered, what="an answer")
+    settle()
+
+    before = len(ds.snapshot())
+    tg.push_message(_mention_voice(tg, chat, member, telegram_voice, "hi"))
+    tg.wait_for(lambda: len(ds.snapshot()) > before, what="a model request")
+    assert ds.snapshot()[before]["model"] == "qwen-audio-turbo-latest", "a member cannot switch"
+    wait_text(tg, chat["id"], ds.reply_text)
+
+    answered = len(tg.calls_to("answerCallbackQuery"))
+    callback(tg, admin, message, button["callback_data"])
+    tg.wait_for(lambda: len(tg.calls_to("answerCallbackQuery")) > answered, what="an answer")
+    settle()
+    before = len(ds.snapshot())
+    tg.push_message(_mention_voice(tg, chat, member, telegram_voice, "again"))
+    tg.wait_for(lambda: len(ds.snapshot()) > before, what="a model request")
+    assert ds.snapshot()[before]["model"] == "qwen2-audio-instruct", "an admin can switch"
+
+
+def test_telegram_anonymous_group_admin_is_answered(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    chat = group_chat()
+    anonymous = {
+        "id": 1087968824,
+        "is_bot": True,
+        "first_name": "Group",
+        "username": "GroupAnonymousBot",
+    }
+    tg.push_message(_mention_voice(tg, chat, anonymous, telegram_voice, "hi", sender_chat=chat))
+    wait_text(tg, chat["id"], ds.reply_text)
+
+
+def test_telegram_two_voice_notes_in_a_row_are_answered_in_order(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    before = len(ds.snapshot())
+    tg.push_message(
+        tg.user_message(chat, user, caption="first one", **voice_fields(tg, telegram_voice))
+    )
+    tg.push_message(
+        tg.user_message(chat, user, caption="second one", **voice_fields(tg, telegram_voice))
+    )
+    tg.wait_for(lambda: final_texts(tg, chat["id"]).count(ds.reply_text) == 2, what="two replies")
+    mine = [
+        FakeDashScope.texts(r)
+        for r in ds.snapshot()[before:]
+        if "first one" in FakeDashScope.texts(r) or "second one" in FakeDashScope.texts(r)
+    ]
+    assert len(mine) == 2, mine
+    assert "second one" not in mine[0], "the first voice note is answered first"
+    second = next(r for r in ds.snapshot()[before:] if "second one" in FakeDashScope.texts(r))
+    roles = [m["role"] for m in second["input"]["messages"]]
+    assert "assistant" in roles, f"the second turn sees the first one's answer: {roles}"
+
+
+def test_telegram_polling_sigterm_exits_zero_within_10_s(
+    tmp_path: Path, telegram_voice: bytes
+) -> None:
+    servers = FakeServers().start()
+    tg = servers.telegram
+    servers.dashscope.chunk_delay = 0.3
+    bot = TelegramBotProcess(tmp_path, servers)
+    try:
+        bot.wait_healthy()
+        tg.wait_for(lambda: tg.calls_to("getUpdates", ok=None), what="polling")
+        user = new_user()
+        chat = private_chat(user)
+        tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
+        tg.wait_for(lambda: tg.calls_to("sendMessageDraft", chat_id=chat["id"]), what="a draft")
+        code, took = bot.terminate()
+        assert code == 0, bot.logs()
+        assert took < 10
+        assert tg.bot_messages(chat["id"]), "the reply in flight was finished or closed"
+    finally:
+        bot.close()
+        servers.stop()
