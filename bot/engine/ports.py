@@ -63,6 +63,9 @@ class IncomingTurn:
     thread_key: str | None = None  # forum topic / Slack thread_ts: one conversation each
     text: str | None = None  # the instruction, or a follow-up question
     audio: AudioSource | None = None
+    # Further recordings sent with the same message (e.g. several files in one Slack
+    # message): heard together with ``audio``, in order, within the same budget.
+    more_audio: tuple[AudioSource, ...] = ()
     source_message_id: str | None = None  # the platform message this turn answers
     # The CLI names conversations explicitly: continue this one (``voicebot ask
     # --conversation``), or always start a fresh one.
@@ -70,6 +73,11 @@ class IncomingTurn:
     fresh_conversation: bool = False
     # A one-turn model override (``voicebot ask --model``); must be in ALLOWED_MODELS.
     model: str | None = None
+
+    @property
+    def recordings(self) -> tuple[AudioSource, ...]:
+        """Every recording of the turn, in order (empty for a text-only turn)."""
+        return (self.audio, *self.more_audio) if self.audio is not None else self.more_audio
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.audio.types import AudioConverter, AudioInput
+from bot.audio.types import AudioConverter, AudioInput, counted_seconds
 from bot.catalog import ModelSpec
 from bot.engine.ports import AudioSource
 from bot.errors import AudioEmpty, AudioTooLarge
@@ -29,6 +30,7 @@ class PreparedClip:
     start: float
     duration: float
     sha256: str
+    source_key: str | None = None  # the recording this clip was cut from
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,8 +54,11 @@ async def prepare_audio(
     max_bytes: int,
     budget_seconds: float | None,
     metrics: Metrics,
+    max_clips: int | None = None,
 ) -> PreparedAudio:
     """The recording as clips for ``spec``; raises :class:`bot.errors.BotError` subclasses.
+
+    ``max_clips`` caps the clips (default: the model's own cap).
 
     A recording this chat already sent (same ``source_key``) is replayed from its stored
     clips when they suit the model's window, so it is neither downloaded nor converted
@@ -75,6 +80,7 @@ async def prepare_audio(
                     start=c.start_seconds,
                     duration=c.duration,
                     sha256=c.sha256,
+                    source_key=key,
                 )
                 for c in stored.clips
             )
@@ -97,7 +103,7 @@ async def prepare_audio(
         AudioInput(data=data, mime_type=source.mime_type, file_name=source.file_name),
         segment_seconds=spec.clip_seconds,
         budget_seconds=budget_seconds,
-        max_segments=spec.max_clips,
+        max_segments=spec.max_clips if max_clips is None else max_clips,
     )
     elapsed = time.monotonic() - started
     metrics.transcode.observe(elapsed)
@@ -114,7 +120,12 @@ async def prepare_audio(
     return PreparedAudio(
         clips=tuple(
             PreparedClip(
-                data=s.data, format=s.format, start=s.start, duration=s.duration, sha256=s.sha256
+                data=s.data,
+                format=s.format,
+                start=s.start,
+                duration=s.duration,
+                sha256=s.sha256,
+                source_key=key,
             )
             for s in converted.segments
         ),
@@ -122,4 +133,52 @@ async def prepare_audio(
         truncated=report.truncated,
         source_key=key,
         reused=False,
+    )
+
+
+async def prepare_recordings(
+    sources: Sequence[AudioSource],
+    *,
+    spec: ModelSpec,
+    converter: AudioConverter,
+    sessions: async_sessionmaker[AsyncSession],
+    chat_row_id: int,
+    max_bytes: int,
+    budget_seconds: float | None,
+    metrics: Metrics,
+) -> PreparedAudio:
+    """Every recording of a turn as one run of clips, in order, within one budget.
+
+    Each recording is cut on its own (clips never span two files); later recordings get
+    what the earlier ones left of the budget and of the model's clip count, and whatever
+    does not fit is counted in ``total_seconds`` so the reply can say it was left out.
+    """
+    parts: list[PreparedAudio] = []
+    remaining = budget_seconds
+    clips_left = spec.max_clips
+    for source in sources:
+        part = await prepare_audio(
+            source,
+            spec=spec,
+            converter=converter,
+            sessions=sessions,
+            chat_row_id=chat_row_id,
+            max_bytes=max_bytes,
+            budget_seconds=None if remaining is None else max(0.0, remaining),
+            metrics=metrics,
+            max_clips=clips_left,
+        )
+        parts.append(part)
+        if remaining is not None:
+            remaining -= sum(counted_seconds(c.duration) for c in part.clips)
+        if clips_left is not None:
+            clips_left = max(0, clips_left - len(part.clips))
+    if len(parts) == 1:
+        return parts[0]
+    return PreparedAudio(
+        clips=tuple(c for p in parts for c in p.clips),
+        total_seconds=sum(p.total_seconds for p in parts),
+        truncated=any(p.truncated for p in parts),
+        source_key=parts[0].source_key if parts else None,
+        reused=all(p.reused for p in parts),
     )

@@ -149,7 +149,7 @@ def _clip(prepared: PreparedAudio, clip: PreparedClip, position: int) -> AudioCl
         duration=clip.duration,
         size_bytes=len(clip.data),
         sha256=clip.sha256,
-        source_key=(prepared.source_key or None),
+        source_key=(clip.source_key or prepared.source_key or None),
         data=clip.data,
     )
 

@@ -29,7 +29,7 @@ from bot.config import Settings
 from bot.engine import store
 from bot.engine.history import audio_budget_seconds, plan_request
 from bot.engine.ports import FinalReply, IncomingTurn, ReplySink, TurnOutcome
-from bot.engine.recordings import PreparedAudio, prepare_audio
+from bot.engine.recordings import PreparedAudio, prepare_recordings
 from bot.engine.requests import (
     AudioBytes,
     TurnKind,
@@ -78,7 +78,7 @@ async def run_turn(
     platform = turn.chat.platform
     try:
         ctx = await store.load_context(deps.database, deps.settings, turn)
-        shape = shape_turn(ctx.spec, text=turn.text, has_audio=turn.audio is not None)
+        shape = shape_turn(ctx.spec, text=turn.text, has_audio=bool(turn.recordings))
     except BotError as exc:
         await safe_fail(sink, exc, "")
         deps.metrics.turns.labels(platform, "-", "-", "refused").inc()
@@ -95,10 +95,10 @@ async def run_turn(
 
     # --- audio: reuse or fetch + convert ----------------------------------------------
     prepared: PreparedAudio | None = None
-    if turn.audio is not None:
+    if turn.recordings:
         try:
-            prepared = await prepare_audio(
-                turn.audio,
+            prepared = await prepare_recordings(
+                turn.recordings,
                 spec=spec,
                 converter=deps.audio,
                 sessions=deps.database.sessions,

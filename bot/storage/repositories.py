@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
@@ -199,7 +199,7 @@ async def find_recording(
         (
             await session.execute(
                 select(AudioClip)
-                .where(AudioClip.turn_id == turn_id)
+                .where(AudioClip.turn_id == turn_id, AudioClip.source_key == source_key)
                 .order_by(AudioClip.position)
                 .options(undefer(AudioClip.data))
             )
@@ -209,6 +209,15 @@ async def find_recording(
     )
     turn = await session.get(Turn, turn_id)
     total = turn.audio_seconds_total if turn is not None else None
+    others = await session.scalar(
+        select(func.count(AudioClip.id)).where(
+            AudioClip.turn_id == turn_id,
+            or_(AudioClip.source_key != source_key, AudioClip.source_key.is_(None)),
+        )
+    )
+    if others:
+        # The turn held several recordings: its total is theirs together, not this one's.
+        total = None
     return StoredRecording(turn_id=int(turn_id), clips=list(clips), total_seconds=total)
 
 

@@ -872,9 +872,6 @@ def test_slack_video_mp4_clip_is_answered(
     _final_reply(slack_servers, channel)
 
 
-@pytest.mark.xfail(
-    reason="only the first audio file of a message is sent to the model", strict=False
-)
 def test_slack_two_clips_in_one_message_are_both_heard(
     slack_http_bot: SlackBot, slack_servers: SlackServers, slack_clips: dict[str, bytes]
 ) -> None:

@@ -260,3 +260,39 @@ async def test_settings_reach_the_request(h: Harness) -> None:
     assert params["max_tokens"] == 4
     assert out.reply is not None and out.reply.finish_reason == "length"
     assert texts.REPLY_CUT_AT_LIMIT in sink.shown
+
+
+async def test_several_recordings_in_one_message_are_heard_together(h: Harness) -> None:
+    one, two = Audio(voice(2.0), key="slack:F1"), Audio(voice(3.0, seed=1), key="slack:F2")
+    out, sink = await h.turn(audio=one, more_audio=(two,), text="compare these")
+    assert out.status == "complete", sink.shown
+    # One request: both recordings, in order, in the one user message with the text.
+    assert user_audio(h.fake.last_request) == [(0, 2.0), (0, 3.0)]
+    assert h.fake.last_request.texts[-1] == ("user", "compare these")
+    assert out.audio_seconds_sent == pytest.approx(5.0, abs=0.1)
+    assert "I listened" not in sink.shown
+    clips = await h.clips()
+    assert [c.source_key for c in clips] == ["slack:F1", "slack:F2"]
+
+    # Asking about the second file later replays only its clips, without a download.
+    again = Audio(b"", key="slack:F2")
+    out, sink = await h.turn(audio=again, text="and the second one?")
+    assert out.status == "complete", sink.shown
+    assert again.fetches == 0
+    assert user_audio(h.fake.last_request)[-1:] == [(2, 3.0)]
+
+
+async def test_recordings_share_one_budget_and_the_rest_is_reported(h: Harness) -> None:
+    # 3 + 4 minutes: more than one request holds (6,144 tokens at 25 per second).
+    first, second = Audio(voice(180.0)), Audio(voice(240.0, seed=2))
+    out, sink = await h.turn(audio=first, more_audio=(second,), text="summarise both")
+    assert out.status == "complete", sink.shown
+    sent = user_audio(h.fake.last_request)
+    # The first recording whole (6 clips of 30 s), then what still fits of the second.
+    assert sent[:6] == [(0, 30.0)] * 6
+    assert 6 < len(sent) < 14
+    assert all(seconds <= 30.0 for _, seconds in sent)
+    assert h.fake.last_request.input_tokens <= 6144
+    listened = sum(seconds for _, seconds in sent)
+    assert out.audio_seconds_sent == pytest.approx(listened, abs=0.5)
+    assert "of 7:00." in sink.shown  # the note counts both recordings: 3:00 + 4:00

@@ -66,12 +66,15 @@ async def handle_message(
     if not await deps.claim(keys):
         return
     source = await deps.audio_source(file) if file is not None else None
+    # Several audio files in one message are heard together, in order ("compare these").
+    extra = audio[1:] if audio and file is audio[0] else []
     turn = IncomingTurn(
         chat=msg.chat,
         user_id=msg.user,
         thread_key=msg.thread_key,
         text=text,
         audio=source,
+        more_audio=tuple([await deps.audio_source(f) for f in extra]),
         source_message_id=msg.ts,
     )
     team = msg.team or body.get("team_id") or context.get("team_id")
