@@ -165,6 +165,10 @@ SLACK_HELP_INTRO = (
     "mention me; in threads I take part in, just reply. On any message with audio, use "
     "the shortcut “Ask about this audio”."
 )
+SLACK_NEW_IN_CHANNEL = (
+    "In channels, every thread is its own conversation: mention me in a new message to "
+    "start a fresh one."
+)
 SLACK_UNKNOWN_COMMAND = "I don't know “{command}”. Try `/voicebot help`."
 
 # --- Telegram ------------------------------------------------------------------------

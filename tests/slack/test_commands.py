@@ -52,6 +52,8 @@ async def test_channel_settings_need_a_workspace_admin(bot: SlackBot) -> None:
 
     # Anyone may read.
     assert "Models you can choose" in (await bot.command("model", **where))["text"]
+    # A channel's conversations are its threads: "new" says how to start one instead.
+    assert "every thread is its own conversation" in (await bot.command("new", **where))["text"]
     # Members may not change or forget.
     refused = await bot.command("model qwen2-audio-instruct", user=USER, **where)
     assert refused["text"] == "Only this chat's admins can change that."

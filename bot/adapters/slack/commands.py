@@ -73,6 +73,10 @@ async def _run(
         view = await engine.get_settings(chat)
         return presenters.help_text(model=view.model, prefix=PREFIX, intro=texts.SLACK_HELP_INTRO)
     if name == "new":
+        if not chat.is_private:
+            # In channels every thread is its own conversation; a slash command has no
+            # thread, so there is nothing to reset: say how to start afresh instead.
+            return texts.SLACK_NEW_IN_CHANNEL
         await engine.new_conversation(chat, None)
         return texts.NEW_CONVERSATION
     if name == "model":
