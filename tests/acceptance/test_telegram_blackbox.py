@@ -1049,3 +1049,67 @@ def test_telegram_polling_sigterm_exits_zero_within_10_s(
     finally:
         bot.close()
         servers.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# Flood control and server errors on every kind of reply
+
+
+def test_telegram_command_reply_survives_429(tg: FakeTelegram) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    tg.inject(
+        "sendMessage",
+        ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1}),
+        match=lambda p: str(p.get("chat_id")) == str(chat["id"]),
+    )
+    command(tg, chat, user, "/help")
+    texts = wait_any_message(tg, chat["id"])
+    assert "/new" in texts[0]
+
+
+def test_telegram_group_first_send_429_and_chat_action_429(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = group_chat()
+    for method in ("sendMessage", "sendChatAction"):
+        tg.inject(
+            method,
+            ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1}),
+            match=lambda p: str(p.get("chat_id")) == str(chat["id"]),
+        )
+    tg.push_message(_mention_voice(tg, chat, user, telegram_voice, "hi"))
+    wait_text(tg, chat["id"], ds.reply_text)
+    assert final_texts(tg, chat["id"]) == [ds.reply_text]
+
+
+def test_telegram_final_send_survives_a_bad_gateway(
+    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    tg.inject(
+        "sendMessage",
+        ApiError(502, "Bad Gateway"),
+        match=lambda p: str(p.get("chat_id")) == str(chat["id"]),
+    )
+    tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
+    wait_text(tg, chat["id"], ds.reply_text)
+
+
+def test_telegram_button_is_answered_when_the_admin_check_fails(tg: FakeTelegram) -> None:
+    member = new_user()
+    chat = group_chat()
+    command(tg, chat, member, f"/model@{tg.bot_username}")
+    wait_any_message(tg, chat["id"])
+    message = tg.bot_messages(chat["id"])[-1]
+    button = _keyboard_buttons(message.reply_markup)[-1]
+    tg.inject(
+        "getChatMember",
+        ApiError(400, "Bad Request: member not found"),
+        match=lambda p: str(p.get("chat_id")) == str(chat["id"]),
+    )
+    answered = len(tg.calls_to("answerCallbackQuery"))
+    callback(tg, member, message, button["callback_data"])
+    tg.wait_for(lambda: len(tg.calls_to("answerCallbackQuery")) > answered, what="an answer")

@@ -26,7 +26,9 @@ from aiogram.exceptions import (
     ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
+    TelegramNetworkError,
     TelegramRetryAfter,
+    TelegramServerError,
 )
 from aiogram.types import Message, ReplyParameters
 
@@ -43,6 +45,7 @@ T = TypeVar("T")
 
 TYPING_EVERY = 4.5  # a chat action lasts at most 5 s
 FINAL_ATTEMPTS = 6
+FINAL_SERVER_ATTEMPTS = 3  # 5xx / network errors on the final text: 0.5 s, then 1 s apart
 DRAFT_KEEPALIVE = 20.0  # 429s tolerated while delivering the final text
 
 _NOT_MODIFIED = "message is not modified"
@@ -169,12 +172,25 @@ class _Replier:
                     await task
 
     async def _call(self, make: Callable[[], Awaitable[T]], *, final: bool) -> T:
-        """One paced call; 429s are waited out when ``final``, else raise :class:`RateLimited`."""
+        """One paced call; 429s are waited out when ``final``, else raise :class:`RateLimited`.
+
+        When ``final``, a 5xx or a network error is retried a couple of times too: the
+        final text is the reply the user keeps (aiogram retries neither).
+        """
         attempts = 0
+        failures = 0
         while True:
             await self._pacer.wait(self.chat_id)
             try:
                 result = await make()
+            except (TelegramServerError, TelegramNetworkError) as exc:
+                failures += 1
+                if not final or failures >= FINAL_SERVER_ATTEMPTS:
+                    raise
+                self._count(exc)
+                log.info("telegram.retrying", chat_id=self.chat_id, error=type(exc).__name__)
+                await asyncio.sleep(0.5 * 2 ** (failures - 1))
+                continue
             except TelegramRetryAfter as exc:
                 self._count(exc)
                 self._pacer.penalize(self.chat_id, exc.retry_after)

@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
-from bot.adapters.telegram.formatting import render_notice
+from bot.adapters.telegram.formatting import Chunk, render_notice
 from bot.adapters.telegram.updates import topic_id
+
+T = TypeVar("T")
+
+# A command's answer is worth a short wait: aiogram does not retry 429s or 5xx itself.
+ATTEMPTS = 4
+MAX_RETRY_AFTER = 30.0
+
+
+async def persist(make: Callable[[], Awaitable[T]]) -> T:
+    """``make()``, waiting out 429s (``retry_after``) and retrying 5xx/network errors."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await make()
+        except TelegramRetryAfter as exc:
+            if attempt >= ATTEMPTS or exc.retry_after > MAX_RETRY_AFTER:
+                raise
+            await asyncio.sleep(exc.retry_after)
+        except (TelegramServerError, TelegramNetworkError):
+            if attempt >= ATTEMPTS:
+                raise
+            await asyncio.sleep(0.5 * 2 ** (attempt - 1))
 
 
 def sender_id(message: Message) -> str:
@@ -20,19 +51,26 @@ def sender_id(message: Message) -> str:
 
 async def reply(message: Message, text: str, *, markup: InlineKeyboardMarkup | None = None) -> None:
     """Answer in the same chat and topic, as a reply, as plain text (split past 4096)."""
+    bot = message.bot
+    assert bot is not None
     chunks = render_notice(text)
     for index, chunk in enumerate(chunks):
-        await message.bot.send_message(  # type: ignore[union-attr]
-            chat_id=message.chat.id,
-            text=chunk.text,
-            message_thread_id=topic_id(message),
-            reply_parameters=ReplyParameters(
-                message_id=message.message_id, allow_sending_without_reply=True
+        first, last = index == 0, index == len(chunks) - 1
+
+        async def send(chunk: Chunk = chunk, first: bool = first, last: bool = last) -> Message:
+            return await bot.send_message(
+                chat_id=message.chat.id,
+                text=chunk.text,
+                message_thread_id=topic_id(message),
+                reply_parameters=ReplyParameters(
+                    message_id=message.message_id, allow_sending_without_reply=True
+                )
+                if first
+                else None,
+                reply_markup=markup if last else None,
             )
-            if index == 0
-            else None,
-            reply_markup=markup if index == len(chunks) - 1 else None,
-        )
+
+        await persist(send)
 
 
 async def edit(
@@ -40,9 +78,11 @@ async def edit(
 ) -> None:
     """Replace a button message's text and keyboard ("not modified" is fine)."""
     with contextlib.suppress(TelegramBadRequest):
-        await bot.edit_message_text(
-            chat_id=message.chat.id,
-            message_id=message.message_id,
-            text=render_notice(text)[0].text,
-            reply_markup=markup,
+        await persist(
+            lambda: bot.edit_message_text(
+                chat_id=message.chat.id,
+                message_id=message.message_id,
+                text=render_notice(text)[0].text,
+                reply_markup=markup,
+            )
         )
