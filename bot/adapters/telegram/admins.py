@@ -6,7 +6,7 @@ import time
 
 import structlog
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import ClientDecodeError, TelegramAPIError
 from aiogram.utils.chat_member import ADMINS
 
 from bot.engine.ports import ChatRef
@@ -45,7 +45,7 @@ class TelegramAdmins:
             member = await self._bot.get_chat_member(
                 chat_id=int(chat.chat_id), user_id=int(user_id)
             )
-        except TelegramAPIError as exc:
+        except (TelegramAPIError, ClientDecodeError) as exc:
             # Not cached: a transient failure must not lock an admin out for a minute.
             log.warning(
                 "telegram.admin_check_failed", chat_id=chat.chat_id, error=type(exc).__name__
