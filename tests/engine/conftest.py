@@ -3,22 +3,19 @@ DashScope server over HTTP, and a migrated database on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from bot.audio.pipeline import AudioPipeline
+from bot.bootstrap import Core, build_core
 from bot.config import Settings
 from bot.engine.ports import AudioSource, ChatRef, FinalReply, IncomingTurn, TurnOutcome
 from bot.engine.service import Engine
 from bot.errors import BotError
-from bot.llm.client import DashScopeClient
-from bot.metrics import Metrics
 from bot.storage.database import Database
 from bot.storage.tables import AudioClip, Turn
 from tests.audio import synth
@@ -167,6 +164,7 @@ def make_settings(fake: FakeDashScope, db: Database, **overrides: Any) -> Settin
         "DASHSCOPE_FIRST_BYTE_TIMEOUT": 5.0,
         "DASHSCOPE_IDLE_TIMEOUT": 5.0,
         "USER_RATE_LIMIT": 0,
+        "AUDIO_WORKERS": 2,
         "ALLOWED_USERS": "",
         "ALLOWED_CHATS": "",
         "BOT_ADMINS": "",
@@ -175,49 +173,28 @@ def make_settings(fake: FakeDashScope, db: Database, **overrides: Any) -> Settin
     return Settings.load(**values)
 
 
+EngineFactory = Callable[..., Awaitable[Harness]]
+
+
 @pytest.fixture
 async def engine_factory(
     dashscope_fake: FakeDashScope, db: Database
-) -> AsyncIterator[Callable[..., Harness]]:
-    """Build engines on the test's database and fake server (settings overridable)."""
-    closers: list[Any] = []
+) -> AsyncIterator[EngineFactory]:
+    """Build engines through the composition root (``build_core``), on the test's database
+    and fake server; settings are overridable."""
+    cores: list[Core] = []
 
-    def build(**overrides: Any) -> Harness:
-        settings = make_settings(dashscope_fake, db, **overrides)
-        client = DashScopeClient(
-            api_key=dashscope_fake.api_key,
-            protocol=settings.DASHSCOPE_PROTOCOL,
-            base_url=settings.DASHSCOPE_BASE_URL,
-            compatible_base_url=settings.compatible_base_url,
-            first_byte_timeout=settings.DASHSCOPE_FIRST_BYTE_TIMEOUT,
-            idle_timeout=settings.DASHSCOPE_IDLE_TIMEOUT,
-            max_retries=settings.DASHSCOPE_MAX_RETRIES,
-        )
-        pipeline = AudioPipeline(
-            max_bytes=settings.AUDIO_MAX_BYTES,
-            max_seconds=settings.AUDIO_MAX_SECONDS,
-            output_format=settings.AUDIO_FORMAT,
-            workers=2,
-            timeout=settings.AUDIO_TIMEOUT,
-        )
-        closers.extend([client, pipeline])
-        engine = Engine(
-            settings=settings,
-            database=db,
-            model_client=client,
-            audio=pipeline,
-            metrics=Metrics(),
-        )
-        return Harness(engine=engine, fake=dashscope_fake, db=db)
+    async def build(**overrides: Any) -> Harness:
+        core = await build_core(make_settings(dashscope_fake, db, **overrides), migrate=False)
+        cores.append(core)
+        return Harness(engine=core.engine, fake=dashscope_fake, db=db)
 
     yield build
-    for closer in closers:
-        result = closer.aclose()
-        if asyncio.iscoroutine(result):
-            await result
+    for core in cores:
+        await core.aclose()
 
 
 @pytest.fixture
-async def h(engine_factory: Callable[..., Harness]) -> Harness:
+async def h(engine_factory: EngineFactory) -> Harness:
     """The default engine: every model allowed, turbo-latest by default."""
-    return engine_factory()
+    return await engine_factory()

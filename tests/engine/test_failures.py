@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from bot import texts
 from bot.errors import AudioTooLarge, ModelConnectionLost, NotAudio
 from bot.storage.tables import UsageEntry
-from tests.engine.conftest import Audio, Harness, Sink, make_turn, voice
+from tests.engine.conftest import Audio, EngineFactory, Harness, Sink, make_turn, voice
 from tests.fakes.dashscope import StreamError
 
 
@@ -46,8 +46,8 @@ async def test_unreadable_audio_is_refused_with_the_pipeline_message(h: Harness)
     assert await h.clips() == []
 
 
-async def test_declared_size_is_checked_before_download(engine_factory: object) -> None:
-    h: Harness = engine_factory(AUDIO_MAX_BYTES=1000)  # type: ignore[operator]
+async def test_declared_size_is_checked_before_download(engine_factory: EngineFactory) -> None:
+    h = await engine_factory(AUDIO_MAX_BYTES=1000)
     audio = Audio(voice(2.0), size=5000)
     out, sink = await h.turn(audio=audio)
     assert isinstance(out.error, AudioTooLarge) and audio.fetches == 0

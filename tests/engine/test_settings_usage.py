@@ -9,7 +9,7 @@ from bot.engine import presenters
 from bot.engine.ports import ChatRef
 from bot.engine.settings import parse_setting_change
 from bot.errors import InvalidSetting, NotChatAdmin, UnknownModel
-from tests.engine.conftest import GROUP, PRIVATE, Audio, Harness, voice
+from tests.engine.conftest import GROUP, PRIVATE, Audio, EngineFactory, Harness, voice
 
 
 class Admins:
@@ -42,8 +42,8 @@ def test_parse_setting_change() -> None:
         parse_setting_change("seed", "-1")
 
 
-async def test_who_may_change_settings(engine_factory: object) -> None:
-    h: Harness = engine_factory(BOT_ADMINS="telegram:99")  # type: ignore[operator]
+async def test_who_may_change_settings(engine_factory: EngineFactory) -> None:
+    h = await engine_factory(BOT_ADMINS="telegram:99")
     admins = Admins("5")
     with pytest.raises(NotChatAdmin):
         await h.engine.update_settings(GROUP, "7", admins, temperature=0.5)
@@ -63,10 +63,8 @@ async def test_who_may_change_settings(engine_factory: object) -> None:
     assert view.model == "qwen-audio-turbo-latest" and view.chosen == frozenset()
 
 
-async def test_models_outside_the_allow_list_are_refused(engine_factory: object) -> None:
-    h: Harness = engine_factory(  # type: ignore[operator]
-        ALLOWED_MODELS="qwen-audio-turbo-latest,qwen3-asr-flash"
-    )
+async def test_models_outside_the_allow_list_are_refused(engine_factory: EngineFactory) -> None:
+    h = await engine_factory(ALLOWED_MODELS="qwen-audio-turbo-latest,qwen3-asr-flash")
     assert [m.name for m in h.engine.allowed_models] == [
         "qwen-audio-turbo-latest",
         "qwen3-asr-flash",

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from bot import texts
 from bot.engine.ports import ChatRef
 from bot.storage.tables import Chat, Turn
-from tests.engine.conftest import GROUP, Audio, Harness, voice
+from tests.engine.conftest import GROUP, Audio, EngineFactory, Harness, voice
 from tests.fakes.dashscope import Reply
 
 
@@ -216,8 +216,8 @@ async def test_threads_have_their_own_conversations_and_new_starts_fresh(h: Harn
     assert h.fake.last_request.roles == ["user"]
 
 
-async def test_access_refusal_stores_nothing(engine_factory: object) -> None:
-    h: Harness = engine_factory(ALLOWED_USERS="telegram:1", ALLOWED_CHATS="telegram:-200")  # type: ignore[operator]
+async def test_access_refusal_stores_nothing(engine_factory: EngineFactory) -> None:
+    h = await engine_factory(ALLOWED_USERS="telegram:1", ALLOWED_CHATS="telegram:-200")
     out, sink = await h.turn(user_id="7", audio=Audio(voice(2.0)))
     assert out.status == "refused"
     assert sink.calls == ["fail"] and sink.shown == texts.ACCESS_DENIED
@@ -231,8 +231,8 @@ async def test_access_refusal_stores_nothing(engine_factory: object) -> None:
     assert (ok.status, ok2.status) == ("complete", "complete")
 
 
-async def test_rate_limit_answers_with_a_clear_message(engine_factory: object) -> None:
-    h: Harness = engine_factory(USER_RATE_LIMIT=2, USER_RATE_WINDOW=60)  # type: ignore[operator]
+async def test_rate_limit_answers_with_a_clear_message(engine_factory: EngineFactory) -> None:
+    h = await engine_factory(USER_RATE_LIMIT=2, USER_RATE_WINDOW=60)
     for _ in range(2):
         out, _ = await h.turn(text="hi")
         assert out.status == "complete"

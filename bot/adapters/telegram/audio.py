@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
-from aiogram.types import Message
+from aiogram.types import Audio, Document, Message, VideoNote, Voice
 
 from bot import texts
 from bot.errors import AudioTooLarge, AudioUnreadable
@@ -110,49 +110,23 @@ class TelegramAudio:
 
 def attached_audio(message: Message, *, bot: Bot, max_bytes: int) -> TelegramAudio | None:
     """The recording a message carries: voice, audio, video note, or an audio/video document."""
-    if message.voice is not None:
-        media = message.voice
-        return TelegramAudio(
-            bot=bot,
-            file_id=media.file_id,
-            file_unique_id=media.file_unique_id,
-            declared_size=media.file_size,
-            mime_type=media.mime_type,
-            file_name=None,
-            max_bytes=max_bytes,
-        )
-    if message.audio is not None:
-        audio = message.audio
-        return TelegramAudio(
-            bot=bot,
-            file_id=audio.file_id,
-            file_unique_id=audio.file_unique_id,
-            declared_size=audio.file_size,
-            mime_type=audio.mime_type,
-            file_name=audio.file_name,
-            max_bytes=max_bytes,
-        )
-    if message.video_note is not None:
-        note = message.video_note
-        # Video notes are MP4 and carry no mime_type field.
-        return TelegramAudio(
-            bot=bot,
-            file_id=note.file_id,
-            file_unique_id=note.file_unique_id,
-            declared_size=note.file_size,
-            mime_type="video/mp4",
-            file_name=None,
-            max_bytes=max_bytes,
-        )
     doc = message.document
-    if doc is not None and (doc.mime_type or "").startswith(("audio/", "video/")):
-        return TelegramAudio(
-            bot=bot,
-            file_id=doc.file_id,
-            file_unique_id=doc.file_unique_id,
-            declared_size=doc.file_size,
-            mime_type=doc.mime_type,
-            file_name=doc.file_name,
-            max_bytes=max_bytes,
-        )
-    return None
+    if doc is not None and not (doc.mime_type or "").startswith(("audio/", "video/")):
+        doc = None
+    media: Voice | Audio | VideoNote | Document | None = (
+        message.voice or message.audio or message.video_note or doc
+    )
+    if media is None:
+        return None
+    # Video notes are MP4 and carry no mime_type field; only audio and documents have names.
+    mime_type = "video/mp4" if isinstance(media, VideoNote) else media.mime_type
+    file_name = media.file_name if isinstance(media, Audio | Document) else None
+    return TelegramAudio(
+        bot=bot,
+        file_id=media.file_id,
+        file_unique_id=media.file_unique_id,
+        declared_size=media.file_size,
+        mime_type=mime_type,
+        file_name=file_name,
+        max_bytes=max_bytes,
+    )
