@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 # Whole shutdown budget: platforms stop receiving, in-flight replies finish or are closed
 # as stopped, then the HTTP server and the database go.
 SHUTDOWN_SECONDS = 8.0
+HOUSEKEEPING_SECONDS = 6 * 3600.0
 
 
 class Platform(Protocol):
@@ -183,6 +184,7 @@ async def run_forever(settings: Settings) -> int:
 
     core = await build_core(settings)
     await core.engine.recover()
+    housekeeping = asyncio.create_task(_housekeeping(core))
     http = HttpServer(
         host=settings.HTTP_HOST,
         port=settings.HTTP_PORT,
@@ -202,11 +204,22 @@ async def run_forever(settings: Settings) -> int:
         await stop.wait()
         log.info("shutdown.begin")
     finally:
+        housekeeping.cancel()
         await _shutdown(core=core, http=http, platforms=platforms)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     log.info("shutdown.done")
     return 0
+
+
+async def _housekeeping(core: Core) -> None:
+    """Prune old exactly-once records at start-up and then every few hours."""
+    while True:
+        try:
+            await core.engine.prune_events()
+        except Exception as exc:  # a database hiccup must not stop the bot
+            log.warning("housekeeping.failed", error=type(exc).__name__)
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
 
 async def _shutdown(*, core: Core, http: HttpServer, platforms: list[Platform]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from typing import Any
 
 import structlog
@@ -34,8 +35,12 @@ from bot.metrics import Metrics
 from bot.storage import repositories as repo
 from bot.storage.database import Database
 from bot.storage.repositories import ForgetCounts
+from bot.storage.tables import utcnow
 
 log = structlog.get_logger(__name__)
+
+# How long processed platform event ids are kept for exactly-once handling.
+EVENT_RETENTION = dt.timedelta(days=7)
 
 
 class Engine:
@@ -237,6 +242,15 @@ class Engine:
         return counts
 
     # --- lifecycle ------------------------------------------------------------------------
+
+    async def prune_events(self, *, keep: dt.timedelta = EVENT_RETENTION) -> int:
+        """Forget exactly-once records older than ``keep`` (platforms redeliver within
+        minutes: Slack retries for ~5 min, Telegram re-sends only unconfirmed updates)."""
+        async with self.database.sessions.begin() as session:
+            count = await repo.prune_events(session, before=utcnow() - keep)
+        if count:
+            log.info("engine.events_pruned", count=count)
+        return count
 
     async def recover(self) -> int:
         """At start-up: replies a crash left half-done are marked failed (never replayed

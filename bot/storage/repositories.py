@@ -256,6 +256,16 @@ async def claim_event(session: AsyncSession, *, platform: str, event_id: str) ->
     return True
 
 
+async def prune_events(session: AsyncSession, *, before: dt.datetime) -> int:
+    """Forget processed-event ids recorded before ``before``; returns how many."""
+    result = await session.execute(
+        delete(ProcessedEvent)
+        .where(ProcessedEvent.processed_at < before)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 # --- usage -----------------------------------------------------------------------------
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
@@ -84,11 +82,9 @@ async def test_rate_limit_retried_honouring_retry_after(
 ) -> None:
     dashscope_fake.queue_error(429, "Throttling.RateQuota", headers={"Retry-After": "0.3"})
     dashscope_fake.queue_reply(chunks=["ok"])
-    start = time.monotonic()
     events = await collect(make_client(protocol=protocol), [user(AudioPart(wav_1s, "wav"))])
     gap = dashscope_fake.requests[1].received_at - dashscope_fake.requests[0].received_at
-    assert gap >= 0.3
-    assert time.monotonic() - start < 2
+    assert gap >= 0.3  # waited as long as the service asked
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["ok"]
     assert isinstance(events[-1], Finished)
 
