@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,22 +28,22 @@ from bot.llm.errors import (
     request_id_from_headers,
     wire_error_from_json,
 )
+from bot.llm.retry import RetryPolicy
 from bot.llm.sse import SSEDecoder, SSEEvent
+from bot.llm.state import StreamState, TextAccumulator
 from bot.llm.types import (
-    AudioInfo,
     AudioPart,
     ChatMessage,
     Completion,
     Finished,
     GenerationParams,
     StreamEvent,
-    TextDelta,
     Usage,
-    UsageUpdate,
 )
-from bot.llm.wire import Chunk, check_audio_size
+from bot.llm.wire import check_audio_size
 
 __all__ = ["DEFAULT_BASE_URL", "DashScopeClient", "TextAccumulator"]
+
 
 log = structlog.get_logger(__name__)
 
@@ -59,41 +58,6 @@ def derive_compatible_base_url(base_url: str) -> str:
     if base.endswith("/api/v1"):
         return base[: -len("/api/v1")] + "/compatible-mode/v1"
     return base + "/compatible-mode/v1"
-
-
-class TextAccumulator:
-    """Turns wire text into incremental deltas, whether the wire sends deltas or totals.
-
-    Servers send either deltas (``incremental_output: true``, OpenAI style) or the whole
-    text so far (native default, some compatible servers). The mode is decided once, at
-    the second non-empty text: it is cumulative only if that text *strictly extends*
-    everything received so far. A plain repeat ("哈", "哈") is a delta. Deciding once
-    keeps later deltas that happen to repeat earlier text intact.
-    """
-
-    def __init__(self) -> None:
-        self.text = ""
-        self._cumulative: bool | None = None
-
-    def push(self, text: str) -> str:
-        """Take the text of one event; return what is new."""
-        if not text:
-            return ""
-        if not self.text:
-            self.text = text
-            return text
-        if self._cumulative is None:
-            self._cumulative = len(text) > len(self.text) and text.startswith(self.text)
-        if self._cumulative:
-            if text.startswith(self.text):
-                new = text[len(self.text) :]
-                self.text = text
-                return new
-            # A total that does not extend the old one (a server-side rewrite): deltas
-            # cannot take text back, so keep what was sent and wait for it to extend again.
-            return ""
-        self.text += text
-        return text
 
 
 @dataclass(slots=True)
@@ -139,10 +103,12 @@ class DashScopeClient:
         self.connect_timeout = connect_timeout
         self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.max_retry_after = max_retry_after
+        self._retry = RetryPolicy(
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_retry_after=max_retry_after,
+        )
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=self._httpx_timeout(),
@@ -166,7 +132,7 @@ class DashScopeClient:
         body = self._body(model=model, messages=messages, params=params, stream=True)
         opened = await self._open_with_retries(body, stream=True, model=model)
         decoder = SSEDecoder()
-        state = _StreamState(request_id=opened.request_id)
+        state = StreamState(request_id=opened.request_id)
         response = opened.response
         reader = self._read(opened, state)
         try:
@@ -209,7 +175,7 @@ class DashScopeClient:
         """One whole reply from the non-streaming endpoint."""
         body = self._body(model=model, messages=messages, params=params, stream=False)
         opened = await self._open_with_retries(body, stream=False, model=model)
-        state = _StreamState(request_id=opened.request_id)
+        state = StreamState(request_id=opened.request_id)
         parts: list[bytes] = []
         reader = self._read(opened, state)
         try:
@@ -300,7 +266,7 @@ class DashScopeClient:
             try:
                 return await self._open(body, stream=stream, model=model, attempt=attempt)
             except errors.ModelError as exc:
-                delay = self._retry_delay(exc, attempt)
+                delay = self._retry.delay(exc, attempt)
                 if delay is None:
                     raise
                 log.warning(
@@ -315,20 +281,6 @@ class DashScopeClient:
                 )
                 await asyncio.sleep(delay)
                 attempt += 1
-
-    def _retry_delay(self, exc: errors.ModelError, attempt: int) -> float | None:
-        """Seconds to wait before the next attempt, or ``None`` to give up."""
-        retryable = isinstance(
-            exc, errors.ModelRateLimited | errors.ModelServerError | errors.ModelConnectionLost
-        ) or (isinstance(exc, errors.ModelTimeout) and exc.code == "ConnectTimeout")
-        if not retryable or attempt >= self.max_retries:
-            return None
-        if exc.retry_after is not None:
-            if exc.retry_after > self.max_retry_after:
-                return None  # longer than a chat user would wait: let the caller say so
-            return exc.retry_after
-        backoff = min(self.backoff_max, self.backoff_base * (2.0**attempt))
-        return backoff * (1.0 + random.uniform(0.0, 0.25))
 
     async def _open(self, body: bytes, *, stream: bool, model: str, attempt: int) -> _Opened:
         """Send the request and wait for the first byte of a successful answer."""
@@ -390,7 +342,7 @@ class DashScopeClient:
 
     # --- reading -------------------------------------------------------------------------
 
-    async def _read(self, opened: _Opened, state: _StreamState) -> AsyncGenerator[bytes, None]:
+    async def _read(self, opened: _Opened, state: StreamState) -> AsyncGenerator[bytes, None]:
         """The body's raw chunks, each within the idle timeout of the previous one."""
         if opened.first:
             yield opened.first
@@ -422,9 +374,7 @@ class DashScopeClient:
             if raw:
                 yield raw
 
-    def _on_event(
-        self, event: SSEEvent, state: _StreamState, http_status: int
-    ) -> list[StreamEvent]:
+    def _on_event(self, event: SSEEvent, state: StreamState, http_status: int) -> list[StreamEvent]:
         if self.protocol == "openai" and event.data.strip() == compatible.DONE:
             state.done = True
             return []
@@ -469,33 +419,3 @@ def _first_byte_clock(
             deadline.reschedule(loop.time() + first_byte_timeout)
 
     return trace
-
-
-class _StreamState:
-    """What a stream has said so far."""
-
-    def __init__(self, *, request_id: str | None) -> None:
-        self.request_id = request_id
-        self.text = TextAccumulator()
-        self.finish_reason: str | None = None
-        self.usage: Usage | None = None
-        self.audio_info: AudioInfo | None = None
-        self.done = False
-
-    def apply(self, chunk: Chunk) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
-        if chunk.request_id and not self.request_id:
-            self.request_id = chunk.request_id
-        if chunk.audio_info is not None and chunk.audio_info != self.audio_info:
-            self.audio_info = chunk.audio_info
-            out.append(chunk.audio_info)
-        if chunk.text:
-            new = self.text.push(chunk.text)
-            if new:
-                out.append(TextDelta(new))
-        if chunk.usage is not None and chunk.usage != self.usage:
-            self.usage = chunk.usage
-            out.append(UsageUpdate(usage=chunk.usage))
-        if chunk.finish_reason is not None:
-            self.finish_reason = chunk.finish_reason
-        return out
