@@ -1,0 +1,58 @@
+"""Data access for the conversation engine: small functions over an ``AsyncSession``.
+
+The engine owns transactions (it decides what is committed when); these functions only
+read and write rows. Everything works the same on SQLite and PostgreSQL.
+"""
+
+from bot.storage.repositories.chats import (
+    close_open_conversations,
+    find_chat,
+    find_open_conversation,
+    get_chat_settings,
+    get_conversation,
+    get_or_create_chat,
+    get_or_create_chat_settings,
+    open_conversation,
+)
+from bot.storage.repositories.events import claim_event, prune_events
+from bot.storage.repositories.turns import (
+    StoredRecording,
+    clip_data,
+    conversation_turns,
+    fail_interrupted_turns,
+    find_recording,
+    is_user,
+    next_seq,
+)
+from bot.storage.repositories.usage import (
+    ForgetCounts,
+    UsageRow,
+    add_usage,
+    forget_chat,
+    usage_rows,
+)
+
+__all__ = [
+    "ForgetCounts",
+    "StoredRecording",
+    "UsageRow",
+    "add_usage",
+    "claim_event",
+    "clip_data",
+    "close_open_conversations",
+    "conversation_turns",
+    "fail_interrupted_turns",
+    "find_chat",
+    "find_open_conversation",
+    "find_recording",
+    "forget_chat",
+    "get_chat_settings",
+    "get_conversation",
+    "get_or_create_chat",
+    "get_or_create_chat_settings",
+    "is_user",
+    "next_seq",
+    "open_conversation",
+    "prune_events",
+    "usage_rows",
+]

@@ -1,0 +1,127 @@
+"""Chats, their settings and their conversations."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.storage.tables import (
+    Chat,
+    ChatSettings,
+    Conversation,
+    utcnow,
+)
+
+# --- chats and settings -------------------------------------------------------------------
+
+
+async def find_chat(session: AsyncSession, *, platform: str, external_id: str) -> Chat | None:
+    """The chat row, or ``None`` if the bot never stored anything for it."""
+    return (
+        await session.execute(
+            select(Chat).where(Chat.platform == platform, Chat.external_id == external_id)
+        )
+    ).scalar_one_or_none()
+
+
+async def get_or_create_chat(
+    session: AsyncSession, *, platform: str, external_id: str, kind: str, title: str | None
+) -> Chat:
+    """The chat row, created on first use (safe against a concurrent first use)."""
+    chat = await find_chat(session, platform=platform, external_id=external_id)
+    if chat is not None:
+        if title and chat.title != title:
+            chat.title = title[:255]
+        return chat
+    try:
+        # A savepoint: losing the insert race must not roll back the caller's work.
+        async with session.begin_nested():
+            chat = Chat(
+                platform=platform, external_id=external_id, kind=kind, title=(title or None)
+            )
+            session.add(chat)
+            await session.flush()
+        return chat
+    except IntegrityError:
+        found = await find_chat(session, platform=platform, external_id=external_id)
+        assert found is not None
+        return found
+
+
+async def get_chat_settings(session: AsyncSession, chat_id: int) -> ChatSettings | None:
+    return await session.get(ChatSettings, chat_id)
+
+
+async def get_or_create_chat_settings(session: AsyncSession, chat_id: int) -> ChatSettings:
+    row = await session.get(ChatSettings, chat_id)
+    if row is None:
+        row = ChatSettings(chat_id=chat_id)
+        session.add(row)
+        await session.flush()
+        await session.refresh(row)
+    return row
+
+
+# --- conversations ------------------------------------------------------------------------
+
+
+async def find_open_conversation(
+    session: AsyncSession, *, chat_id: int, thread_key: str
+) -> Conversation | None:
+    return (
+        await session.execute(
+            select(Conversation).where(
+                Conversation.chat_id == chat_id,
+                Conversation.thread_key == thread_key,
+                Conversation.closed_at.is_(None),
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def open_conversation(
+    session: AsyncSession, *, chat_id: int, thread_key: str
+) -> Conversation:
+    """The open conversation of a chat and thread, started if there is none.
+
+    The partial unique index allows one open conversation per chat and thread; a second
+    process losing the race reads the winner's row.
+    """
+    found = await find_open_conversation(session, chat_id=chat_id, thread_key=thread_key)
+    if found is not None:
+        return found
+    try:
+        async with session.begin_nested():
+            conv = Conversation(chat_id=chat_id, thread_key=thread_key)
+            session.add(conv)
+            await session.flush()
+        return conv
+    except IntegrityError:
+        again = await find_open_conversation(session, chat_id=chat_id, thread_key=thread_key)
+        assert again is not None
+        return again
+
+
+async def close_open_conversations(session: AsyncSession, *, chat_id: int, thread_key: str) -> int:
+    """Close the open conversation of a chat and thread (``/new``); returns how many."""
+    result = await session.execute(
+        update(Conversation)
+        .where(
+            Conversation.chat_id == chat_id,
+            Conversation.thread_key == thread_key,
+            Conversation.closed_at.is_(None),
+        )
+        .values(closed_at=utcnow())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def get_conversation(
+    session: AsyncSession, *, conversation_id: int, chat_id: int
+) -> Conversation | None:
+    """A conversation by id, only if it belongs to ``chat_id``."""
+    conv = await session.get(Conversation, conversation_id)
+    if conv is None or conv.chat_id != chat_id:
+        return None
+    return conv

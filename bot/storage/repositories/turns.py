@@ -1,0 +1,122 @@
+"""Turns and their audio clips; recordings reused by source key; crash recovery."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
+
+from bot.storage.tables import (
+    AudioClip,
+    Conversation,
+    Turn,
+    TurnRole,
+    TurnStatus,
+    utcnow,
+)
+
+# --- turns and clips ----------------------------------------------------------------------
+
+
+async def conversation_turns(session: AsyncSession, conversation_id: int) -> list[Turn]:
+    """Every turn of a conversation in order, clips' metadata loaded (not their bytes)."""
+    rows = await session.execute(
+        select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.seq)
+    )
+    return list(rows.scalars().all())
+
+
+async def next_seq(session: AsyncSession, conversation_id: int) -> int:
+    current = await session.scalar(
+        select(func.max(Turn.seq)).where(Turn.conversation_id == conversation_id)
+    )
+    return int(current or 0) + 1
+
+
+async def clip_data(session: AsyncSession, clip_ids: Sequence[int]) -> dict[int, tuple[bytes, str]]:
+    """Bytes and format of the given clips (loaded only for the clips a request carries)."""
+    if not clip_ids:
+        return {}
+    rows = await session.execute(
+        select(AudioClip.id, AudioClip.data, AudioClip.format).where(
+            AudioClip.id.in_(list(clip_ids))
+        )
+    )
+    return {int(row[0]): (bytes(row[1]), str(row[2])) for row in rows.all()}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredRecording:
+    """The clips an earlier user turn stored for one recording, with its whole length."""
+
+    turn_id: int
+    clips: list[AudioClip]
+    total_seconds: float | None
+
+
+async def find_recording(
+    session: AsyncSession, *, chat_id: int, source_key: str
+) -> StoredRecording | None:
+    """The latest stored conversion of ``source_key`` in this chat, bytes included."""
+    turn_id = await session.scalar(
+        select(AudioClip.turn_id)
+        .join(Turn, Turn.id == AudioClip.turn_id)
+        .join(Conversation, Conversation.id == Turn.conversation_id)
+        .where(AudioClip.source_key == source_key, Conversation.chat_id == chat_id)
+        .order_by(AudioClip.turn_id.desc())
+        .limit(1)
+    )
+    if turn_id is None:
+        return None
+    clips = (
+        (
+            await session.execute(
+                select(AudioClip)
+                .where(AudioClip.turn_id == turn_id, AudioClip.source_key == source_key)
+                .order_by(AudioClip.position)
+                .options(undefer(AudioClip.data))
+            )
+        )
+        .scalars()
+        .all()
+    )
+    turn = await session.get(Turn, turn_id)
+    total = turn.audio_seconds_total if turn is not None else None
+    others = await session.scalar(
+        select(func.count(AudioClip.id)).where(
+            AudioClip.turn_id == turn_id,
+            or_(AudioClip.source_key != source_key, AudioClip.source_key.is_(None)),
+        )
+    )
+    if others:
+        # The turn held several recordings: its total is theirs together, not this one's.
+        total = None
+    return StoredRecording(turn_id=int(turn_id), clips=list(clips), total_seconds=total)
+
+
+# --- recovery -----------------------------------------------------------------------------
+
+
+async def fail_interrupted_turns(session: AsyncSession) -> int:
+    """Mark replies a crash left ``pending``/``streaming`` as ``failed`` ("interrupted").
+
+    Called once at start-up, before any turn runs: one process serves a bot token, so no
+    reply can legitimately be in flight then. Their text stays as stored (it may be partial).
+    """
+    result = await session.execute(
+        update(Turn)
+        .where(
+            Turn.role == TurnRole.ASSISTANT.value,
+            Turn.status.in_([TurnStatus.PENDING.value, TurnStatus.STREAMING.value]),
+        )
+        .values(status=TurnStatus.FAILED.value, error_code="interrupted", finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def is_user(turn: Turn) -> bool:
+    return turn.role == TurnRole.USER.value
