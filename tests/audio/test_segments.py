@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from bot.audio.pauses import Span, plan_segments
-from bot.audio.pipeline import AudioPipeline, choose_spans
+from bot.audio.pipeline import AudioPipeline
 from bot.audio.report import format_duration, left_out_note
+from bot.audio.spans import choose_spans
 from bot.audio.types import AudioInput, AudioReport
 from tests.audio import synth
 
