@@ -1,9 +1,12 @@
-"""Streaming replies into Telegram (the adapter's :class:`ReplySink` implementations).
+"""Streaming replies into Telegram: the machinery both :class:`ReplySink` kinds share.
 
-- :class:`DraftReplier` (private chats): ``sendMessageDraft`` previews while the model
-  writes, then ``sendMessage`` with the final text, which Telegram requires to keep it.
-- :class:`EditReplier` (groups): one ``sendMessage``, then ``editMessageText`` at the
-  chat's pace (``TELEGRAM_EDIT_INTERVAL``, slower after a 429).
+The two kinds, each in its own module:
+
+- :class:`~bot.adapters.telegram.drafts.DraftReplier` (private chats): ``sendMessageDraft``
+  previews while the model writes, then ``sendMessage`` with the final text, which Telegram
+  requires to keep it.
+- :class:`~bot.adapters.telegram.edits.EditReplier` (groups): one ``sendMessage``, then
+  ``editMessageText`` at the chat's pace (``TELEGRAM_EDIT_INTERVAL``, slower after a 429).
 
 Both show "typing…" until the first text, send Markdown as entities (no ``parse_mode``)
 and fall back to plain text for the rest of the reply if Telegram refuses the entities,
@@ -16,14 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 from aiogram import Bot
 from aiogram.exceptions import (
-    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramNetworkError,
@@ -46,18 +47,17 @@ T = TypeVar("T")
 TYPING_EVERY = 4.5  # a chat action lasts at most 5 s
 FINAL_ATTEMPTS = 6
 FINAL_SERVER_ATTEMPTS = 3  # 5xx / network errors on the final text: 0.5 s, then 1 s apart
-DRAFT_KEEPALIVE = 20.0  # 429s tolerated while delivering the final text
 
 _NOT_MODIFIED = "message is not modified"
-_ENTITY_ERRORS = ("can't parse entities", "entity", "entities")
-_GONE = ("message to edit not found", "message can't be edited")
+# Words in a 400 that mean Telegram refused the entities (the text itself is fine).
+ENTITY_ERRORS = ("can't parse entities", "entity", "entities")
 
 
 class RateLimited(Exception):
     """A call was refused with 429 and not retried (progress updates only)."""
 
 
-class _Replier:
+class Replier:
     """Typing indicator, the update pump, and careful Telegram calls; subclasses deliver."""
 
     keepalive: float | None = None  # re-push the same text after this many idle seconds
@@ -220,7 +220,7 @@ class _Replier:
             desc = exc.message.lower()
             if _NOT_MODIFIED in desc:
                 return None
-            if chunk.entities is None or not any(word in desc for word in _ENTITY_ERRORS):
+            if chunk.entities is None or not any(word in desc for word in ENTITY_ERRORS):
                 raise
             self._count(exc)
             log.info("telegram.entities_refused", chat_id=self.chat_id)
@@ -268,140 +268,3 @@ class _Replier:
     def _count(self, exc: BaseException) -> None:
         kind = "retry_after" if isinstance(exc, TelegramRetryAfter) else type(exc).__name__
         self._metrics.platform_errors.labels(platform="telegram", error=kind).inc()
-
-
-class EditReplier(_Replier):
-    """Groups: send one message, then edit it; continue in new messages past 4096."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._sent: list[tuple[int, Chunk]] = []  # (message_id, what it shows now)
-
-    async def _progress(self, chunks: list[Chunk]) -> None:
-        await self._apply(chunks, final=False)
-
-    async def _final(self, markdown: str) -> list[str]:
-        chunks = self._render(markdown)
-        try:
-            await self._apply(chunks, final=True)
-        except (TelegramAPIError, RateLimited) as exc:
-            self._count(exc)
-            log.warning("telegram.final_failed", chat_id=self.chat_id, error=type(exc).__name__)
-        return [str(mid) for mid, _ in self._sent]
-
-    async def _apply(self, chunks: list[Chunk], *, final: bool) -> None:
-        for index, chunk in enumerate(chunks):
-            if index < len(self._sent):
-                mid, shown = self._sent[index]
-                if shown == chunk or (self._plain and shown == chunk.plain()):
-                    continue
-                await self._edit(index, mid, chunk, final=final)
-            else:
-                msg = await self._send_message(chunk, final=final, reply=index == 0)
-                if msg is not None:
-                    self._sent.append((msg.message_id, self._shown(chunk)))
-
-    async def _edit(self, index: int, message_id: int, chunk: Chunk, *, final: bool) -> None:
-        async def make(c: Chunk) -> Message | bool:
-            return await self.bot.edit_message_text(
-                chat_id=self.chat_id,
-                message_id=message_id,
-                text=c.text,
-                entities=c.entity_list(),
-            )
-
-        try:
-            await self._formatted(make, chunk, final=final)
-        except TelegramBadRequest as exc:
-            if not any(word in exc.message.lower() for word in _GONE):
-                raise
-            # Someone deleted our message: carry on in a fresh one.
-            msg = await self._send_message(chunk, final=final, reply=index == 0)
-            if msg is None:
-                return
-            message_id = msg.message_id
-        self._sent[index] = (message_id, self._shown(chunk))
-
-    def _shown(self, chunk: Chunk) -> Chunk:
-        return chunk.plain() if self._plain else chunk
-
-
-class DraftReplier(_Replier):
-    """Private chats: stream into a message draft, then send the final message(s).
-
-    Parts of a long reply that are complete (all but the last 4096-unit chunk) are sent
-    as messages as soon as they are, and the draft carries on with the rest.
-    """
-
-    # A draft is a preview of about 30 s; refresh it if the model pauses that long.
-    keepalive = DRAFT_KEEPALIVE
-
-    def __init__(self, *, draft_pacer: Pacer, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._draft_pacer = draft_pacer
-        # Any non-zero id; the stop button's update names it, so it must be unique enough.
-        self.draft_id = random.randint(1, 2**31 - 1)
-        self._sent: list[str] = []
-        self._drafts_ok = True
-
-    async def _progress(self, chunks: list[Chunk]) -> None:
-        # Complete parts first, as real messages.
-        while len(self._sent) < len(chunks) - 1:
-            msg = await self._send_message(
-                chunks[len(self._sent)], final=False, reply=not self._sent
-            )
-            if msg is None:
-                return
-            self._sent.append(str(msg.message_id))
-        if self._drafts_ok:
-            await self._draft(chunks[-1])
-
-    async def _draft(self, chunk: Chunk) -> None:
-        await self._draft_pacer.wait(self.chat_id)
-
-        async def make(c: Chunk) -> bool:
-            return await self.bot.send_message_draft(
-                chat_id=self.chat_id,
-                draft_id=self.draft_id,
-                text=c.text,
-                entities=c.entity_list(),
-                message_thread_id=self.topic_id,
-                can_stop=True,
-            )
-
-        try:
-            await make(chunk if not self._plain else chunk.plain())
-        except TelegramRetryAfter as exc:
-            self._count(exc)
-            self._draft_pacer.penalize(self.chat_id, exc.retry_after)
-            raise RateLimited from None
-        except TelegramBadRequest as exc:
-            self._count(exc)
-            if chunk.entities and any(word in exc.message.lower() for word in _ENTITY_ERRORS):
-                self._plain = True
-                with contextlib.suppress(TelegramAPIError):
-                    await make(chunk.plain())
-                return
-            self._disable_drafts(exc)
-        except (TelegramAPIError, ClientDecodeError) as exc:
-            # E.g. a Bot API server without sendMessageDraft (404), or one that is failing:
-            # stop previewing for this reply; the final message still comes.
-            self._count(exc)
-            self._disable_drafts(exc)
-
-    def _disable_drafts(self, exc: Exception) -> None:
-        log.info("telegram.drafts_disabled", chat_id=self.chat_id, error=type(exc).__name__)
-        self._drafts_ok = False
-
-    async def _final(self, markdown: str) -> list[str]:
-        chunks = self._render(markdown)
-        for chunk in chunks[len(self._sent) :]:
-            try:
-                msg = await self._send_message(chunk, final=True, reply=not self._sent)
-            except (TelegramAPIError, RateLimited) as exc:
-                self._count(exc)
-                log.warning("telegram.final_failed", chat_id=self.chat_id, error=type(exc).__name__)
-                break
-            if msg is not None:
-                self._sent.append(str(msg.message_id))
-        return list(self._sent)

@@ -16,8 +16,10 @@ from aiogram.types import Message
 
 from bot.adapters.telegram.admins import TelegramAdmins
 from bot.adapters.telegram.audio import attached_audio
+from bot.adapters.telegram.drafts import DraftReplier
+from bot.adapters.telegram.edits import EditReplier
 from bot.adapters.telegram.pacing import Pacer
-from bot.adapters.telegram.replier import DraftReplier, EditReplier, _Replier
+from bot.adapters.telegram.replier import Replier
 from bot.adapters.telegram.updates import Addressed, chat_ref, thread_key, topic_id
 from bot.config import Settings
 from bot.engine.ports import IncomingTurn, TurnOutcome
@@ -59,7 +61,7 @@ class TelegramContext:
             draft_pacer=Pacer(interval=min(DRAFT_INTERVAL, settings.TELEGRAM_EDIT_INTERVAL)),
         )
 
-    def sink_for(self, message: Message, bot: Bot) -> _Replier:
+    def sink_for(self, message: Message, bot: Bot) -> Replier:
         """Drafts in private chats (Telegram has none in groups), edits elsewhere."""
         common = {
             "bot": bot,
