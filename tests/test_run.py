@@ -8,12 +8,15 @@ Telegram adapter, engine and audio pipeline.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -22,9 +25,10 @@ import pytest
 from bot.config import Settings
 from tests.audio import synth
 from tests.fakes.dashscope import FakeDashScope
+from tests.fakes.slack import FakeSlack, fake_slack
 from tests.fakes.telegram import FakeTelegram, telegram_fake
 
-__all__ = ["telegram_fake"]
+__all__ = ["fake_slack", "telegram_fake"]
 
 
 def _free_port() -> int:
@@ -78,38 +82,52 @@ class BotProcess:
         return self.stderr.decode(errors="replace")
 
 
+Launch = Callable[..., Awaitable[BotProcess]]
+
+
 @pytest.fixture
-async def bot_process(
+async def launch(
     db_url: str,
     tmp_path: Path,
     telegram_fake: FakeTelegram,
     dashscope_fake: FakeDashScope,
-) -> AsyncIterator[BotProcess]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
-    env.update(
-        DATABASE_URL=db_url,
-        DASHSCOPE_API_KEY=dashscope_fake.api_key,
-        DASHSCOPE_BASE_URL=dashscope_fake.native_base_url,
-        TELEGRAM_BOT_TOKEN=telegram_fake.token,
-        TELEGRAM_API_BASE=telegram_fake.base_url,
-        TELEGRAM_EDIT_INTERVAL="0.1",
-        HTTP_PORT=str(port),
-        LOG_FORMAT="json",
-        AUDIO_WORKERS="1",
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run",
-        cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    bot = BotProcess(proc, port)
-    try:
-        yield bot
-    finally:
+) -> AsyncIterator[Launch]:
+    """Start ``voicebot run`` against the fakes (Telegram polling, plus ``extra`` env)."""
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def start(**extra: str) -> BotProcess:
+        port = _free_port()
+        env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
+        env.update(
+            DATABASE_URL=db_url,
+            DASHSCOPE_API_KEY=dashscope_fake.api_key,
+            DASHSCOPE_BASE_URL=dashscope_fake.native_base_url,
+            TELEGRAM_BOT_TOKEN=telegram_fake.token,
+            TELEGRAM_API_BASE=telegram_fake.base_url,
+            TELEGRAM_EDIT_INTERVAL="0.1",
+            HTTP_PORT=str(port),
+            LOG_FORMAT="json",
+            AUDIO_WORKERS="1",
+            **extra,
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run",
+            cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        procs.append(proc)
+        return BotProcess(proc, port)
+
+    yield start
+    for proc in procs:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.fixture
+async def bot_process(launch: Launch) -> BotProcess:
+    return await launch()
 
 
 async def test_run_serves_answers_and_stops_cleanly_on_sigterm(
@@ -158,4 +176,61 @@ async def test_sigint_on_an_idle_bot(bot_process: BotProcess) -> None:
     await bot_process.wait_healthy()
     code, took = await bot_process.stop(signal.SIGINT)
     assert code == 0, await bot_process._stderr()
+    assert took < 10.0
+
+
+async def test_run_serves_telegram_and_slack_from_one_process(
+    launch: Launch,
+    telegram_fake: FakeTelegram,
+    fake_slack: FakeSlack,
+) -> None:
+    secret = "slack-signing-secret"
+    bot = await launch(
+        SLACK_BOT_TOKEN=fake_slack.bot_token,
+        SLACK_MODE="http",
+        SLACK_SIGNING_SECRET=secret,
+        SLACK_API_BASE=fake_slack.base_url,
+    )
+    await bot.wait_healthy()
+
+    # Slack (HTTP mode): a signed DM clip reaches the bot's own server and is answered.
+    file = fake_slack.add_file(_voice(2))
+    stored = fake_slack.seed_message("D0DM", text="", user="U0USER", files=[file])
+    event = {
+        "type": "message", "subtype": "file_share", "text": "", "user": "U0USER",
+        "files": [file], "ts": stored.ts, "channel": "D0DM", "channel_type": "im",
+        "event_ts": stored.ts, "team": fake_slack.team_id,
+    }  # fmt: skip
+    body = json.dumps(
+        {
+            "type": "event_callback", "team_id": fake_slack.team_id, "api_app_id": "A0APP",
+            "event": event, "event_id": "Ev0BOTH", "event_time": int(time.time()),
+        }
+    )  # fmt: skip
+    ts = str(int(time.time()))
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": f"v0={digest}",
+    }
+    async with aiohttp.ClientSession() as http:
+        async with http.post(bot.base + "/slack/events", data=body, headers=headers) as resp:
+            assert resp.status == 200
+    await fake_slack.wait_for(
+        lambda: any("Heard 1 audio clip" in m.text for m in fake_slack.bot_messages("D0DM")),
+        within=60,
+    )
+
+    # Telegram (long polling) in the same process.
+    user = telegram_fake.user(502, "Bo")
+    chat = telegram_fake.private_chat(user)
+    telegram_fake.inject(message=telegram_fake.voice_message(chat=chat, user=user, data=_voice(1)))
+    await telegram_fake.wait_for(
+        lambda: any("Heard 1 audio clip" in t for t in telegram_fake.sent_texts(chat["id"])),
+        within=60,
+    )
+
+    code, took = await bot.stop(signal.SIGTERM)
+    assert code == 0, await bot._stderr()
     assert took < 10.0
