@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -27,9 +28,12 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-# Whole shutdown budget: platforms stop receiving, in-flight replies finish or are closed
-# as stopped, then the HTTP server and the database go.
-SHUTDOWN_SECONDS = 8.0
+# Whole shutdown budget (inside the 10 s an operator is promised): platforms stop
+# receiving, in-flight replies finish or are closed as stopped while the platforms can
+# still deliver them, then platform sessions, the HTTP server and the database close.
+STOP_RECEIVING_SECONDS = 2.0
+DRAIN_SECONDS = 5.0
+CLOSE_SECONDS = 1.0
 HOUSEKEEPING_SECONDS = 6 * 3600.0
 
 
@@ -43,7 +47,11 @@ class Platform(Protocol):
         ...
 
     async def stop(self) -> None:
-        """Stop receiving new events; in-flight turns are drained by the engine."""
+        """Stop receiving new events (in-flight turns go on: the engine drains them)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release sessions and connections, once in-flight replies are delivered."""
         ...
 
 
@@ -205,7 +213,7 @@ async def run_forever(settings: Settings) -> int:
         log.info("shutdown.begin")
     finally:
         housekeeping.cancel()
-        await _shutdown(core=core, http=http, platforms=platforms)
+        await shutdown(core=core, http=http, platforms=platforms)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     log.info("shutdown.done")
@@ -222,15 +230,26 @@ async def _housekeeping(core: Core) -> None:
         await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
 
-async def _shutdown(*, core: Core, http: HttpServer, platforms: list[Platform]) -> None:
-    async def stop_platform(platform: Platform) -> None:
-        try:
-            await asyncio.wait_for(platform.stop(), timeout=SHUTDOWN_SECONDS / 2)
-        except Exception as exc:
-            log.warning("platform.stop_failed", platform=platform.name, error=type(exc).__name__)
+async def shutdown(*, core: Core, http: HttpServer, platforms: list[Platform]) -> None:
+    """Stop receiving, drain in-flight turns, then close platforms, HTTP and the core.
 
-    await asyncio.gather(*(stop_platform(p) for p in platforms))
-    with contextlib.suppress(Exception):
-        await core.engine.drain(timeout=SHUTDOWN_SECONDS / 2)
+    The order matters: replies in flight are finished (or closed as stopped) by the engine
+    while the platforms' sessions are still open to deliver them.
+    """
+
+    async def each(
+        step: str, seconds: float, platform: Platform, call: Callable[[], Awaitable[None]]
+    ) -> None:
+        try:
+            await asyncio.wait_for(call(), timeout=seconds)
+        except Exception as exc:
+            log.warning(f"platform.{step}_failed", platform=platform.name, error=type(exc).__name__)
+
+    await asyncio.gather(*(each("stop", STOP_RECEIVING_SECONDS, p, p.stop) for p in platforms))
+    try:
+        await core.engine.drain(timeout=DRAIN_SECONDS)
+    except Exception as exc:
+        log.warning("engine.drain_failed", error=type(exc).__name__)
+    await asyncio.gather(*(each("aclose", CLOSE_SECONDS, p, p.aclose) for p in platforms))
     await http.stop()
     await core.aclose()

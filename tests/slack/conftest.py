@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 
 from bot.adapters.slack.app import SlackPlatform
-from bot.bootstrap import Core, _shutdown, build_core, build_platforms
+from bot.bootstrap import Core, build_core, build_platforms, shutdown
 from bot.config import Settings
 from bot.engine.ports import TurnOutcome
 from bot.http.server import HttpServer
@@ -347,7 +347,7 @@ async def start_bot(
 
 async def stop_bot(bot: SlackBot) -> None:
     await bot.close()
-    await _shutdown(core=bot.core, http=bot.http, platforms=[bot.platform])
+    await shutdown(core=bot.core, http=bot.http, platforms=[bot.platform])
 
 
 @pytest.fixture(params=["http", "socket"])

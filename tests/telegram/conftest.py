@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.telegram.app import TelegramPlatform
-from bot.bootstrap import Core, build_core
+from bot.bootstrap import Core, build_core, shutdown
 from bot.config import Settings
 from bot.http.server import HttpServer
 from bot.storage.database import Database
@@ -62,9 +62,7 @@ class Running:
         if self.stopped:
             return
         self.stopped = True
-        await self.platform.stop()
-        await self.http.stop()
-        await self.core.aclose()
+        await shutdown(core=self.core, http=self.http, platforms=[self.platform])
 
 
 @dataclass

@@ -128,10 +128,13 @@ class SlackPlatform:
         log.info("slack.socket_mode.connected")
 
     async def stop(self) -> None:
-        """Stop receiving and close the websocket and the download session."""
+        """Stop receiving: close the Socket Mode websocket (HTTP mode needs nothing)."""
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
+
+    async def aclose(self) -> None:
+        """After the engine drained: close the file download session."""
         if self._session is not None:
             await self._session.close()
             self._session = None

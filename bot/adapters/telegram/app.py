@@ -42,7 +42,6 @@ WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # Of the platform's stop budget (bootstrap allows 4 s): let turns finish or close as
 # stopped while the session can still deliver their final text.
-DRAIN_SECONDS = 3.0
 POLLING_TIMEOUT = 10  # seconds a getUpdates call may wait for news
 
 
@@ -161,7 +160,7 @@ class TelegramPlatform:
         )
 
     async def stop(self) -> None:
-        """Stop receiving, let in-flight turns finish (or close as stopped), close the session."""
+        """Stop receiving (polling, webhook updates); turns in flight go on."""
         self._accepting = False
         if self._polling is not None:
             with contextlib.suppress(Exception):
@@ -170,11 +169,9 @@ class TelegramPlatform:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._polling
             self._polling = None
-        if self.context.running or self._webhook_tasks:
-            # The engine drains every platform's turns; doing it here, before the session
-            # closes, lets this platform's replies still be delivered.
-            with contextlib.suppress(Exception):
-                await self.context.engine.drain(timeout=DRAIN_SECONDS)
+
+    async def aclose(self) -> None:
+        """After the engine drained: let handlers wrap up, then close the Bot API session."""
         pending = [*self._webhook_tasks, *self.context.running]
         if pending:
             await asyncio.wait(pending, timeout=0.5)
