@@ -18,7 +18,7 @@ from bot.audio.types import AudioConverter
 from bot.catalog import CATALOG, ModelSpec
 from bot.config import Settings
 from bot.engine.access import AccessPolicy, RateLimiter
-from bot.engine.ordering import KeyedLocks, conversation_key
+from bot.engine.ordering import KeyedLocks, Place, conversation_key
 from bot.engine.ports import AdminCheck, ChatRef, IncomingTurn, ReplySink, TurnOutcome
 from bot.engine.settings import (
     SETTING_KEYS,
@@ -96,14 +96,49 @@ class Engine:
 
     # --- turns --------------------------------------------------------------------------
 
+    def reserve_place(self, chat: ChatRef, thread_key: str | None) -> Place:
+        """Take a place in the conversation's line now, synchronously, as an event arrives.
+
+        Pass it to :meth:`handle_turn`; an adapter that ends up not answering the event
+        must ``release()`` it (releasing twice is harmless).
+        """
+        return self._locks.reserve(
+            conversation_key(
+                platform=chat.platform,
+                chat_id=chat.chat_id,
+                thread_key=thread_key,
+                conversation_id=None,
+            )
+        )
+
     async def handle_turn(
-        self, turn: IncomingTurn, sink: ReplySink, *, stop: asyncio.Event | None = None
+        self,
+        turn: IncomingTurn,
+        sink: ReplySink,
+        *,
+        stop: asyncio.Event | None = None,
+        place: Place | None = None,
     ) -> TurnOutcome:
         """Answer one message. Setting ``stop`` ends the reply early, kept as ``stopped``.
 
         Refusals (access, rate limit, shutting down) store nothing. Turns of one
-        conversation run strictly in arrival order; others run concurrently.
+        conversation run strictly in arrival order (the order of their ``place``, if the
+        adapter reserved one); others run concurrently.
         """
+        try:
+            return await self._handle_turn(turn, sink, stop=stop, place=place)
+        finally:
+            if place is not None:
+                place.release()
+
+    async def _handle_turn(
+        self,
+        turn: IncomingTurn,
+        sink: ReplySink,
+        *,
+        stop: asyncio.Event | None,
+        place: Place | None,
+    ) -> TurnOutcome:
         chat = turn.chat
         refusal: BotError | None = None
         if self._draining:
@@ -134,7 +169,7 @@ class Engine:
             conversation_id=turn.conversation_id,
         )
         try:
-            async with self._locks.hold(key):
+            async with self._locks.hold(key, place):
                 if self._draining:
                     # Queued behind a turn when shutdown began: not accepted, nothing stored.
                     err = ShuttingDown()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+
+import pytest
 
 from bot.engine.ordering import KeyedLocks
 from tests.engine.conftest import GROUP, PRIVATE, Audio, Harness, Sink, make_turn, voice
@@ -77,6 +80,63 @@ async def test_keyed_locks_are_fifo_and_released() -> None:
     await asyncio.gather(*tasks)
     assert order == [0, 1, 2]
     assert len(locks) == 0
+
+
+async def test_reserved_places_decide_the_order_not_who_calls_first() -> None:
+    locks = KeyedLocks()
+    first, second, unused = locks.reserve("k"), locks.reserve("k"), locks.reserve("k")
+    last = locks.reserve("k")
+    order: list[str] = []
+
+    async def run(name: str, place: object) -> None:
+        async with locks.hold("k", place):  # type: ignore[arg-type]
+            order.append(name)
+
+    # The later place calls first, the earlier one only after some awaiting.
+    late = asyncio.create_task(run("second", second))
+    await asyncio.sleep(0.01)
+    assert order == []  # it waits for the place ahead of it
+    unused.release()  # an event that turned out not to be a turn passes its place on
+    tail = asyncio.create_task(run("last", last))
+    await run("first", first)
+    await asyncio.gather(late, tail)
+    assert order == ["first", "second", "last"]
+    assert len(locks) == 0
+
+
+async def test_a_cancelled_waiter_does_not_block_the_line() -> None:
+    locks = KeyedLocks()
+    holder, quitter, after = locks.reserve("k"), locks.reserve("k"), locks.reserve("k")
+    waiting = asyncio.create_task(locks.hold("k", quitter).__aenter__())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    quitter.release()  # what the engine's ``finally`` does
+    holder.release()
+    async with locks.hold("k", after):
+        pass
+    assert len(locks) == 0
+    with pytest.raises(ValueError, match="reserved for"):
+        async with locks.hold("other", locks.reserve("k")):
+            pass
+
+
+async def test_turns_follow_their_reserved_places(h: Harness) -> None:
+    h.fake.queue(Reply(chunks=["one"]), Reply(chunks=["two"]))
+    first = h.engine.reserve_place(PRIVATE, None)
+    second = h.engine.reserve_place(PRIVATE, None)
+    sinks = [Sink(), Sink()]
+    # The second message reaches the engine first (e.g. its adapter awaited less).
+    later = asyncio.create_task(
+        h.engine.handle_turn(make_turn(text="second"), sinks[1], place=second)
+    )
+    await asyncio.sleep(0.05)
+    assert h.fake.requests == []
+    await h.engine.handle_turn(make_turn(text="first"), sinks[0], place=first)
+    await later
+    assert [r.texts[-1] for r in h.fake.requests] == [("user", "first"), ("user", "second")]
+    assert [s.shown for s in sinks] == ["one", "two"]
 
 
 async def test_old_event_records_are_pruned_recent_ones_kept(h: Harness) -> None:

@@ -16,6 +16,7 @@ from bot.adapters.slack.events import PLATFORM
 from bot.adapters.slack.files import SlackAudioFile, SlackDownloadError, needs_file_info
 from bot.adapters.slack.replier import SlackReplier
 from bot.adapters.slack.threads import ThreadInspector
+from bot.engine.ordering import Place
 from bot.engine.ports import IncomingTurn, TurnOutcome
 from bot.engine.service import Engine
 from bot.metrics import Metrics
@@ -84,9 +85,16 @@ class SlackDeps:
         )
 
     async def run_turn(
-        self, turn: IncomingTurn, *, channel: str, thread_ts: str | None, team_id: str | None
+        self,
+        turn: IncomingTurn,
+        *,
+        channel: str,
+        thread_ts: str | None,
+        team_id: str | None,
+        place: Place | None = None,
     ) -> TurnOutcome:
-        """Hand a turn to the engine with a replier in the right place."""
+        """Hand a turn to the engine with a replier in the right place (``place``: the
+        turn's place in its conversation, if reserved on arrival)."""
         if thread_ts is not None and not turn.chat.is_private:
             self.threads.mark_joined(channel, thread_ts)
         sink = self.replier(
@@ -96,7 +104,7 @@ class SlackDeps:
             user_id=turn.user_id,
             listening=turn.audio is not None,
         )
-        outcome = await self.engine.handle_turn(turn, sink)
+        outcome = await self.engine.handle_turn(turn, sink, place=place)
         log.info(
             "slack.turn.done",
             status=outcome.status,

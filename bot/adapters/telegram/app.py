@@ -29,7 +29,8 @@ from pydantic import ValidationError
 from bot import texts
 from bot.adapters.telegram.handlers import build_router
 from bot.adapters.telegram.turns import TelegramContext
-from bot.adapters.telegram.updates import PLATFORM
+from bot.adapters.telegram.updates import PLATFORM, chat_ref, thread_key
+from bot.engine.ordering import Place
 
 if TYPE_CHECKING:
     from bot.bootstrap import Core
@@ -58,13 +59,25 @@ class ClaimOnce(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        # update_id is per bot; the bot id keeps two bots on one database apart.
-        if isinstance(event, Update) and not await self._engine.claim_event(
-            PLATFORM, f"{self._bot_id}:{event.update_id}"
-        ):
-            log.info("telegram.duplicate_update", update_id=event.update_id)
-            return UNHANDLED
-        return await handler(event, data)
+        if not isinstance(event, Update):
+            return await handler(event, data)
+        # Take the message's place in its conversation before the first await: updates of
+        # one getUpdates batch are handled concurrently, and must still be answered in
+        # update order. Commands take none (/new itself waits for the queued turns).
+        message = event.message
+        place: Place | None = None
+        if message is not None and not (message.text or "").startswith("/"):
+            place = self._engine.reserve_place(chat_ref(message.chat), thread_key(message))
+            data["place"] = place
+        try:
+            # update_id is per bot; the bot id keeps two bots on one database apart.
+            if not await self._engine.claim_event(PLATFORM, f"{self._bot_id}:{event.update_id}"):
+                log.info("telegram.duplicate_update", update_id=event.update_id)
+                return UNHANDLED
+            return await handler(event, data)
+        finally:
+            if place is not None:
+                place.release()  # no-op if the engine already used and released it
 
 
 class TelegramPlatform:

@@ -22,6 +22,7 @@ from bot.adapters.telegram.pacing import Pacer
 from bot.adapters.telegram.replier import Replier
 from bot.adapters.telegram.updates import Addressed, chat_ref, thread_key, topic_id
 from bot.config import Settings
+from bot.engine.ordering import Place
 from bot.engine.ports import IncomingTurn, TurnOutcome
 from bot.metrics import Metrics
 
@@ -84,8 +85,19 @@ class TelegramContext:
         return True
 
 
-async def answer(ctx: TelegramContext, bot: Bot, message: Message, what: Addressed) -> TurnOutcome:
-    """Run one turn for ``message`` (the engine checks access, size, model and history)."""
+async def answer(
+    ctx: TelegramContext,
+    bot: Bot,
+    message: Message,
+    what: Addressed,
+    *,
+    place: Place | None = None,
+) -> TurnOutcome:
+    """Run one turn for ``message`` (the engine checks access, size, model and history).
+
+    ``place`` keeps the turn in arrival order within its conversation (see
+    :meth:`bot.engine.service.Engine.reserve_place`).
+    """
     source = what.audio_message
     audio = (
         attached_audio(source, bot=bot, max_bytes=ctx.settings.AUDIO_MAX_BYTES)
@@ -110,7 +122,7 @@ async def answer(ctx: TelegramContext, bot: Bot, message: Message, what: Address
     if task is not None:
         ctx.running.add(task)
     try:
-        outcome = await ctx.engine.handle_turn(turn, sink, stop=stop)
+        outcome = await ctx.engine.handle_turn(turn, sink, stop=stop, place=place)
     finally:
         if key is not None:
             ctx.stops.pop(key, None)

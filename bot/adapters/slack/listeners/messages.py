@@ -13,6 +13,7 @@ import structlog
 
 from bot.adapters.slack.deps import SlackDeps
 from bot.adapters.slack.events import SlackMessage, instruction, read_message
+from bot.engine.ordering import Place
 from bot.engine.ports import IncomingTurn
 from bot.storage.tables import GroupPolicy
 
@@ -49,6 +50,25 @@ async def handle_message(
     msg = read_message(event, bot_user_id=bot_user_id)
     if msg is None:
         return
+    # The message's place in its conversation, taken before the first await, so that two
+    # messages arriving together are answered in the order they arrived.
+    place = deps.engine.reserve_place(msg.chat, msg.thread_key)
+    try:
+        await _handle(deps, msg, place, body=body, context=context, via_mention=via_mention)
+    finally:
+        place.release()  # no-op if the engine already used and released it
+
+
+async def _handle(
+    deps: SlackDeps,
+    msg: SlackMessage,
+    place: Place,
+    *,
+    body: dict[str, Any],
+    context: Any,
+    via_mention: bool,
+) -> None:
+    bot_user_id: str | None = context.get("bot_user_id")
     text = instruction(msg.text, bot_user_id=bot_user_id)
     audio = msg.audio_files()
     # A file that does not look like audio is still tried when it is all the user sent:
@@ -78,7 +98,9 @@ async def handle_message(
         source_message_id=msg.ts,
     )
     team = msg.team or body.get("team_id") or context.get("team_id")
-    await deps.run_turn(turn, channel=msg.channel, thread_ts=msg.reply_thread_ts, team_id=team)
+    await deps.run_turn(
+        turn, channel=msg.channel, thread_ts=msg.reply_thread_ts, team_id=team, place=place
+    )
 
 
 async def _addressed_in_channel(

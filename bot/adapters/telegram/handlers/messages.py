@@ -8,6 +8,7 @@ from aiogram.types import Message
 from bot import texts
 from bot.adapters.telegram.turns import TelegramContext, answer
 from bot.adapters.telegram.updates import addressed, chat_ref, has_audio
+from bot.engine.ordering import Place
 from bot.storage.tables import GroupPolicy
 
 
@@ -17,8 +18,13 @@ def build_router() -> Router:
     return router
 
 
-async def on_message(message: Message, bot: Bot, tg: TelegramContext) -> None:
-    """Answer the message if it is addressed to the bot (see :mod:`..updates`)."""
+async def on_message(
+    message: Message, bot: Bot, tg: TelegramContext, place: Place | None = None
+) -> None:
+    """Answer the message if it is addressed to the bot (see :mod:`..updates`).
+
+    ``place`` is the message's place in its conversation, reserved on arrival.
+    """
     me = await bot.me()
     sender = message.from_user
     if sender is not None and sender.id == me.id:
@@ -35,4 +41,4 @@ async def on_message(message: Message, bot: Bot, tg: TelegramContext) -> None:
         if private and message.document is not None:
             await message.reply(texts.NOT_AUDIO)
         return
-    await answer(tg, bot, message, what)
+    await answer(tg, bot, message, what, place=place)
