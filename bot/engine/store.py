@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from sqlalchemy import update
 
 from bot.catalog import ModelSpec
@@ -22,6 +23,8 @@ from bot.llm.types import Usage
 from bot.storage import repositories as repo
 from bot.storage.database import Database
 from bot.storage.tables import AudioClip, Turn, TurnRole, TurnStatus, utcnow
+
+log = structlog.get_logger(__name__)
 
 # Replies in these kinds answered audio only; the user's text was not sent with it.
 _TEXT_NOT_SENT = (TurnKind.TRANSCRIPTION.value, TurnKind.CAPTION.value)
@@ -136,7 +139,8 @@ async def store_failed_user_turn(
             session.add(row)
             await session.flush()
             return row.id
-    except Exception:
+    except Exception as exc:  # the user still hears why their audio was refused
+        log.error("turn.store_failed_user_turn_failed", error=type(exc).__name__)
         return None
 
 

@@ -17,7 +17,6 @@ whatever step fails:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, replace
 
@@ -204,7 +203,7 @@ async def run_turn(
         notes.append(texts.REPLY_STOPPED)
 
     # --- store the reply, then show it -----------------------------------------------
-    with contextlib.suppress(Exception):
+    try:
         await store.finish_assistant_turn(
             deps.database,
             ctx,
@@ -222,6 +221,14 @@ async def run_turn(
             started_at=state.started_at,
             first_token_at=state.first_token_at,
             record_usage=status is not TurnStatus.FAILED or has_usage(state.usage),
+        )
+    except Exception as exc:
+        # The user still gets the reply; the turn stays "streaming" until the next start-up
+        # marks it failed, so it is never replayed as a complete answer.
+        log.error(
+            "turn.store_reply_failed",
+            assistant_turn_id=stored.assistant_turn_id,
+            error=type(exc).__name__,
         )
     observe(deps.metrics, labels, status, state, began, sent_seconds)
     log.info(
@@ -268,8 +275,14 @@ async def run_turn(
         log.warning("sink.finish_failed", error=type(exc).__name__)
         deps.metrics.platform_errors.labels(platform, "finish").inc()
         return replace(base, error=BotError("sink finish"), reply=reply)
-    with contextlib.suppress(Exception):
+    try:
         await store.set_reply_message_ids(deps.database, stored.assistant_turn_id, message_ids)
+    except Exception as exc:
+        log.warning(
+            "turn.store_message_ids_failed",
+            assistant_turn_id=stored.assistant_turn_id,
+            error=type(exc).__name__,
+        )
     return replace(base, status=reply.status, reply=reply, message_ids=message_ids)
 
 
