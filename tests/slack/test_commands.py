@@ -40,6 +40,7 @@ async def test_new_and_forget(bot: SlackBot) -> None:
     await bot.send_event(bot.file_message(bot.fake.add_file(clip(seed=3))))
     await bot.turns(2)
     assert "History" not in bot.fake.bot_messages(DM)[-1].text
+    assert bot.dashscope.last_request.roles == ["user"]  # nothing from before "new" was sent
 
     answer = await bot.command("forget")
     assert answer["text"].startswith("Done. I deleted 2 conversations")

@@ -107,6 +107,7 @@ async def test_new_starts_a_fresh_conversation(harness: Harness, bot: Running) -
     tg.inject(message=tg.message(chat=chat, user=ann, text="and now?"))
     await harness.replies(chat, 3)
     assert "History" not in tg.sent_texts(chat["id"])[-1]
+    assert harness.ds.requests[-1].roles == ["user"]  # nothing from before /new was sent
 
 
 async def test_usage_after_a_turn(harness: Harness, bot: Running) -> None:

@@ -136,6 +136,9 @@ async def test_forum_topics_are_separate_conversations(harness: Harness, bot: Ru
     assert [t for t, _ in by_topic] == [10, 10, 20]
     assert "History: 1 earlier" in by_topic[1][1]
     assert "History" not in by_topic[2][1]
+    # What the model was sent: topic 10's second turn carried its first; topic 20 none.
+    roles = [r.roles for r in harness.ds.requests]
+    assert roles == [["user"], ["user", "assistant", "user"], ["user"]]
     assert all(
         c.params.get("message_thread_id") in ("10", "20") for c in tg.calls_of("sendMessage")
     )
