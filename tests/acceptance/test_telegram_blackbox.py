@@ -455,11 +455,7 @@ def test_telegram_group_edit_429_is_respected_and_reply_completes(
 ) -> None:
     user = new_user()
     chat = group_chat()
-    tg.inject(
-        "editMessageText",
-        ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1}),
-        match=lambda p: str(p.get("chat_id")) == str(chat["id"]),
-    )
+    fail_in_chat(tg, "editMessageText", chat, retry_after_1())
     tg.push_message(
         tg.user_message(
             chat,
@@ -477,6 +473,19 @@ def test_telegram_group_edit_429_is_respected_and_reply_completes(
     assert later and later[0].at - limited[0].at >= 0.9, "no edit before retry_after passed"
 
 
+def retry_after_1() -> ApiError:
+    """Telegram's flood-control answer, asking to wait one second."""
+    return ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
+
+
+def fail_in_chat(
+    tg: FakeTelegram, method: str, chat: dict[str, Any], error: ApiError, *, times: int = 1
+) -> None:
+    """Answer ``method`` calls for ``chat`` (only) with ``error``."""
+    chat_id = str(chat["id"])
+    tg.inject(method, error, match=lambda p: str(p.get("chat_id")) == chat_id, times=times)
+
+
 # ---------------------------------------------------------------------------------------
 # Flood control and model errors in private chats
 
@@ -486,11 +495,7 @@ def test_telegram_send_429_is_respected_and_reply_arrives(
 ) -> None:
     user = new_user()
     chat = private_chat(user)
-    tg.inject(
-        "sendMessage",
-        ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1}),
-        match=lambda p: str(p.get("chat_id")) == str(chat["id"]),
-    )
+    fail_in_chat(tg, "sendMessage", chat, retry_after_1())
     tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
     wait_text(tg, chat["id"], ds.reply_text)
     sends = tg.calls_to("sendMessage", chat_id=chat["id"], ok=None)
@@ -861,11 +866,7 @@ def test_telegram_draft_429_still_delivers_the_final_message(
 ) -> None:
     user = new_user()
     chat = private_chat(user)
-    tg.inject(
-        "sendMessageDraft",
-        ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1}),
-        match=lambda p: str(p.get("chat_id")) == str(chat["id"]),
-    )
+    fail_in_chat(tg, "sendMessageDraft", chat, retry_after_1())
     tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
     wait_text(tg, chat["id"], ds.reply_text)
     assert final_texts(tg, chat["id"]) == [ds.reply_text]
@@ -878,9 +879,7 @@ def test_telegram_blocked_user_does_not_stop_the_bot(
     chat = private_chat(blocked)
     forbidden = ApiError(403, "Forbidden: bot was blocked by the user")
     for method in ("sendChatAction", "sendMessageDraft", "sendMessage"):
-        tg.inject(
-            method, forbidden, match=lambda p: str(p.get("chat_id")) == str(chat["id"]), times=50
-        )
+        fail_in_chat(tg, method, chat, forbidden, times=50)
     tg.push_message(tg.user_message(chat, blocked, **voice_fields(tg, telegram_voice)))
     tg.wait_for(
         lambda: tg.calls_to("sendMessage", chat_id=chat["id"], ok=False), what="a refused send"
@@ -1058,11 +1057,7 @@ def test_telegram_polling_sigterm_exits_zero_within_10_s(
 def test_telegram_command_reply_survives_429(tg: FakeTelegram) -> None:
     user = new_user()
     chat = private_chat(user)
-    tg.inject(
-        "sendMessage",
-        ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1}),
-        match=lambda p: str(p.get("chat_id")) == str(chat["id"]),
-    )
+    fail_in_chat(tg, "sendMessage", chat, retry_after_1())
     command(tg, chat, user, "/help")
     texts = wait_any_message(tg, chat["id"])
     assert "/new" in texts[0]
@@ -1074,11 +1069,7 @@ def test_telegram_group_first_send_429_and_chat_action_429(
     user = new_user()
     chat = group_chat()
     for method in ("sendMessage", "sendChatAction"):
-        tg.inject(
-            method,
-            ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1}),
-            match=lambda p: str(p.get("chat_id")) == str(chat["id"]),
-        )
+        fail_in_chat(tg, method, chat, retry_after_1())
     tg.push_message(_mention_voice(tg, chat, user, telegram_voice, "hi"))
     wait_text(tg, chat["id"], ds.reply_text)
     assert final_texts(tg, chat["id"]) == [ds.reply_text]
@@ -1089,11 +1080,7 @@ def test_telegram_final_send_survives_a_bad_gateway(
 ) -> None:
     user = new_user()
     chat = private_chat(user)
-    tg.inject(
-        "sendMessage",
-        ApiError(502, "Bad Gateway"),
-        match=lambda p: str(p.get("chat_id")) == str(chat["id"]),
-    )
+    fail_in_chat(tg, "sendMessage", chat, ApiError(502, "Bad Gateway"))
     tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
     wait_text(tg, chat["id"], ds.reply_text)
 
@@ -1105,11 +1092,7 @@ def test_telegram_button_is_answered_when_the_admin_check_fails(tg: FakeTelegram
     wait_any_message(tg, chat["id"])
     message = tg.bot_messages(chat["id"])[-1]
     button = _keyboard_buttons(message.reply_markup)[-1]
-    tg.inject(
-        "getChatMember",
-        ApiError(400, "Bad Request: member not found"),
-        match=lambda p: str(p.get("chat_id")) == str(chat["id"]),
-    )
+    fail_in_chat(tg, "getChatMember", chat, ApiError(400, "Bad Request: member not found"))
     answered = len(tg.calls_to("answerCallbackQuery"))
     callback(tg, member, message, button["callback_data"])
     tg.wait_for(lambda: len(tg.calls_to("answerCallbackQuery")) > answered, what="an answer")
