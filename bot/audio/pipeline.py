@@ -42,7 +42,7 @@ from typing import Literal, TypeVar
 from bot.audio.cache import CacheKey, ConversionCache
 from bot.audio.convert import Deadline, analyse, assemble
 from bot.audio.decode import SAMPLE_RATE
-from bot.audio.encode import encode_clip
+from bot.audio.encode import encode_clip, max_clip_seconds
 from bot.audio.overlap import FirstSpanFeed
 from bot.audio.pauses import first_span_min_end
 from bot.audio.types import AudioInput, ConvertedAudio
@@ -109,13 +109,16 @@ class AudioPipeline:
     ) -> ConvertedAudio:
         """Decode ``audio`` and cut it into clips of at most ``segment_seconds``.
 
-        See the module docstring for the policy. Raises :class:`bot.errors.AudioError`
-        subclasses, each with a ``user_message`` fit to show.
+        A clip is never longer than what fits the service's 10 MB base64 limit in this
+        pipeline's output format (about 4 min of WAV, 32 min of MP3), whatever window the
+        caller asked for. See the module docstring for the policy. Raises
+        :class:`bot.errors.AudioError` subclasses, each with a ``user_message`` fit to show.
         """
         if self._closed:
             raise RuntimeError("AudioPipeline is closed")
         if segment_seconds <= 0:
             raise ValueError("segment_seconds must be positive")
+        segment_seconds = min(segment_seconds, max_clip_seconds(self.output_format))
         data = audio.data
         self.check_size(len(data))
         if not data:

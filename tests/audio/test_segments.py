@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import pytest
 
+from bot.audio.encode import max_clip_seconds
 from bot.audio.pauses import Span, plan_segments
 from bot.audio.pipeline import AudioPipeline
 from bot.audio.report import format_duration, left_out_note
 from bot.audio.spans import choose_spans
 from bot.audio.types import AudioInput, AudioReport
+from bot.catalog import MAX_ENCODED_AUDIO_BYTES
 from tests.audio import synth
 
 TOLERANCE = 0.05
@@ -117,3 +121,18 @@ def test_no_note_when_everything_was_heard() -> None:
 def test_note_when_decoding_stopped_at_the_bound() -> None:
     report = _report(duration=900.0, seconds_sent=180.0, seconds_left_out=720.0, truncated=True)
     assert left_out_note(report) == "I listened to the first 3:00 of more than 15:00."
+
+
+async def test_clips_always_fit_the_10_mb_base64_limit(wav_pipeline: AudioPipeline) -> None:
+    # 5 minutes as WAV is ~12.8 MB in base64: over the service's limit for one clip, even
+    # though qwen3-asr-flash listens to 5 minutes. The clip is cut to what fits.
+    fmt = synth.FORMATS["voice.ogg"]
+    five_minutes = synth.encode(synth.speech_like(300.0, rate=fmt.rate, seed=5), fmt)
+    out = await wav_pipeline.convert(
+        AudioInput(data=five_minutes), segment_seconds=300.0, max_segments=1
+    )
+    (clip,) = out.segments
+    assert len(base64.b64encode(clip.data)) <= MAX_ENCODED_AUDIO_BYTES
+    assert clip.duration == pytest.approx(max_clip_seconds("wav"), abs=5.0)
+    # What did not fit is reported, so the reply can say so.
+    assert out.report.seconds_left_out == pytest.approx(300.0 - clip.duration, abs=0.1)
