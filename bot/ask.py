@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import getpass
 import json
 import logging
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.cli import fail as _fail
 from bot.config import Settings
 from bot.engine.ports import ChatRef, FinalReply, IncomingTurn, TurnOutcome
 from bot.errors import BotError, ConversationNotFound, UnknownModel
@@ -90,26 +92,11 @@ class TerminalSink:
         return []
 
 
-def _fail(line: str) -> None:
-    print(f"voicebot: {line}", file=sys.stderr)
-
-
-def _usage_json(reply: FinalReply) -> dict[str, Any]:
-    u = reply.usage
-    return {
-        "input_tokens": u.input_tokens,
-        "output_tokens": u.output_tokens,
-        "audio_tokens": u.audio_tokens,
-        "total_tokens": u.total_tokens,
-        "seconds": u.seconds,
-    }
-
-
 def _json_result(outcome: TurnOutcome, reply: FinalReply) -> dict[str, Any]:
     return {
         "text": reply.text,
         "model": reply.model,
-        "usage": _usage_json(reply),
+        "usage": dataclasses.asdict(reply.usage),
         "audio_seconds_sent": round(outcome.audio_seconds_sent or 0.0, 3),
         "conversation": str(outcome.conversation_id),
         "status": reply.status,

@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.load()
     except ConfigError as exc:
-        _fail(f"configuration error: {exc.variable}: {exc.problem}")
+        fail(f"configuration error: {exc.variable}: {exc.problem}")
         return EXIT_CONFIG
 
     from bot.logs import configure_logging
@@ -74,17 +74,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
     except ConfigError as exc:
-        _fail(f"configuration error: {exc.variable}: {exc.problem}")
+        fail(f"configuration error: {exc.variable}: {exc.problem}")
         return EXIT_CONFIG
     except BotError as exc:
-        _fail(exc.user_message)
+        fail(exc.user_message)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
     raise AssertionError(f"unhandled command {args.command}")  # argparse prevents this
 
 
-def _fail(line: str) -> None:
+def fail(line: str) -> None:
+    """One error line on stderr, as every command prints it."""
     print(f"voicebot: {line}", file=sys.stderr)
 
 
@@ -117,7 +118,7 @@ async def _migrate(settings: Settings) -> int:
         await migrations.upgrade(db)
         revision = await migrations.current_revision(db)
     except OSError as exc:
-        _fail(f"cannot reach the database: {exc}")
+        fail(f"cannot reach the database: {exc}")
         return EXIT_FAILURE
     finally:
         await db.dispose()
