@@ -33,6 +33,23 @@ NO_AUDIO_TRACK = "That video has no sound for me to listen to."
 AUDIO_TIMEOUT = "That recording took too long to process. Please try a shorter one."
 AUDIO_LEFT_OUT = "I listened to the first {sent} of {total}."
 AUDIO_LEFT_OUT_AT_LEAST = "I listened to the first {sent} of more than {total}."
+# A file holding more or less audio than its header says; the _NTH forms name one of
+# several files sent together ({number} counts from 1).
+AUDIO_CUT_OFF = "The file seems cut off after {heard}."
+AUDIO_CUT_OFF_NTH = "File {number} seems cut off after {heard}."
+AUDIO_UNREAD_TAIL = (
+    "I could only read the first {heard} of the file: its header says the audio ends there, "
+    "but about {rest} more follows."
+)
+AUDIO_UNREAD_TAIL_NTH = (
+    "I could only read the first {heard} of file {number}: its header says the audio ends "
+    "there, but about {rest} more follows."
+)
+AUDIO_LONGER_THAN_HEADER = "The file's header says it lasts {declared}, but I heard {heard}."
+AUDIO_LONGER_THAN_HEADER_NTH = (
+    "File {number}'s header says it lasts {declared}, but I heard {heard}."
+)
+FILE_FOREIGN_HOST = "I can't download that file: it isn't stored where I expected."
 
 # --- model service -------------------------------------------------------------------
 MODEL_ERROR = "The model couldn't answer this time. Please try again."
@@ -76,6 +93,7 @@ REPLY_STOPPED = "(stopped)"
 REPLY_CUT_AT_LIMIT = "(The reply reached its length limit.)"
 EMPTY_REPLY = "The model sent back an empty reply. Please try again."
 SHUTTING_DOWN = "I'm restarting right now. Please send that again in a minute."
+DELIVERED_LATE = "Here is my answer to your earlier message, which I couldn't deliver then:"
 
 # --- settings ------------------------------------------------------------------------
 UNKNOWN_SETTING = "I don't know the setting “{key}”. Settings: {keys}."
@@ -170,6 +188,7 @@ SLACK_NEW_IN_CHANNEL = (
     "start a fresh one."
 )
 SLACK_UNKNOWN_COMMAND = "I don't know “{command}”. Try `/voicebot help`."
+SLACK_FILE_FOREIGN_HOST = "I can't download that file: it isn't stored on Slack."
 
 # --- Telegram ------------------------------------------------------------------------
 TELEGRAM_DOWNLOAD_FAILED = "I couldn't download that file from Telegram. Please send it again."

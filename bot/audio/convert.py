@@ -19,16 +19,24 @@ from bot.audio.decode import SAMPLE_RATE, Decoded, decode_mono16k
 from bot.audio.overlap import FirstSpanFeed
 from bot.audio.pauses import Span, frame_levels, is_silent, plan_segments
 from bot.audio.probe import (
-    EXACT_DURATION_FORMATS,
-    TRUNCATION_TOLERANCE,
+    LENGTH_TOLERANCE,
+    LENGTH_TOLERANCE_SHARE,
     ProbeInfo,
+    StoredLength,
     open_input,
     probe_info,
     refuse_if_declared_too_long,
+    stored_length,
 )
 from bot.audio.spans import choose_spans
-from bot.audio.types import AudioReport, ConvertedAudio, Segment
-from bot.errors import AudioEmpty, AudioSilent, AudioTimeout, AudioUnreadable
+from bot.audio.types import (
+    AudioReport,
+    ConvertedAudio,
+    LengthMismatch,
+    MismatchKind,
+    Segment,
+)
+from bot.errors import AudioEmpty, AudioSilent, AudioTimeout
 
 
 class Deadline:
@@ -53,6 +61,7 @@ class Analysis:
     info: ProbeInfo
     decoded: Decoded
     chosen: list[Span]
+    mismatch: LengthMismatch | None = None
 
 
 def analyse(
@@ -105,7 +114,7 @@ def _analyse_fed(
         )
     if len(decoded.samples) == 0:
         raise AudioEmpty(f"{info.container}/{info.codec}: no samples")
-    _refuse_if_cut_off(info, decoded)
+    mismatch = length_mismatch(info, decoded, stored_length(data, info.container))
     check()
     levels = frame_levels(decoded.samples, SAMPLE_RATE)
     if is_silent(levels):
@@ -117,19 +126,48 @@ def _analyse_fed(
         info=info,
         decoded=decoded,
         chosen=choose_spans(spans, budget_seconds=budget_seconds, max_segments=max_segments),
+        mismatch=mismatch,
     )
 
 
-def _refuse_if_cut_off(info: ProbeInfo, decoded: Decoded) -> None:
-    """Raise :class:`AudioUnreadable` when far less decoded than an exact header promised."""
-    demuxer = info.container.split(",")[0]
+def _noticeable(seconds: float, *, of: float) -> bool:
+    """Whether ``seconds`` of difference on a recording of ``of`` seconds is worth a note."""
+    return seconds >= max(LENGTH_TOLERANCE, LENGTH_TOLERANCE_SHARE * of)
+
+
+def length_mismatch(
+    info: ProbeInfo, decoded: Decoded, stored: StoredLength
+) -> LengthMismatch | None:
+    """How far what was decoded disagrees with what the file declares, or ``None``.
+
+    A cut-off or mis-sized file is answered with what was heard; this says what could not
+    be (the reply carries it as a note). Nothing is said when decoding stopped at the
+    bound: the end of the file was never reached, and the report's ``truncated`` says so.
+    """
+    if decoded.truncated:
+        return None
+    heard = decoded.seconds
     declared = info.declared_duration
-    if demuxer not in EXACT_DURATION_FORMATS or declared is None or decoded.truncated:
-        return
-    if decoded.seconds < declared - max(TRUNCATION_TOLERANCE, 0.02 * declared):
-        raise AudioUnreadable(
-            f"truncated: decoded {decoded.seconds:.2f} s of declared {declared:.2f} s"
+    if stored.ends_early:
+        return LengthMismatch(kind=MismatchKind.CUT_OFF, heard=heard)
+    if _noticeable(stored.missing_seconds, of=heard + stored.missing_seconds):
+        return LengthMismatch(
+            kind=MismatchKind.CUT_OFF, heard=heard, declared=heard + stored.missing_seconds
         )
+    if _noticeable(stored.unread_seconds, of=heard + stored.unread_seconds):
+        return LengthMismatch(
+            kind=MismatchKind.UNREAD_TAIL,
+            heard=heard,
+            declared=declared,
+            unread=stored.unread_seconds,
+        )
+    if not stored.exact_duration or declared is None:
+        return None
+    if _noticeable(declared - heard, of=declared):
+        return LengthMismatch(kind=MismatchKind.CUT_OFF, heard=heard, declared=declared)
+    if _noticeable(heard - declared, of=heard):
+        return LengthMismatch(kind=MismatchKind.LONGER_THAN_HEADER, heard=heard, declared=declared)
+    return None
 
 
 def assemble(
@@ -160,5 +198,6 @@ def assemble(
         seconds_sent=sent,
         seconds_left_out=max(0.0, decoded.seconds - sent),
         truncated=decoded.truncated,
+        mismatch=analysis.mismatch,
     )
     return ConvertedAudio(segments=segments, report=report)

@@ -10,6 +10,10 @@ Policy, in the order it is applied:
    (:class:`AudioTooLong`) before anything is decoded. If the header understates the length
    (or has none), decoding stops after ``max_seconds`` of *decoded samples*; what was decoded
    is used and the report says ``truncated=True`` (the rest is unknown and never decoded).
+   A file that holds more or less audio than its container declares (cut off; a WAV whose
+   data chunk ends before its samples do, where FFmpeg stops) is answered with what was
+   heard, and the report's ``mismatch`` says what could not be read, beyond rounding,
+   priming and padding (:func:`bot.audio.convert.length_mismatch`).
 4. **Segments.** The decoded mono 16 kHz audio is cut into segments of at most
    ``segment_seconds``, at a pause within the last 5 s before each limit where there is one
    (:mod:`bot.audio.pauses`). Segments are taken in order while their
@@ -260,6 +264,7 @@ class AudioPipeline:
                 "seconds_sent": round(r.seconds_sent, 3),
                 "seconds_left_out": round(r.seconds_left_out, 3),
                 "truncated": r.truncated,
+                "mismatch": r.mismatch.kind.value if r.mismatch else None,
                 "bytes_in": r.bytes_in,
                 "bytes_out": r.bytes_out,
                 "ms": round((time.perf_counter() - started) * 1000),

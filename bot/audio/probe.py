@@ -1,4 +1,4 @@
-"""Container detection from content, and opening the audio stream.
+"""Container detection from content, opening the audio stream, and where a file really ends.
 
 The container is recognised from its leading bytes (magic numbers), never from the declared
 mime type or file name, and FFmpeg is then told which demuxer to use. Naming the demuxer
@@ -17,13 +17,17 @@ import av
 from bot.errors import AudioTooLong, AudioUnreadable, NoAudioTrack, NotAudio
 
 # Demuxers whose declared duration is exact (from a header or index), so a decode that falls
-# clearly short of it means the file was cut off. For others (raw MP3, ADTS, Ogg) FFmpeg only
-# estimates the duration, or computes it from the (already truncated) end of the file.
-EXACT_DURATION_FORMATS = frozenset({"wav", "flac", "mov", "aiff", "caf", "w64"})
+# clearly short of it means the file was cut off. For others (ADTS, AMR, Ogg, WAV) FFmpeg only
+# estimates the duration, or computes it from the (already truncated) end of the file; MP3 is
+# exact only with a Xing/Info/VBRI frame count (see :func:`stored_length`). Matroska declares
+# a duration only when its muxer wrote one (browser recordings have none: ``None``).
+EXACT_DURATION_FORMATS = frozenset({"flac", "mov", "aiff", "caf", "w64", "matroska"})
 
-# How far the decoded duration may fall short of an exact declared one before the file counts
-# as truncated: encoder priming and rounding make small differences normal.
-TRUNCATION_TOLERANCE = 0.5  # seconds
+# How far decoded and declared lengths may differ before the file gets a note: encoder
+# priming and padding (AAC 2112 samples, Opus pre-skip 312), MP3 frame rounding and
+# millisecond timestamps make small differences normal; so does a 2% drift on long files.
+LENGTH_TOLERANCE = 0.5  # seconds
+LENGTH_TOLERANCE_SHARE = 0.02
 
 
 # Enough for two MPEG audio frames at the largest frame size (1441 bytes).
@@ -189,3 +193,131 @@ def refuse_if_declared_too_long(info: ProbeInfo, *, max_seconds: float) -> None:
         raise AudioTooLong(
             f"declared duration {info.declared_duration:.1f} s", limit_seconds=max_seconds
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredLength:
+    """What a file's own bytes say about where its audio ends, beside FFmpeg's duration.
+
+    Read from the raw bytes because FFmpeg hides both cases: it computes a WAV's or an Ogg's
+    duration from the data that is present, and its WAV demuxer stops at the data chunk's
+    declared end whatever follows. Zero and ``False`` mean "nothing found".
+    """
+
+    exact_duration: bool  # ProbeInfo.declared_duration comes from a header or an index
+    missing_seconds: float = 0.0  # WAV: the data chunk declares this much more than is there
+    unread_seconds: float = 0.0  # WAV: this much follows the data chunk's end and is no chunk
+    ends_early: bool = False  # Ogg: the last page is partial, or a stream has no last page
+
+
+def stored_length(data: bytes, container: str) -> StoredLength:
+    """Cheap checks of ``data`` as the ``container`` FFmpeg opened it as; decodes nothing."""
+    demuxer = container.split(",")[0]
+    if demuxer == "wav":
+        return _wav_length(data)
+    if demuxer == "ogg":
+        return StoredLength(exact_duration=False, ends_early=_ogg_ends_early(data))
+    if demuxer == "mp3":
+        return StoredLength(exact_duration=_mp3_counts_frames(data))
+    return StoredLength(exact_duration=demuxer in EXACT_DURATION_FORMATS)
+
+
+def _u32le(data: bytes, pos: int) -> int:
+    return int.from_bytes(data[pos : pos + 4], "little")
+
+
+def _wav_length(data: bytes) -> StoredLength:
+    """Compare the RIFF ``data`` chunk's declared size with the bytes around it."""
+    none = StoredLength(exact_duration=False)
+    pos, byte_rate = 12, 0
+    while pos + 8 <= len(data):
+        tag, size = data[pos : pos + 4], _u32le(data, pos + 4)
+        if tag == b"fmt " and size >= 16:
+            byte_rate = _u32le(data, pos + 16)  # nAvgBytesPerSec, after tag, channels, rate
+        elif tag == b"data":
+            # 0 and 0xFFFFFFFF are placeholders of writers that never came back to fill in
+            # the size; FFmpeg then reads to the end of the file, so nothing goes unread.
+            if byte_rate <= 0 or size in (0, 0xFFFFFFFF):
+                return none
+            start = pos + 8
+            present = len(data) - start
+            if size > present:
+                return StoredLength(
+                    exact_duration=False, missing_seconds=(size - present) / byte_rate
+                )
+            unread = _non_chunk_bytes(data, start + size + (size & 1))
+            return StoredLength(exact_duration=False, unread_seconds=unread / byte_rate)
+        pos += 8 + size + (size & 1)  # chunks are padded to an even size
+    return none
+
+
+def _non_chunk_bytes(data: bytes, pos: int) -> int:
+    """Bytes from ``pos`` to the end, unless they are whole RIFF chunks (LIST, id3, cue…).
+
+    All or nothing: samples past the declared end can look like a chunk header by chance,
+    but a chain of them will not end exactly at the end of the file.
+    """
+    rest = len(data) - pos
+    while pos + 8 <= len(data):
+        tag = data[pos : pos + 4]
+        if not all(0x20 <= b <= 0x7E for b in tag):  # chunk ids are printable ASCII
+            return rest
+        size = _u32le(data, pos + 4)
+        pos += 8 + size + (size & 1)
+    # A last chunk may lack its pad byte; a few stray bytes are no audio worth a note.
+    return rest if pos > len(data) + 1 else 0
+
+
+# RFC 3533: a page is "OggS", version 0, flags, granule (8), serial (4), sequence (4),
+# checksum (4), the number of segments and their lacing values, then the segments.
+_OGG_HEADER = 27
+_OGG_EOS = 0x04
+
+
+def _ogg_ends_early(data: bytes) -> bool:
+    """Whether the last page is cut, or a logical stream never got its end-of-stream page.
+
+    Every muxer marks a stream's last page (RFC 3533 section 6), so a file without one was
+    cut off. Pages that cannot be followed (junk between them) give ``False``: unknown.
+    """
+    pos, open_streams = 0, set[int]()
+    while pos < len(data):
+        if len(data) - pos < _OGG_HEADER:
+            return True
+        if data[pos : pos + 4] != b"OggS" or data[pos + 4] != 0:
+            return False
+        segments = data[pos + 26]
+        body = pos + _OGG_HEADER + segments
+        end = body + sum(data[pos + _OGG_HEADER : body])
+        if end > len(data):
+            return True
+        serial = _u32le(data, pos + 14)
+        if data[pos + 5] & _OGG_EOS:
+            open_streams.discard(serial)
+        else:
+            open_streams.add(serial)
+        pos = end
+    return bool(open_streams)
+
+
+def _mp3_counts_frames(data: bytes) -> bool:
+    """Whether the first MPEG frame is a Xing/Info or VBRI header with a frame count.
+
+    FFmpeg takes the duration from that count; without one it estimates from the first
+    bitrate and the file size, which is wrong for VBR and follows a cut-off file's size.
+    """
+    pos = 0
+    if data.startswith(b"ID3") and len(data) >= 10:
+        pos = 10 + int.from_bytes(bytes(b & 0x7F for b in data[6:10]), "big")  # synchsafe
+    length = _mpeg_frame_length(data, pos)
+    if not length:
+        return False
+    frame = data[pos : pos + length]
+    if frame[36:40] == b"VBRI":  # always carries the frame count
+        return True
+    # Xing/Info sits after the side information: 9, 17 or 32 bytes by version and channels.
+    for tag in (b"Xing", b"Info"):
+        at = frame.find(tag, 4, 4 + 32 + 4)
+        if at >= 0:
+            return bool(int.from_bytes(frame[at + 4 : at + 8], "big") & 0x1)  # frames flag
+    return False

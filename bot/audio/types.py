@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 
@@ -26,6 +27,29 @@ class Segment:
     sha256: str
 
 
+class MismatchKind(StrEnum):
+    """How the audio in a file disagrees with the length its container declares."""
+
+    # The file ends before the recording it declares does (an upload or download that
+    # stopped early): everything in the file was heard, the rest is not there.
+    CUT_OFF = "cut_off"
+    # More audio follows where the header says the audio ends, and the demuxer stopped at
+    # the header's end (FFmpeg's WAV demuxer does): the rest is in the file but unread.
+    UNREAD_TAIL = "unread_tail"
+    # The file holds more audio than its header declares and all of it was decoded.
+    LONGER_THAN_HEADER = "longer_than_header"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LengthMismatch:
+    """The part of a file that could not be heard as its header describes it."""
+
+    kind: MismatchKind
+    heard: float  # seconds decoded: where the file (CUT_OFF) or the reading ended
+    declared: float | None = None  # seconds the header declares (always for LONGER_THAN_HEADER)
+    unread: float | None = None  # UNREAD_TAIL: about this many seconds follow, never read
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AudioReport:
     """What the pipeline saw and did, per input."""
@@ -43,6 +67,9 @@ class AudioReport:
     # Decoding stopped at the duration bound although the header promised less: the real
     # recording is longer than ``duration``, by an unknown amount (not in seconds_left_out).
     truncated: bool = False
+    # The file holds more or less audio than its container declares (never set together
+    # with ``truncated``: a decode stopped at the bound cannot tell where the file ends).
+    mismatch: LengthMismatch | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.audio.types import AudioConverter, AudioInput, counted_seconds
+from bot.audio.types import AudioConverter, AudioInput, LengthMismatch, counted_seconds
 from bot.catalog import ModelSpec
 from bot.engine.ports import AudioSource
 from bot.errors import AudioEmpty, AudioTooLarge
@@ -42,6 +42,10 @@ class PreparedAudio:
     truncated: bool  # the recording is longer than ``total_seconds`` by an unknown amount
     source_key: str | None
     reused: bool
+    # One entry per recording, in order: how its file disagreed with its own header
+    # (cut off, unread tail…), ``None`` when it did not or the clips were reused (stored
+    # clips keep no such record; the first answer already carried the note).
+    mismatches: tuple[LengthMismatch | None, ...] = ()
 
 
 async def prepare_audio(
@@ -87,7 +91,12 @@ async def prepare_audio(
             total = stored.total_seconds or sum(c.duration for c in clips)
             log.info("audio.reused", turn_id=stored.turn_id, clips=len(clips))
             return PreparedAudio(
-                clips=clips, total_seconds=total, truncated=False, source_key=key, reused=True
+                clips=clips,
+                total_seconds=total,
+                truncated=False,
+                source_key=key,
+                reused=True,
+                mismatches=(None,),
             )
 
     declared = source.declared_size
@@ -115,6 +124,7 @@ async def prepare_audio(
         segments=report.segments,
         duration=round(report.duration, 2),
         seconds_sent=round(report.seconds_sent, 2),
+        mismatch=report.mismatch.kind.value if report.mismatch else None,
         elapsed=round(elapsed, 3),
     )
     return PreparedAudio(
@@ -133,6 +143,7 @@ async def prepare_audio(
         truncated=report.truncated,
         source_key=key,
         reused=False,
+        mismatches=(report.mismatch,),
     )
 
 
@@ -181,4 +192,5 @@ async def prepare_recordings(
         truncated=any(p.truncated for p in parts),
         source_key=parts[0].source_key if parts else None,
         reused=all(p.reused for p in parts),
+        mismatches=tuple(m for p in parts for m in p.mismatches),
     )

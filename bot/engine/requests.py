@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from bot import texts
 from bot.audio.report import format_duration
+from bot.audio.types import LengthMismatch, MismatchKind
 from bot.catalog import ModelKind, ModelSpec
 from bot.engine.history import RequestPlan
 from bot.engine.settings import ChatSettingsView
@@ -139,6 +140,40 @@ def left_out_note(*, sent: float, total: float, truncated: bool = False) -> str 
     if total - sent < _NOTE_THRESHOLD:
         return None
     return texts.AUDIO_LEFT_OUT.format(sent=format_duration(sent), total=format_duration(total))
+
+
+def length_notes(mismatches: Sequence[LengthMismatch | None]) -> list[str]:
+    """A note per recording whose file held more or less audio than its header says.
+
+    ``mismatches`` has one entry per recording of the turn; with several, each note names
+    its file by position ("File 2 seems cut off after 0:01.").
+    """
+    numbered = len(mismatches) > 1
+    return [
+        length_note(m, number=number if numbered else None)
+        for number, m in enumerate(mismatches, start=1)
+        if m is not None
+    ]
+
+
+def length_note(mismatch: LengthMismatch, *, number: int | None = None) -> str:
+    """E.g. "The file seems cut off after 0:01." — say what could not be read."""
+    heard = format_duration(mismatch.heard)
+    if mismatch.kind is MismatchKind.UNREAD_TAIL:
+        rest = format_duration(mismatch.unread or 0.0)
+        if number is None:
+            return texts.AUDIO_UNREAD_TAIL.format(heard=heard, rest=rest)
+        return texts.AUDIO_UNREAD_TAIL_NTH.format(heard=heard, rest=rest, number=number)
+    if mismatch.kind is MismatchKind.LONGER_THAN_HEADER:
+        declared = format_duration(mismatch.declared or 0.0)  # always set for this kind
+        if number is None:
+            return texts.AUDIO_LONGER_THAN_HEADER.format(heard=heard, declared=declared)
+        return texts.AUDIO_LONGER_THAN_HEADER_NTH.format(
+            heard=heard, declared=declared, number=number
+        )
+    if number is None:
+        return texts.AUDIO_CUT_OFF.format(heard=heard)
+    return texts.AUDIO_CUT_OFF_NTH.format(heard=heard, number=number)
 
 
 def audio_info_note(info: AudioInfo | None) -> str | None:
