@@ -1,0 +1,1 @@
+"""Outgoing-request rules shared by the platform adapters (no platform SDK here)."""
