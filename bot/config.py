@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     AUDIO_WORKERS: int = Field(default=0, ge=0)  # 0 = number of cores
     AUDIO_TIMEOUT: float = Field(default=60.0, gt=0)
 
+    # --- delivery to the chat platforms
+    # Seconds the final text of a reply may take to reach the user, retries included;
+    # after that the turn is stored ``undelivered`` and delivered at the chat's next message.
+    DELIVERY_TIMEOUT: float = Field(default=60.0, gt=0)
+
     # --- Telegram
     TELEGRAM_BOT_TOKEN: SecretStr | None = None
     TELEGRAM_API_BASE: str = "https://api.telegram.org"

@@ -16,6 +16,13 @@ show ``exc.user_message`` to the user and never the library's own text.
     ├── InvalidSetting                   a setting value out of range
     ├── ConversationNotFound             `ask --conversation` with an unknown id
     ├── ShuttingDown                     a turn that arrived while the bot is stopping
+    ├── DeliveryError                    a chat platform did not show what we sent
+    │   ├── DeliveryRateLimited          429 / ratelimited, with the platform's retry_after
+    │   ├── DeliveryTransient            5xx, a dropped connection, a timeout
+    │   ├── FormattingRejected           the platform refused our formatting (entities)
+    │   ├── NotModified                  the platform says the message already shows that
+    │   ├── MessageGone                  the message to edit was deleted or can't be edited
+    │   └── Undelivered                  the final text could not be delivered in time
     ├── AudioError                       the audio pipeline refused the input
     │   ├── AudioTooLarge                over the byte limit, refused before download/decoding
     │   ├── AudioTooLong                 over the decode duration bound
@@ -24,7 +31,8 @@ show ``exc.user_message`` to the user and never the library's own text.
     │   ├── AudioUnreadable              corrupt, truncated or not decodable
     │   ├── NotAudio                     an image, archive, text… (no audio container)
     │   ├── NoAudioTrack                 a video without an audio stream
-    │   └── AudioTimeout                 conversion took longer than the per-file limit
+    │   ├── AudioTimeout                 conversion took longer than the per-file limit
+    │   └── ForeignFileHost              a file URL on a host that may not get the bot token
     └── ModelError                       DashScope (or OpenAI-compatible) said no
         ├── ModelAuthError               InvalidApiKey (401)
         ├── ModelAccessDenied            Arrearage, AccessDenied*, free tier exhausted (400/403)
@@ -116,6 +124,58 @@ class ShuttingDown(BotError):
     default_user_message = texts.SHUTTING_DOWN
 
 
+# --- delivery to chat platforms ------------------------------------------------------
+
+
+class DeliveryError(BotError):
+    """A chat platform refused or lost a call that shows the reply.
+
+    Adapters translate their SDK's exceptions into the subclasses below (their error
+    classification); :mod:`bot.delivery` decides what to do about each. The base class
+    itself means a permanent refusal (no access to the chat, a bad request).
+    """
+
+    #: Set by the sink when it already changed what it sends: retry without waiting.
+    immediate: bool = False
+
+    def __init__(self, detail: str = "", *, code: str | None = None) -> None:
+        super().__init__(detail or code or "")
+        self.code = code or type(self).__name__
+
+
+class DeliveryRateLimited(DeliveryError):
+    """429 / ``ratelimited``: try again after ``retry_after`` seconds."""
+
+    def __init__(self, detail: str = "", *, retry_after: float, code: str | None = None) -> None:
+        super().__init__(detail, code=code or "rate_limited")
+        self.retry_after = max(0.0, retry_after)
+
+
+class DeliveryTransient(DeliveryError):
+    """A 5xx answer, a dropped connection or a timeout: worth another try."""
+
+
+class FormattingRejected(DeliveryError):
+    """The platform refused our formatting (Telegram "can't parse entities")."""
+
+
+class NotModified(DeliveryError):
+    """The platform says the message already shows this content."""
+
+
+class MessageGone(DeliveryError):
+    """The message to edit was deleted or can no longer be edited."""
+
+
+class Undelivered(DeliveryError):
+    """The final text could not be delivered within ``DELIVERY_TIMEOUT`` (``cause``)."""
+
+    def __init__(self, detail: str = "", *, cause: BaseException | None = None) -> None:
+        code = cause.code if isinstance(cause, DeliveryError) else None
+        super().__init__(detail or "final text not delivered", code=code or "undelivered")
+        self.cause = cause
+
+
 # --- audio ---------------------------------------------------------------------------
 
 
@@ -168,6 +228,19 @@ class NoAudioTrack(AudioError):
 
 class AudioTimeout(AudioError):
     default_user_message = texts.AUDIO_TIMEOUT
+
+
+class ForeignFileHost(AudioError):
+    """A file whose URL names a host the bot token may not go to; refused before any
+    request. ``host`` is the host it named (``None`` if the URL did not parse)."""
+
+    default_user_message = texts.FILE_FOREIGN_HOST
+
+    def __init__(
+        self, detail: str = "", *, host: str | None, user_message: str | None = None
+    ) -> None:
+        super().__init__(detail or f"file on host {host!r}", user_message=user_message)
+        self.host = host
 
 
 # --- model service -------------------------------------------------------------------

@@ -76,5 +76,18 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.undelivered = Counter(
+            "voicebot_replies_undelivered_total",
+            "Final reply texts the platform did not confirm within DELIVERY_TIMEOUT.",
+            ["platform"],
+            registry=self.registry,
+        )
+        self.delivered_late = Counter(
+            "voicebot_replies_delivered_late_total",
+            "Undelivered replies delivered later, at the chat's next message.",
+            ["platform"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -118,11 +118,21 @@ class ReplySink(Protocol):
         ...
 
     async def finish(self, reply: FinalReply) -> list[str]:
-        """Finalise the reply; return the platform message ids it occupies."""
+        """Finalise the reply; return the platform message ids it occupies.
+
+        Returns only once the platform confirmed the whole final text; raises
+        :class:`bot.errors.Undelivered` when it could not be delivered in time.
+        """
         ...
 
     async def fail(self, error: BotError, partial_text: str) -> list[str]:
         """Show ``error.user_message`` (keeping ``partial_text`` if any was shown)."""
+        ...
+
+    async def deliver_late(self, text: str, *, reply_to: str | None) -> list[str]:
+        """Before this turn's reply: deliver ``text``, a reply an earlier turn could not
+        deliver, in messages of its own (answering ``reply_to`` where the platform can).
+        Raises :class:`bot.errors.Undelivered` if it fails again."""
         ...
 
 
@@ -136,7 +146,7 @@ class AdminCheck(Protocol):
 class TurnOutcome:
     """What became of a turn (for adapters' bookkeeping and tests)."""
 
-    status: Literal["complete", "stopped", "failed", "refused", "duplicate"]
+    status: Literal["complete", "stopped", "failed", "refused", "duplicate", "undelivered"]
     conversation_id: int | None = None
     user_turn_id: int | None = None
     assistant_turn_id: int | None = None

@@ -263,8 +263,31 @@ async def finish_assistant_turn(
             )
 
 
-async def set_reply_message_ids(db: Database, assistant_turn_id: int, ids: Sequence[str]) -> None:
+async def record_delivery(
+    db: Database,
+    assistant_turn_id: int,
+    *,
+    status: TurnStatus,
+    message_ids: Sequence[str] | None = None,
+    error_code: str | None = None,
+) -> None:
+    """How the reply's delivery ended: ``complete`` (or ``stopped``) with the messages
+    holding it, or ``undelivered`` with the platform's error."""
     async with db.sessions() as session, session.begin():
-        await session.execute(
-            update(Turn).where(Turn.id == assistant_turn_id).values(reply_message_ids=list(ids))
+        await repo.set_delivery(
+            session,
+            turn_id=assistant_turn_id,
+            status=status,
+            message_ids=message_ids,
+            error_code=error_code,
+        )
+
+
+async def undelivered(
+    db: Database, ctx: TurnContext, turn: IncomingTurn
+) -> list[repo.PendingReply]:
+    """Replies of this chat's thread that were never delivered, oldest first."""
+    async with db.sessions() as session:
+        return await repo.undelivered_replies(
+            session, chat_id=ctx.chat_row_id, thread_key=turn.thread_key or ""
         )

@@ -3,15 +3,18 @@
 Order of work, so that nothing is lost and the stored conversation stays consistent
 whatever step fails:
 
-1. load the chat, its settings and the conversation's turns; decide the turn kind
-   (a request the model cannot serve is answered here, before anything is stored);
+1. load the chat, its settings and the conversation's turns; deliver the replies earlier
+   turns of this thread could not (``undelivered``); decide the turn kind (a request the
+   model cannot serve is answered here, before anything is stored);
 2. ``sink.start()``; get the audio (stored clips of the same recording, or download and
    convert) — a failure stores the user turn as ``failed`` with no reply;
 3. plan the request within the model's input budget;
 4. commit the user turn, its clips and a ``pending`` assistant turn;
 5. stream the model's reply (``streaming``) to the sink, until it finishes, fails or is
-   stopped; then store the assistant turn as ``complete``/``failed``/``stopped`` with
-   model, usage, finish reason and timings, and record usage.
+   stopped; then store the assistant turn (``delivering``, or ``failed``/``stopped``) with
+   model, usage, finish reason and timings, and record usage;
+6. deliver the final text: ``complete`` once the platform confirmed all of it, else
+   ``undelivered`` (the text is kept and delivered at the thread's next message).
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ from bot.engine.requests import (
     build_messages,
     generation_params,
     left_out_note,
+    length_notes,
     replay_instruction,
     shape_turn,
 )
 from bot.engine.streaming import SinkBroken, StreamState, has_usage, observe, stream_reply
-from bot.errors import AudioError, BotError, ModelError
+from bot.errors import AudioError, BotError, ModelError, Undelivered
 from bot.llm.types import ModelClient
 from bot.metrics import Metrics
 from bot.storage.database import Database
@@ -77,6 +81,9 @@ async def run_turn(
     platform = turn.chat.platform
     try:
         ctx = await store.load_context(deps.database, deps.settings, turn)
+        if await _deliver_pending(deps, ctx, turn, sink):
+            # The replies just delivered are history now.
+            ctx = await store.load_context(deps.database, deps.settings, turn)
         shape = shape_turn(ctx.spec, text=turn.text, has_audio=bool(turn.recordings))
     except BotError as exc:
         await safe_fail(sink, exc, "")
@@ -138,6 +145,8 @@ async def run_turn(
         )
         if note:
             notes.append(note)
+        # Cut-off or mis-sized files are answered with what was heard, never silently.
+        notes.extend(length_notes(prepared.mismatches))
 
     # --- commit the user turn first ---------------------------------------------------
     try:
@@ -203,13 +212,15 @@ async def run_turn(
         notes.append(texts.REPLY_STOPPED)
 
     # --- store the reply, then show it -----------------------------------------------
+    # A reply is complete only once the platform confirmed all of it: until then it is
+    # "delivering" (a crash leaves it "undelivered", to be delivered later).
     try:
         await store.finish_assistant_turn(
             deps.database,
             ctx,
             turn,
             assistant_turn_id=stored.assistant_turn_id,
-            status=status,
+            status=TurnStatus.DELIVERING if status is TurnStatus.COMPLETE else status,
             text=state.text,
             model=spec.name,
             usage=state.usage,
@@ -272,18 +283,76 @@ async def run_turn(
     try:
         message_ids = tuple(await sink.finish(reply))
     except Exception as exc:
-        log.warning("sink.finish_failed", error=type(exc).__name__)
-        deps.metrics.platform_errors.labels(platform, "finish").inc()
-        return replace(base, error=BotError("sink finish"), reply=reply)
-    try:
-        await store.set_reply_message_ids(deps.database, stored.assistant_turn_id, message_ids)
-    except Exception as exc:
+        undelivered = exc if isinstance(exc, Undelivered) else Undelivered(cause=exc)
         log.warning(
-            "turn.store_message_ids_failed",
+            "turn.undelivered",
+            platform=platform,
             assistant_turn_id=stored.assistant_turn_id,
+            error=undelivered.code,
+        )
+        await _record_delivery(
+            deps,
+            stored.assistant_turn_id,
+            status=TurnStatus.UNDELIVERED if status is TurnStatus.COMPLETE else status,
+            error_code=undelivered.code,
+        )
+        return replace(base, status="undelivered", error=undelivered, reply=reply)
+    await _record_delivery(deps, stored.assistant_turn_id, status=status, message_ids=message_ids)
+    return replace(base, status=reply.status, reply=reply, message_ids=message_ids)
+
+
+async def _record_delivery(
+    deps: TurnDeps,
+    assistant_turn_id: int,
+    *,
+    status: TurnStatus,
+    message_ids: tuple[str, ...] | None = None,
+    error_code: str | None = None,
+) -> None:
+    try:
+        await store.record_delivery(
+            deps.database,
+            assistant_turn_id,
+            status=status,
+            message_ids=message_ids,
+            error_code=error_code,
+        )
+    except Exception as exc:
+        # The reply stays "delivering"; the next start-up marks it undelivered, so it is
+        # delivered (again) rather than lost.
+        log.error(
+            "turn.store_delivery_failed",
+            assistant_turn_id=assistant_turn_id,
             error=type(exc).__name__,
         )
-    return replace(base, status=reply.status, reply=reply, message_ids=message_ids)
+
+
+async def _deliver_pending(
+    deps: TurnDeps, ctx: store.TurnContext, turn: IncomingTurn, sink: ReplySink
+) -> bool:
+    """Deliver the replies earlier turns of this thread could not, before this one's.
+
+    Returns whether any was delivered (history changed)."""
+    try:
+        pending = await store.undelivered(deps.database, ctx, turn)
+    except Exception as exc:
+        log.error("turn.load_undelivered_failed", error=type(exc).__name__)
+        return False
+    delivered = False
+    for reply in pending:
+        body = f"_{texts.DELIVERED_LATE}_\n\n{reply.text}"
+        try:
+            ids = await sink.deliver_late(body, reply_to=reply.source_message_id)
+        except Exception as exc:
+            code = exc.code if isinstance(exc, Undelivered) else type(exc).__name__
+            log.warning("turn.late_delivery_failed", assistant_turn_id=reply.turn_id, error=code)
+            break
+        log.info("turn.delivered_late", assistant_turn_id=reply.turn_id, messages=len(ids))
+        await _record_delivery(
+            deps, reply.turn_id, status=TurnStatus.COMPLETE, message_ids=tuple(ids)
+        )
+        delivered = True
+    return delivered
 
 
 async def _audio_failed(

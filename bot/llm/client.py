@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import httpx
 import structlog
+from tenacity import RetryCallState
 
 from bot import errors
 from bot.llm import compatible, native
@@ -261,26 +262,27 @@ class DashScopeClient:
     # --- opening, with retries ---------------------------------------------------------
 
     async def _open_with_retries(self, body: bytes, *, stream: bool, model: str) -> _Opened:
-        attempt = 0
-        while True:
-            try:
-                return await self._open(body, stream=stream, model=model, attempt=attempt)
-            except errors.ModelError as exc:
-                delay = self._retry.delay(exc, attempt)
-                if delay is None:
-                    raise
-                log.warning(
-                    "model_retry",
-                    model=model,
-                    attempt=attempt + 1,
-                    error=type(exc).__name__,
-                    code=exc.code,
-                    status=exc.status,
-                    request_id=exc.request_id,
-                    delay=round(delay, 3),
+        def log_retry(state: RetryCallState) -> None:
+            outcome = state.outcome
+            exc = outcome.exception() if outcome is not None else None
+            assert isinstance(exc, errors.ModelError)
+            log.warning(
+                "model_retry",
+                model=model,
+                attempt=state.attempt_number,
+                error=type(exc).__name__,
+                code=exc.code,
+                status=exc.status,
+                request_id=exc.request_id,
+                delay=round(state.upcoming_sleep, 3),
+            )
+
+        async for attempt in self._retry.attempts(before_sleep=log_retry):
+            with attempt:
+                return await self._open(
+                    body, stream=stream, model=model, attempt=attempt.retry_state.attempt_number - 1
                 )
-                await asyncio.sleep(delay)
-                attempt += 1
+        raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _open(self, body: bytes, *, stream: bool, model: str, attempt: int) -> _Opened:
         """Send the request and wait for the first byte of a successful answer."""

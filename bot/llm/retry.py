@@ -1,16 +1,20 @@
 """When to retry a model request, and how long to wait first.
 
-Only before the first byte of an answer (the client never calls this afterwards), only for
+Only before the first byte of an answer (the client never retries afterwards), only for
 rate limits, 5xx, dropped connections and connect timeouts; ``Retry-After`` wins over the
-exponential backoff, and a wait longer than a chat user would accept is not retried.
+exponential backoff (:mod:`bot.retrying`, the one retry policy), and a wait longer than a
+chat user would accept is not retried.
 """
 
 from __future__ import annotations
 
-import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from tenacity import AsyncRetrying, RetryCallState
+
 from bot import errors
+from bot.retrying import retrying
 
 __all__ = ["RetryPolicy"]
 
@@ -22,17 +26,25 @@ class RetryPolicy:
     backoff_max: float = 8.0
     max_retry_after: float = 60.0
 
-    def delay(self, exc: errors.ModelError, attempt: int) -> float | None:
-        """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up."""
-        retryable = isinstance(
+    def retryable(self, exc: BaseException) -> bool:
+        """Worth another try: a rate limit, a 5xx, a dropped connection or a connect timeout
+        (not a read timeout: the service may still be working on it), unless the service
+        asked for a longer wait than a chat user would accept."""
+        if not isinstance(exc, errors.ModelError):
+            return False
+        kind = isinstance(
             exc, errors.ModelRateLimited | errors.ModelServerError | errors.ModelConnectionLost
         ) or (isinstance(exc, errors.ModelTimeout) and exc.code == "ConnectTimeout")
-        if not retryable or attempt >= self.max_retries:
-            return None
-        if exc.retry_after is not None:
-            if exc.retry_after > self.max_retry_after:
-                return None  # longer than a chat user would wait: let the caller say so
-            return exc.retry_after
-        backoff = min(self.backoff_max, self.backoff_base * (2.0**attempt))
-        # Jitter spreads the retries of many chats hit by the same rate limit.
-        return backoff * (1.0 + random.uniform(0.0, 0.25))
+        return kind and (exc.retry_after is None or exc.retry_after <= self.max_retry_after)
+
+    def attempts(
+        self, before_sleep: Callable[[RetryCallState], Awaitable[None] | None] | None = None
+    ) -> AsyncRetrying:
+        """The tries of one request: the first and up to ``max_retries`` more."""
+        return retrying(
+            retry_if=self.retryable,
+            attempts=self.max_retries + 1,
+            base=self.backoff_base,
+            cap=self.backoff_max,
+            before_sleep=before_sleep,
+        )

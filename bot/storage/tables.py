@@ -57,9 +57,13 @@ class Base(DeclarativeBase):
 
 
 class TurnStatus(StrEnum):
+    """Where a turn is. A reply is ``complete`` only once the platform confirmed all of it."""
+
     PENDING = "pending"
     STREAMING = "streaming"
+    DELIVERING = "delivering"  # the model finished; the final text is being delivered
     COMPLETE = "complete"
+    UNDELIVERED = "undelivered"  # the text is stored; delivered at the chat's next message
     FAILED = "failed"
     STOPPED = "stopped"
 

@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy import func, select
 
 from bot import texts
-from bot.errors import AudioTooLarge, ModelConnectionLost, NotAudio
+from bot.errors import AudioTooLarge, ModelConnectionLost, NotAudio, Undelivered
 from bot.storage.tables import UsageEntry
 from tests.engine.conftest import Audio, EngineFactory, Harness, Sink, make_turn, voice
 from tests.fakes.dashscope import StreamError
@@ -159,3 +159,45 @@ async def test_replies_interrupted_by_a_crash_are_marked_failed_at_start_up(h: H
     assert await h.engine.recover() == 0  # idempotent
     # The half reply never goes back to the model as a complete answer.
     await followup_sees_no_failed_turns(h, complete_pairs=1)
+
+
+async def test_a_reply_the_platform_never_confirms_is_kept_and_delivered_later(
+    h: Harness,
+) -> None:
+    h.fake.queue_reply(chunks=["the first ", "answer"])
+    out, sink = await h.turn(sink=Sink(finish_error=Undelivered("platform down")), text="q1")
+    assert out.status == "undelivered"
+    assert await statuses(h, out.conversation_id) == [
+        ("user", "complete"),
+        ("assistant", "undelivered"),
+    ]
+    # Not history yet: the user never read it.
+    h.fake.queue_reply(chunks=["the second answer"])
+    second, sink = await h.turn(text="q2")
+    assert sink.calls[:2] == ["deliver_late", "start"]
+    assert sink.late == [(f"_{texts.DELIVERED_LATE}_\n\nthe first answer", None)]
+    assert second.status == "complete"
+    # Delivered now, so it is history the model hears.
+    assert h.fake.last_request.texts[-3:] == [
+        ("user", "q1"),
+        ("assistant", "the first answer"),
+        ("user", "q2"),
+    ]
+    assert [s for _, s in await statuses(h, second.conversation_id)] == ["complete"] * 4
+
+
+async def test_a_reply_whose_delivery_a_crash_cut_short_is_delivered_after_restart(
+    h: Harness,
+) -> None:
+    h.fake.queue_reply(chunks=["kept answer"])
+    out, _ = await h.turn(text="q1")
+    stored = await h.turns(out.conversation_id)  # type: ignore[arg-type]
+    async with h.db.sessions.begin() as s:
+        crashed = await s.get(type(stored[1]), stored[1].id)
+        assert crashed is not None
+        crashed.status = "delivering"  # the process died while delivering the final text
+    assert await h.engine.recover() == 1
+    assert [t.status for t in await h.turns(out.conversation_id)] == ["complete", "undelivered"]  # type: ignore[arg-type]
+    h.fake.queue_reply(chunks=["next"])
+    _, sink = await h.turn(text="q2")
+    assert sink.late == [(f"_{texts.DELIVERED_LATE}_\n\nkept answer", None)]

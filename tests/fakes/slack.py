@@ -498,6 +498,13 @@ class FakeSlack:
         msg.updates += 1
         return {"channel": msg.channel, "ts": msg.ts, "text": text}
 
+    def _m_chat_delete(self, args: dict[str, Any]) -> dict[str, Any] | web.Response:
+        msg = self._find(args)
+        if isinstance(msg, web.Response):
+            return msg
+        self.messages.remove(msg)
+        return {"channel": msg.channel, "ts": msg.ts}
+
     def _m_chat_startStream(self, args: dict[str, Any]) -> dict[str, Any] | web.Response:
         channel, thread_ts = args.get("channel"), args.get("thread_ts")
         if not channel or not thread_ts:

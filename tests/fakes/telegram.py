@@ -237,6 +237,10 @@ class FakeTelegram:
             _Script(method, ApiError(code, description, retry_after=retry_after), times, when)
         )
 
+    def clear_faults(self) -> None:
+        """Drop every scripted error not served yet."""
+        self._scripts.clear()
+
     def flood_control(self, min_interval: float | None) -> None:
         """Refuse sendMessage/editMessageText in a chat sooner than ``min_interval`` apart."""
         self._flood_interval = min_interval
@@ -690,6 +694,16 @@ class FakeTelegram:
             msg.pop("reply_markup", None)
         msg["edit_date"] = int(time.time())
         return msg
+
+    def _m_deleteMessage(self, p: dict[str, Any]) -> bool:
+        chat = self._require_chat(p)
+        key = (chat["id"], int(p.get("message_id", 0)))
+        if key not in self.messages:
+            raise ApiError(400, "Bad Request: message to delete not found")
+        if self.messages[key].get("from", {}).get("id") != self.bot_id:
+            raise ApiError(400, "Bad Request: message can't be deleted")
+        del self.messages[key]
+        return True
 
     def _m_editMessageReplyMarkup(self, p: dict[str, Any]) -> dict[str, Any]:
         msg = self._own_message(p)

@@ -23,10 +23,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.adapters.slack import listeners
 from bot.adapters.slack.admins import SlackAdminCheck
 from bot.adapters.slack.deps import SlackDeps
+from bot.adapters.slack.files import slack_file_hosts
 from bot.adapters.slack.http import EVENTS_PATH, events_handler
 from bot.adapters.slack.threads import ThreadInspector
-from bot.bootstrap import Core
 from bot.config import Settings
+from bot.core import Core
+from bot.delivery.sink import DeliveryPolicy
 from bot.engine.service import Engine
 from bot.errors import ConfigError
 from bot.http.server import HttpServer
@@ -35,8 +37,9 @@ from bot.metrics import Metrics
 log = structlog.get_logger(__name__)
 
 
-def build_client(*, token: str, base_url: str) -> AsyncWebClient:
-    """A Web API client on SLACK_API_BASE that waits out ``ratelimited`` (Retry-After)."""
+def build_client(*, token: str, base_url: str, retries: bool = True) -> AsyncWebClient:
+    """A Web API client on SLACK_API_BASE; with ``retries`` it waits out ``ratelimited``
+    (Retry-After) and reconnects, without them every failure reaches the caller."""
     return AsyncWebClient(
         token=token,
         base_url=base_url if base_url.endswith("/") else base_url + "/",
@@ -44,7 +47,9 @@ def build_client(*, token: str, base_url: str) -> AsyncWebClient:
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
             AsyncRateLimitErrorRetryHandler(max_retry_count=2),
-        ],
+        ]
+        if retries
+        else [],
     )
 
 
@@ -82,8 +87,13 @@ class SlackPlatform:
         self.deps = SlackDeps(
             engine=engine,
             client=self.client,
+            reply_client=build_client(
+                token=self._token, base_url=settings.SLACK_API_BASE, retries=False
+            ),
+            delivery=DeliveryPolicy(timeout=settings.DELIVERY_TIMEOUT),
             session=self.session,
             token=self._token,
+            file_hosts=slack_file_hosts(settings.SLACK_API_BASE),
             metrics=metrics,
             admins=SlackAdminCheck(client=self.client),
             threads=ThreadInspector(client=self.client),
@@ -93,17 +103,16 @@ class SlackPlatform:
         listeners.register(self.app, self.deps)
 
     @classmethod
-    def from_core(cls, *, core: Core, http: object) -> SlackPlatform:
+    def from_core(cls, *, core: Core, http: HttpServer) -> SlackPlatform:
         """Build from the composition root; in HTTP mode add ``POST /slack/events``."""
         settings = core.settings
-        engine = core.engine
-        if not isinstance(engine, Engine):
-            raise TypeError("core.engine must be an Engine")
-        max_bytes = int(getattr(core.audio, "max_bytes", settings.AUDIO_MAX_BYTES))
-        platform = cls(settings=settings, engine=engine, metrics=core.metrics, max_bytes=max_bytes)
+        platform = cls(
+            settings=settings,
+            engine=core.engine,
+            metrics=core.metrics,
+            max_bytes=core.audio.max_bytes,
+        )
         if settings.SLACK_MODE == "http":
-            if not isinstance(http, HttpServer):
-                raise TypeError("HTTP mode needs the bot's HttpServer")
             http.add_route("POST", EVENTS_PATH, events_handler(platform.app))
         return platform
 

@@ -14,12 +14,14 @@ from bot import texts
 from bot.adapters.slack.admins import SlackAdminCheck
 from bot.adapters.slack.events import PLATFORM
 from bot.adapters.slack.files import SlackAudioFile, SlackDownloadError, needs_file_info
-from bot.adapters.slack.replier import SlackReplier
+from bot.adapters.slack.replier import SlackSurface
 from bot.adapters.slack.threads import ThreadInspector
+from bot.delivery.sink import DeliveryPolicy, StreamingSink
 from bot.engine.ordering import Place
 from bot.engine.ports import IncomingTurn, TurnOutcome
 from bot.engine.service import Engine
 from bot.metrics import Metrics
+from bot.net.hosts import TokenHosts
 
 log = structlog.get_logger(__name__)
 
@@ -30,8 +32,13 @@ class SlackDeps:
 
     engine: Engine
     client: Any  # slack_sdk AsyncWebClient
+    # The same Web API without slack-sdk's retry handlers, for replies: the delivery sink
+    # is their one retry layer.
+    reply_client: Any
+    delivery: DeliveryPolicy
     session: Callable[[], aiohttp.ClientSession]  # for file downloads, opened lazily
     token: str
+    file_hosts: TokenHosts  # where the token may go for downloads (see files.slack_file_hosts)
     metrics: Metrics
     admins: SlackAdminCheck
     threads: ThreadInspector
@@ -61,7 +68,11 @@ class SlackDeps:
             except SlackApiError as exc:
                 log.warning("slack.files_info.failed", error=exc.response.get("error"))
         return SlackAudioFile(
-            file=file, session=self.session(), token=self.token, max_bytes=self.max_bytes
+            file=file,
+            session=self.session(),
+            token=self.token,
+            hosts=self.file_hosts,
+            max_bytes=self.max_bytes,
         )
 
     def replier(
@@ -72,16 +83,18 @@ class SlackDeps:
         team_id: str | None,
         user_id: str,
         listening: bool,
-    ) -> SlackReplier:
-        return SlackReplier(
-            client=self.client,
+    ) -> StreamingSink:
+        surface = SlackSurface(
+            client=self.reply_client,
             channel=channel,
             thread_ts=thread_ts,
             recipient_team_id=team_id,
             recipient_user_id=user_id,
             status=texts.SLACK_STATUS_LISTENING if listening else texts.SLACK_STATUS_THINKING,
-            metrics=self.metrics,
             interval=self.reply_interval,
+        )
+        return StreamingSink(
+            surface=surface, policy=self.delivery, metrics=self.metrics, platform="slack"
         )
 
     async def run_turn(

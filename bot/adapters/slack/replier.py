@@ -1,36 +1,38 @@
-"""The Slack :class:`~bot.engine.ports.ReplySink`: native streaming, with a classic fallback.
+"""The Slack :class:`~bot.delivery.surface.Surface`: native streaming, with a classic fallback.
 
-In a thread the reply is streamed with ``chat.startStream``/``appendStream``/``stopStream``
-(through slack-sdk's ``chat_stream`` helper). Where there is no thread (a top-level DM
-message), or the streaming API is unavailable or fails, the reply is posted with
-``chat.postMessage`` and edited with ``chat.update``.
+In a thread the reply is streamed with ``chat.startStream`` / ``appendStream`` /
+``stopStream``. Where there is no thread (a top-level DM message), or the streaming API is
+unavailable or keeps failing, the reply is posted with ``chat.postMessage`` and edited with
+``chat.update``. A message ends before ``limit`` characters and the reply continues in a
+new message in the same place.
 
-Platform calls never run inside :meth:`SlackReplier.update`: a background flusher sends the
-newest text at most once per ``interval``, so a slow or rate-limited Slack slows the
-updates, never the model. A ``ratelimited`` answer pauses updates for ``Retry-After``
-seconds; the final text always waits its turn and is sent. A message ends before
-``limit`` characters and the reply continues in a new message in the same place.
+Idempotent by bookkeeping: the surface remembers what Slack *confirmed* for the current
+message (``_shown``), so a retried call appends only what Slack does not have yet — a
+rate-limited ``appendStream`` is never applied twice, and a rate-limited ``startStream``
+never leaves a second message. If ``startStream`` keeps failing the reply is posted
+instead; if ``stopStream`` keeps failing the stream's message is finished with
+``chat.update``. The calls go through a client without slack-sdk's retry handlers: the
+delivery sink is the one retry layer (it honours ``Retry-After``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import structlog
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot import texts
 from bot.adapters.slack.commands import PREFIX
 from bot.adapters.slack.markup import split_point, to_mrkdwn
 from bot.engine import presenters
-from bot.engine.ports import FinalReply
-from bot.errors import BotError
-from bot.metrics import Metrics
+from bot.errors import (
+    DeliveryError,
+    DeliveryRateLimited,
+    DeliveryTransient,
+    MessageGone,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -38,8 +40,13 @@ log = structlog.get_logger(__name__)
 # number of characters in the text field to 4,000"); streams take 12,000 per call. Staying
 # under the smaller figure keeps every message readable and every call valid.
 MESSAGE_LIMIT = 3_900
-FINAL_ATTEMPTS = 4
-_SlackErrors = (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError)
+# Failed startStream / stopStream calls on one message before the classic way is taken.
+STREAM_GIVE_UP = 3
+
+_TRANSIENT_ERRORS = frozenset(
+    {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+_GONE_ERRORS = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 
 
 def retry_after(exc: BaseException) -> float | None:
@@ -58,14 +65,32 @@ def retry_after(exc: BaseException) -> float | None:
         return 1.0
 
 
-def error_code(exc: BaseException) -> str:
+def classify(exc: BaseException) -> DeliveryError:
+    """slack-sdk's / aiohttp's exception as a delivery fault."""
+    if isinstance(exc, DeliveryError):
+        return exc
     if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or "api_error")
-    return type(exc).__name__
+        wait = retry_after(exc)
+        if wait is not None:
+            return DeliveryRateLimited(retry_after=wait, code="ratelimited")
+        error = str(exc.response.get("error") or "")
+        if exc.response.status_code >= 500 or error in _TRANSIENT_ERRORS:
+            return DeliveryTransient(code=error or f"http_{exc.response.status_code}")
+        if error in _GONE_ERRORS:
+            return MessageGone(code=error)
+        return DeliveryError(code=error or "api_error")
+    if isinstance(exc, SlackClientError | aiohttp.ClientError | asyncio.TimeoutError):
+        return DeliveryTransient(code=type(exc).__name__)
+    if isinstance(exc, ConnectionError):
+        return DeliveryTransient(code=type(exc).__name__)
+    return DeliveryError(code=type(exc).__name__)
 
 
-class SlackReplier:
-    """Streams one reply into a channel, thread or DM (one instance per turn)."""
+class SlackSurface:
+    """One reply in a channel, thread or DM."""
+
+    keepalive: float | None = None
+    indicate_every: float | None = None  # a thread status stays until the reply
 
     def __init__(
         self,
@@ -76,7 +101,6 @@ class SlackReplier:
         recipient_team_id: str | None,
         recipient_user_id: str | None,
         status: str | None = None,
-        metrics: Metrics | None = None,
         native_stream: bool = True,
         interval: float = 1.0,
         limit: int = MESSAGE_LIMIT,
@@ -87,240 +111,225 @@ class SlackReplier:
         self._team_id = recipient_team_id
         self._user_id = recipient_user_id
         self._status = status
-        self._metrics = metrics
-        self._interval = interval
+        self._native = native_stream
+        self.progress_interval = interval
+        self.reply_to: str | None = None  # Slack threads have no reply-to
         self._limit = limit
-        # The streaming methods only post thread replies.
-        self._streaming = native_stream and thread_ts is not None
-        self._text = ""  # the whole reply so far
-        self._seg_start = 0  # where the current message begins in _text
-        self._stream: Any = None  # AsyncChatStream of the current message
-        self._shown = ""  # the current message's text as Slack has it
-        self._ts: str | None = None  # the current classic message
-        self._ids: list[str] = []
-        self._wake = asyncio.Event()
-        self._closing = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._flusher: asyncio.Task[None] | None = None
-        self._paused_until = 0.0
+        self.forget()
 
-    @property
-    def message_ids(self) -> list[str]:
-        return list(self._ids)
+    # --- Surface -----------------------------------------------------------------------
 
-    # --- ReplySink ---------------------------------------------------------------------
+    def ready_in(self) -> float:
+        return 0.0
 
-    async def start(self) -> None:
-        """Show the thread status ("is listening…"), where Slack offers one."""
+    async def indicate(self) -> None:
+        """``assistant.threads.setStatus``; only assistant threads have it, so failures pass."""
         if self._status and self._thread_ts:
             await self.set_status(self._status)
 
     async def set_status(self, status: str) -> None:
-        """``assistant.threads.setStatus``; only assistant threads have it, so failures pass."""
         if not self._thread_ts:
             return
         try:
             await self._client.assistant_threads_setStatus(
                 channel_id=self._channel, thread_ts=self._thread_ts, status=status
             )
-        except _SlackErrors as exc:
-            log.info("slack.status.unavailable", error=error_code(exc))
+        except Exception as exc:
+            log.info("slack.status.unavailable", error=classify(exc).code)
 
-    async def update(self, text: str, delta: str) -> None:
-        del delta  # the whole text is what Slack needs
-        self._text = text
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_loop(), name="slack-reply-flusher")
-        self._wake.set()
+    async def progress(self, text: str, *, plain: bool) -> None:
+        del plain  # Slack renders any Markdown it gets
+        await self._sync(text, final=False)
 
-    async def finish(self, reply: FinalReply) -> list[str]:
-        await self._stop_flusher()
-        body = reply.text
-        if self._text and self._text.strip() == body.strip():
-            body = self._text  # keep exactly what was streamed, so the end only appends
-        final = body.rstrip() + "".join(f"\n\n_{note}_" for note in reply.notes)
-        if not final.strip():
-            final = texts.SLACK_EMPTY_REPLY
-        async with self._lock:
-            self._text = final
+    async def final(self, text: str, *, plain: bool) -> list[str]:
+        del plain
+        await self._sync(text, final=True)
+        return self.message_ids()
+
+    async def notice(self, text: str) -> list[str]:
+        """A message of its own in the thread (error replies), with Slack's command names."""
+        body = presenters.with_command_prefix(text, PREFIX)
+        resp = await self._api(
+            self._client.chat_postMessage,
+            channel=self._channel,
+            thread_ts=self._thread_ts,
+            text=body,
+        )
+        ts = str(resp["ts"])
+        self._ids.append(ts)
+        return [ts]
+
+    def message_ids(self) -> list[str]:
+        ids = list(self._ids)
+        if self._ts is not None and self._ts not in ids:
+            ids.append(self._ts)
+        return ids
+
+    def forget(self) -> None:
+        self._streaming = self._native and self._thread_ts is not None
+        self._ids: list[str] = []  # finished messages of this reply
+        self._seg_start = 0  # where the current message begins in the reply's text
+        self._ts: str | None = None  # the current message
+        self._shown = ""  # what Slack confirmed the current message holds (Markdown)
+        self._stream_open = False
+        self._by_update = False  # finish the current stream's message with chat.update
+        self._start_failures = 0
+        self._stop_failures = 0
+
+    async def discard(self) -> None:
+        for ts in self.message_ids():
             try:
-                await self._sync(final=True)
-            except _SlackErrors as exc:
-                self._platform_error(exc, "finish")
-        return self.message_ids
+                await self._api(self._client.chat_delete, channel=self._channel, ts=ts)
+            except DeliveryError as exc:
+                log.info("slack.reply.delete_failed", error=exc.code)
+        self.forget()
 
-    async def fail(self, error: BotError, partial_text: str) -> list[str]:
-        await self._stop_flusher()
-        async with self._lock:
-            shown = self._text or partial_text
-            if shown.strip():
-                self._text = shown
-                try:
-                    await self._sync(final=True)
-                except _SlackErrors as exc:
-                    self._platform_error(exc, "fail")
-            # Shared texts name Telegram-style commands ("/model"); Slack's are "/voicebot …".
-            await self._post_final(presenters.with_command_prefix(error.user_message, PREFIX))
-        return self.message_ids
+    # --- writing -----------------------------------------------------------------------
 
-    # --- flushing ----------------------------------------------------------------------
-
-    async def _flush_loop(self) -> None:
-        next_at = 0.0
-        while not self._closing.is_set():
-            await self._wake.wait()
-            self._wake.clear()
-            delay = max(next_at, self._paused_until) - time.monotonic()
-            if delay > 0:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), delay)
-            if self._closing.is_set():
-                return
-            async with self._lock:
-                try:
-                    await self._sync(final=False)
-                except Exception as exc:  # never kill the turn over a progress update
-                    self._platform_error(exc, "update")
-            next_at = time.monotonic() + self._interval
-
-    async def _stop_flusher(self) -> None:
-        self._closing.set()
-        self._wake.set()
-        if self._flusher is not None:
-            # An update in flight finishes (it may be waiting out a Retry-After).
-            with contextlib.suppress(Exception):
-                await self._flusher
-
-    async def _sync(self, *, final: bool) -> None:
-        """Bring Slack up to date with ``_text``, starting new messages past ``limit``."""
-        text = self._text
+    async def _sync(self, text: str, *, final: bool) -> None:
+        """Bring Slack up to date with ``text``, finishing messages at ``limit``."""
         while True:
             seg = text[self._seg_start :]
             if len(seg) > self._limit:
-                cut = split_point(seg, self._limit)
-                await self._write(seg[:cut].rstrip(), final=True)
+                # Never cut before what the message already shows: a stream cannot take
+                # text back, and the rest must not be shown twice.
+                cut = max(split_point(seg, self._limit), len(self._shown))
+                await self._put(seg[:cut], done=True)
                 self._next_message()
                 self._seg_start += cut
                 while self._seg_start < len(text) and text[self._seg_start].isspace():
                     self._seg_start += 1
                 continue
             if seg.strip():
-                await self._write(seg, final=final)
+                await self._put(seg, done=final)
             return
 
     def _next_message(self) -> None:
-        self._stream = None
-        self._shown = ""
+        if self._ts is not None and self._ts not in self._ids:
+            self._ids.append(self._ts)
         self._ts = None
+        self._shown = ""
+        self._stream_open = False
+        self._by_update = False
+        self._stop_failures = 0
 
-    async def _write(self, content: str, *, final: bool) -> None:
-        if self._streaming:
+    async def _put(self, content: str, *, done: bool) -> None:
+        if self._streaming and not self._by_update:
+            await self._put_stream(content, done=done)
+        else:
+            await self._put_classic(content)
+
+    async def _put_stream(self, content: str, *, done: bool) -> None:
+        if self._ts is None:
             try:
-                await self._call(lambda: self._write_stream(content, final=final), final=final)
-                return
-            except _SlackErrors as exc:
-                if retry_after(exc) is not None and not final:
-                    return  # still rate-limited: the next update carries this text too
-                self._platform_error(exc, "stream")
-                await self._abandon_stream()
-        await self._call(lambda: self._write_classic(content), final=final)
-
-    async def _call(self, send: Callable[[], Awaitable[None]], *, final: bool) -> None:
-        """Run ``send``; on ``ratelimited`` pause updates, and for the final text wait and retry."""
-        for attempt in range(FINAL_ATTEMPTS):
-            try:
-                await send()
-                return
-            except _SlackErrors as exc:
-                wait = retry_after(exc)
-                if wait is None:
+                resp = await self._api(
+                    self._client.chat_startStream,
+                    channel=self._channel,
+                    thread_ts=self._thread_ts,
+                    recipient_team_id=self._team_id,
+                    recipient_user_id=self._user_id,
+                    markdown_text=content,
+                )
+            except DeliveryError as fault:
+                self._start_failures += 1
+                if self._retry_stream(fault, self._start_failures):
                     raise
-                self._paused_until = time.monotonic() + wait
-                if not final or attempt == FINAL_ATTEMPTS - 1:
-                    raise
-                log.info("slack.reply.rate_limited", retry_after=wait)
-                await asyncio.sleep(wait)
-
-    async def _write_stream(self, content: str, *, final: bool) -> None:
-        if self._stream is None:
-            # buffer_size=1: this class does its own coalescing (by time, not size), so
-            # every append is one Slack call.
-            self._stream = await self._client.chat_stream(
-                channel=self._channel,
-                thread_ts=self._thread_ts,
-                recipient_team_id=self._team_id,
-                recipient_user_id=self._user_id,
-                buffer_size=1,
-            )
-            self._shown = ""
+                log.info("slack.stream.unavailable", error=fault.code)
+                self._streaming = False  # post this reply the classic way from here on
+                await self._put_classic(content)
+                return
+            self._ts = str(resp["ts"])
+            self._shown = content
+            self._stream_open = True
+            if not done:
+                return
         if not content.startswith(self._shown):
-            # The text was rewritten (not only extended): a stream can only append.
-            await self._stream.stop()
-            self._remember(self._stream.ts)
-            self._ts = self._stream.ts
-            self._streaming = False
-            await self._write_classic(content)
+            # The text was rewritten, not only extended: a stream can only append.
+            self._by_update = True
+            await self._put_classic(content)
             return
-        new = content[len(self._shown) :]
-        if final:
-            await self._stream.stop(markdown_text=new or None)
-        elif new:
-            await self._stream.append(markdown_text=new)
-        self._shown = content
-        self._remember(self._stream.ts)
-
-    async def _abandon_stream(self) -> None:
-        """Stop using the streaming API; continue the current message with chat.update."""
-        self._streaming = False
-        ts = self._stream.ts if self._stream is not None else None
-        self._stream = None
-        if ts:
-            with contextlib.suppress(*_SlackErrors):
-                await self._client.chat_stopStream(channel=self._channel, ts=ts)
-            self._ts = ts
-
-    async def _write_classic(self, content: str) -> None:
-        text = to_mrkdwn(content)
-        if self._ts is not None:
-            if text == self._shown:
-                return
-            try:
-                await self._client.chat_update(channel=self._channel, ts=self._ts, text=text)
-                self._shown = text
-                return
-            except SlackApiError as exc:
-                if retry_after(exc) is not None:
+        rest = content[len(self._shown) :]
+        if not done:
+            if rest:
+                try:
+                    await self._api(
+                        self._client.chat_appendStream,
+                        channel=self._channel,
+                        ts=self._ts,
+                        markdown_text=rest,
+                    )
+                except DeliveryError as fault:
+                    if not self._retry_stream(fault, 0):
+                        log.info("slack.stream.append_refused", error=fault.code)
+                        self._by_update = True
+                        await self._put_classic(content)
+                        return
                     raise
-                # The message cannot be edited (a stream that broke, msg_too_long, ...):
-                # carry on in a fresh one rather than lose the text.
-                self._platform_error(exc, "update")
-        resp = await self._client.chat_postMessage(
-            channel=self._channel, thread_ts=self._thread_ts, text=text
+                self._shown = content
+            return
+        if not self._stream_open:
+            return
+        try:
+            await self._api(
+                self._client.chat_stopStream,
+                channel=self._channel,
+                ts=self._ts,
+                markdown_text=rest or None,
+            )
+        except DeliveryError as fault:
+            self._stop_failures += 1
+            if self._retry_stream(fault, self._stop_failures):
+                raise
+            log.info("slack.stream.stop_failed", error=fault.code)
+            self._by_update = True
+            await self._put_classic(content)
+            return
+        self._shown = content
+        self._stream_open = False
+
+    @staticmethod
+    def _retry_stream(fault: DeliveryError, failures: int) -> bool:
+        """Whether to keep to the streaming call (the sink retries) or take the classic way."""
+        retryable = isinstance(fault, DeliveryRateLimited | DeliveryTransient)
+        return retryable and failures < STREAM_GIVE_UP
+
+    async def _put_classic(self, content: str) -> None:
+        if self._ts is not None and content == self._shown and not self._stream_open:
+            return
+        text = to_mrkdwn(content.rstrip())
+        if self._ts is not None:
+            try:
+                await self._api(
+                    self._client.chat_update, channel=self._channel, ts=self._ts, text=text
+                )
+            except MessageGone:
+                # Deleted, or a stream that cannot be edited: carry on in a fresh message
+                # (a stream message that still shows part of the reply is removed first,
+                # so nothing is shown twice).
+                if self._stream_open:
+                    try:
+                        await self._api(
+                            self._client.chat_delete, channel=self._channel, ts=self._ts
+                        )
+                    except DeliveryError as exc:
+                        log.info("slack.stream.delete_failed", error=exc.code)
+                self._ts = None
+            else:
+                self._shown = content
+                self._stream_open = False
+                return
+        resp = await self._api(
+            self._client.chat_postMessage,
+            channel=self._channel,
+            thread_ts=self._thread_ts,
+            text=text,
         )
         self._ts = str(resp["ts"])
-        self._remember(self._ts)
-        self._shown = text
+        self._shown = content
+        self._stream_open = False
 
-    async def _post_final(self, text: str) -> None:
-        """A message of its own in the thread (error replies)."""
-
-        async def post() -> None:
-            resp = await self._client.chat_postMessage(
-                channel=self._channel, thread_ts=self._thread_ts, text=text
-            )
-            self._remember(str(resp["ts"]))
-
+    async def _api(self, method: Any, **kwargs: Any) -> Any:
         try:
-            await self._call(post, final=True)
-        except _SlackErrors as exc:
-            self._platform_error(exc, "post")
-
-    def _remember(self, ts: str | None) -> None:
-        if ts and ts not in self._ids:
-            self._ids.append(ts)
-
-    def _platform_error(self, exc: BaseException, action: str) -> None:
-        code = error_code(exc)
-        log.warning("slack.reply.error", action=action, error=code)
-        if self._metrics is not None:
-            self._metrics.platform_errors.labels(platform="slack", error=code).inc()
+            return await method(**kwargs)
+        except Exception as exc:
+            raise classify(exc) from exc

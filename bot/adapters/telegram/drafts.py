@@ -1,22 +1,16 @@
-"""Replies in private chats: a streamed draft, then the final message(s) (:class:`DraftReplier`)."""
+"""Replies in private chats: a streamed draft, then the final message(s) (:class:`DraftSurface`)."""
 
 from __future__ import annotations
 
-import contextlib
 import random
 from typing import Any
 
 import structlog
-from aiogram.exceptions import (
-    ClientDecodeError,
-    TelegramAPIError,
-    TelegramBadRequest,
-    TelegramRetryAfter,
-)
 
 from bot.adapters.telegram.formatting import Chunk
 from bot.adapters.telegram.pacing import Pacer
-from bot.adapters.telegram.replier import ENTITY_ERRORS, RateLimited, Replier
+from bot.adapters.telegram.replier import TelegramSurface, classify
+from bot.errors import DeliveryRateLimited, FormattingRejected
 
 log = structlog.get_logger(__name__)
 
@@ -24,82 +18,80 @@ log = structlog.get_logger(__name__)
 DRAFT_KEEPALIVE = 20.0
 
 
-class DraftReplier(Replier):
+class DraftSurface(TelegramSurface):
     """Private chats: stream into a message draft, then send the final message(s).
 
     Parts of a long reply that are complete (all but the last 4096-unit chunk) are sent
-    as messages as soon as they are, and the draft carries on with the rest.
+    as messages as soon as they are, and the draft carries on with the rest. Each message
+    Telegram confirmed is remembered, so a retried final text sends only what is missing.
     """
 
     # A draft is a preview of about 30 s; refresh it if the model pauses that long.
-    keepalive = DRAFT_KEEPALIVE
+    keepalive: float | None = DRAFT_KEEPALIVE
 
     def __init__(self, *, draft_pacer: Pacer, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._draft_pacer = draft_pacer
         # Any non-zero id; the stop button's update names it, so it must be unique enough.
         self.draft_id = random.randint(1, 2**31 - 1)
-        self._sent: list[str] = []
+        self._sent: list[tuple[int, Chunk]] = []  # messages Telegram confirmed, in order
         self._drafts_ok = True
 
-    async def _progress(self, chunks: list[Chunk]) -> None:
-        # Complete parts first, as real messages.
-        while len(self._sent) < len(chunks) - 1:
-            msg = await self._send_message(
-                chunks[len(self._sent)], final=False, reply=not self._sent
-            )
-            if msg is None:
-                return
-            self._sent.append(str(msg.message_id))
+    def ready_in(self) -> float:
+        return max(self._draft_pacer.delay(self.chat_id), 0.0)
+
+    def message_ids(self) -> list[str]:
+        return [str(mid) for mid, _ in self._sent]
+
+    def forget(self) -> None:
+        self._sent = []
+        self._notice_sent = 0
+
+    async def discard(self) -> None:
+        await self._delete([mid for mid, _ in self._sent])
+        self.forget()
+
+    async def progress(self, text: str, *, plain: bool) -> None:
+        chunks = self._render(text, plain=plain)
+        if not chunks:
+            return
+        await self._send_missing(chunks[:-1])  # complete parts first, as real messages
         if self._drafts_ok:
             await self._draft(chunks[-1])
 
+    async def final(self, text: str, *, plain: bool) -> list[str]:
+        await self._send_missing(self._render(text, plain=plain))
+        return self.message_ids()
+
+    async def _send_missing(self, chunks: list[Chunk]) -> None:
+        for index, chunk in enumerate(chunks):
+            if index < len(self._sent):
+                continue  # confirmed before (possibly with entities the plain retry drops)
+            msg = await self._send(chunk, reply=index == 0)
+            self._sent.append((msg.message_id, chunk))
+
     async def _draft(self, chunk: Chunk) -> None:
         await self._draft_pacer.wait(self.chat_id)
-
-        async def make(c: Chunk) -> bool:
-            return await self.bot.send_message_draft(
+        try:
+            await self.bot.send_message_draft(
                 chat_id=self.chat_id,
                 draft_id=self.draft_id,
-                text=c.text,
-                entities=c.entity_list(),
+                text=chunk.text,
+                entities=chunk.entity_list(),
                 message_thread_id=self.topic_id,
                 can_stop=True,
             )
-
-        try:
-            await make(chunk if not self._plain else chunk.plain())
-        except TelegramRetryAfter as exc:
-            self._count(exc)
-            self._draft_pacer.penalize(self.chat_id, exc.retry_after)
-            raise RateLimited from None
-        except TelegramBadRequest as exc:
-            self._count(exc)
-            if chunk.entities and any(word in exc.message.lower() for word in ENTITY_ERRORS):
-                self._plain = True
-                with contextlib.suppress(TelegramAPIError):
-                    await make(chunk.plain())
-                return
-            self._disable_drafts(exc)
-        except (TelegramAPIError, ClientDecodeError) as exc:
+        except Exception as exc:
+            fault = classify(exc)
+            if isinstance(fault, DeliveryRateLimited):
+                self._draft_pacer.penalize(self.chat_id, fault.retry_after)
+                raise fault from exc
+            if isinstance(fault, FormattingRejected):
+                raise fault from exc
             # E.g. a Bot API server without sendMessageDraft (404), or one that is failing:
             # stop previewing for this reply; the final message still comes.
-            self._count(exc)
-            self._disable_drafts(exc)
+            log.info("telegram.drafts_disabled", chat_id=self.chat_id, error=fault.code)
+            self._drafts_ok = False
 
-    def _disable_drafts(self, exc: Exception) -> None:
-        log.info("telegram.drafts_disabled", chat_id=self.chat_id, error=type(exc).__name__)
-        self._drafts_ok = False
 
-    async def _final(self, markdown: str) -> list[str]:
-        chunks = self._render(markdown)
-        for chunk in chunks[len(self._sent) :]:
-            try:
-                msg = await self._send_message(chunk, final=True, reply=not self._sent)
-            except (TelegramAPIError, RateLimited) as exc:
-                self._count(exc)
-                log.warning("telegram.final_failed", chat_id=self.chat_id, error=type(exc).__name__)
-                break
-            if msg is not None:
-                self._sent.append(str(msg.message_id))
-        return list(self._sent)
+__all__ = ["DraftSurface"]

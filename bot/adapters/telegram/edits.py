@@ -1,73 +1,78 @@
-"""Replies in groups: one message, then edits at the chat's pace (:class:`EditReplier`)."""
+"""Replies in groups: one message, then edits at the chat's pace (:class:`EditSurface`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import structlog
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
-from aiogram.types import Message
 
 from bot.adapters.telegram.formatting import Chunk
-from bot.adapters.telegram.replier import RateLimited, Replier
+from bot.adapters.telegram.replier import TelegramSurface, chunk_text_equal
+from bot.errors import MessageGone
 
 log = structlog.get_logger(__name__)
 
-# Words in a 400 that mean our message is gone (deleted), so edits must go to a new one.
-_GONE = ("message to edit not found", "message can't be edited")
 
+class EditSurface(TelegramSurface):
+    """Groups: send one message, then edit it; continue in new messages past 4096.
 
-class EditReplier(Replier):
-    """Groups: send one message, then edit it; continue in new messages past 4096."""
+    Each message's confirmed content is remembered: an edit is sent only where it differs,
+    so a retried final text repeats nothing Telegram already showed.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._sent: list[tuple[int, Chunk]] = []  # (message_id, what it shows now)
+        self._sent: list[tuple[int, Chunk]] = []  # (message_id, what Telegram confirmed)
 
-    async def _progress(self, chunks: list[Chunk]) -> None:
-        await self._apply(chunks, final=False)
-
-    async def _final(self, markdown: str) -> list[str]:
-        chunks = self._render(markdown)
-        try:
-            await self._apply(chunks, final=True)
-        except (TelegramAPIError, RateLimited) as exc:
-            self._count(exc)
-            log.warning("telegram.final_failed", chat_id=self.chat_id, error=type(exc).__name__)
+    def message_ids(self) -> list[str]:
         return [str(mid) for mid, _ in self._sent]
 
-    async def _apply(self, chunks: list[Chunk], *, final: bool) -> None:
-        for index, chunk in enumerate(chunks):
-            if index < len(self._sent):
-                mid, shown = self._sent[index]
-                if shown == chunk or (self._plain and shown == chunk.plain()):
-                    continue
-                await self._edit(index, mid, chunk, final=final)
-            else:
-                msg = await self._send_message(chunk, final=final, reply=index == 0)
-                if msg is not None:
-                    self._sent.append((msg.message_id, self._shown(chunk)))
+    def forget(self) -> None:
+        self._sent = []
+        self._notice_sent = 0
 
-    async def _edit(self, index: int, message_id: int, chunk: Chunk, *, final: bool) -> None:
-        async def make(c: Chunk) -> Message | bool:
-            return await self.bot.edit_message_text(
+    async def discard(self) -> None:
+        await self._delete([mid for mid, _ in self._sent])
+        self.forget()
+
+    async def progress(self, text: str, *, plain: bool) -> None:
+        await self._apply(self._render(text, plain=plain))
+
+    async def final(self, text: str, *, plain: bool) -> list[str]:
+        await self._apply(self._render(text, plain=plain))
+        return self.message_ids()
+
+    async def _apply(self, chunks: list[Chunk]) -> None:
+        for index, chunk in enumerate(chunks):
+            if index >= len(self._sent):
+                msg = await self._send(chunk, reply=index == 0)
+                self._sent.append((msg.message_id, chunk))
+                continue
+            mid, shown = self._sent[index]
+            if chunk_text_equal(shown, chunk):
+                continue
+            try:
+                # "Not modified" is raised on: the sink decides whether the message really
+                # shows the text (and a preview step that got it confirms nothing).
+                await self._edit(mid, chunk)
+            except MessageGone:
+                # Someone deleted our message: carry on in a fresh one.
+                log.info("telegram.message_gone", chat_id=self.chat_id)
+                msg = await self._send(chunk, reply=index == 0)
+                mid = msg.message_id
+            self._sent[index] = (mid, chunk)
+        # Parts a shorter text no longer needs (the model's text only grows; notes do not
+        # shrink it) are left as they are.
+
+    async def _edit(self, message_id: int, chunk: Chunk) -> None:
+        await self._call(
+            lambda: self.bot.edit_message_text(
                 chat_id=self.chat_id,
                 message_id=message_id,
-                text=c.text,
-                entities=c.entity_list(),
+                text=chunk.text,
+                entities=chunk.entity_list(),
             )
+        )
 
-        try:
-            await self._formatted(make, chunk, final=final)
-        except TelegramBadRequest as exc:
-            if not any(word in exc.message.lower() for word in _GONE):
-                raise
-            # Someone deleted our message: carry on in a fresh one.
-            msg = await self._send_message(chunk, final=final, reply=index == 0)
-            if msg is None:
-                return
-            message_id = msg.message_id
-        self._sent[index] = (message_id, self._shown(chunk))
 
-    def _shown(self, chunk: Chunk) -> Chunk:
-        return chunk.plain() if self._plain else chunk
+__all__ = ["EditSurface"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import structlog
 from aiogram import Bot
@@ -16,18 +15,16 @@ from aiogram.types import Message
 
 from bot.adapters.telegram.admins import TelegramAdmins
 from bot.adapters.telegram.audio import attached_audio
-from bot.adapters.telegram.drafts import DraftReplier
-from bot.adapters.telegram.edits import EditReplier
+from bot.adapters.telegram.drafts import DraftSurface
+from bot.adapters.telegram.edits import EditSurface
 from bot.adapters.telegram.pacing import Pacer
-from bot.adapters.telegram.replier import Replier
 from bot.adapters.telegram.updates import Addressed, chat_ref, thread_key, topic_id
 from bot.config import Settings
+from bot.delivery.sink import DeliveryPolicy, StreamingSink
 from bot.engine.ordering import Place
 from bot.engine.ports import IncomingTurn, TurnOutcome
+from bot.engine.service import Engine
 from bot.metrics import Metrics
-
-if TYPE_CHECKING:
-    from bot.engine.service import Engine
 
 log = structlog.get_logger(__name__)
 
@@ -62,19 +59,29 @@ class TelegramContext:
             draft_pacer=Pacer(interval=min(DRAFT_INTERVAL, settings.TELEGRAM_EDIT_INTERVAL)),
         )
 
-    def sink_for(self, message: Message, bot: Bot) -> Replier:
+    def sink_for(self, message: Message, bot: Bot) -> StreamingSink:
         """Drafts in private chats (Telegram has none in groups), edits elsewhere."""
-        common = {
-            "bot": bot,
-            "chat_id": message.chat.id,
-            "topic_id": topic_id(message),
-            "reply_to": message.message_id,
-            "pacer": self.edit_pacer,
-            "metrics": self.metrics,
-        }
+        chat_id, topic, reply_to = message.chat.id, topic_id(message), str(message.message_id)
+        surface: DraftSurface | EditSurface
         if message.chat.type == "private":
-            return DraftReplier(draft_pacer=self.draft_pacer, **common)
-        return EditReplier(**common)
+            surface = DraftSurface(
+                bot=bot,
+                chat_id=chat_id,
+                topic_id=topic,
+                reply_to=reply_to,
+                pacer=self.edit_pacer,
+                draft_pacer=self.draft_pacer,
+            )
+        else:
+            surface = EditSurface(
+                bot=bot, chat_id=chat_id, topic_id=topic, reply_to=reply_to, pacer=self.edit_pacer
+            )
+        return StreamingSink(
+            surface=surface,
+            policy=DeliveryPolicy(timeout=self.settings.DELIVERY_TIMEOUT),
+            metrics=self.metrics,
+            platform="telegram",
+        )
 
     def stop_turn(self, chat_id: int, draft_id: int) -> bool:
         """The user pressed stop on a draft: cancel that turn's model request."""
@@ -115,7 +122,8 @@ async def answer(
     )
     sink = ctx.sink_for(message, bot)
     stop = asyncio.Event()
-    key = (message.chat.id, sink.draft_id) if isinstance(sink, DraftReplier) else None
+    surface = sink.surface
+    key = (message.chat.id, surface.draft_id) if isinstance(surface, DraftSurface) else None
     if key is not None:
         ctx.stops[key] = stop
     task = asyncio.current_task()

@@ -16,6 +16,7 @@ from bot.storage.repositories.chats import (
 )
 from bot.storage.repositories.events import claim_event, prune_events
 from bot.storage.repositories.turns import (
+    PendingReply,
     StoredRecording,
     clip_data,
     conversation_turns,
@@ -23,6 +24,8 @@ from bot.storage.repositories.turns import (
     find_recording,
     is_user,
     next_seq,
+    set_delivery,
+    undelivered_replies,
 )
 from bot.storage.repositories.usage import (
     ForgetCounts,
@@ -34,6 +37,7 @@ from bot.storage.repositories.usage import (
 
 __all__ = [
     "ForgetCounts",
+    "PendingReply",
     "StoredRecording",
     "UsageRow",
     "add_usage",
@@ -54,5 +58,7 @@ __all__ = [
     "next_seq",
     "open_conversation",
     "prune_events",
+    "set_delivery",
+    "undelivered_replies",
     "usage_rows",
 ]

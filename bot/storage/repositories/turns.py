@@ -97,11 +97,63 @@ async def find_recording(
     return StoredRecording(turn_id=int(turn_id), clips=list(clips), total_seconds=total)
 
 
+# --- delivery -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingReply:
+    """A finished reply the platform never confirmed (``undelivered``)."""
+
+    turn_id: int
+    text: str
+    source_message_id: str | None
+
+
+async def undelivered_replies(
+    session: AsyncSession, *, chat_id: int, thread_key: str, limit: int = 5
+) -> list[PendingReply]:
+    """The oldest undelivered replies of a chat's thread, across its conversations."""
+    rows = await session.execute(
+        select(Turn.id, Turn.text, Turn.source_message_id)
+        .join(Conversation, Conversation.id == Turn.conversation_id)
+        .where(
+            Conversation.chat_id == chat_id,
+            Conversation.thread_key == thread_key,
+            Turn.role == TurnRole.ASSISTANT.value,
+            Turn.status == TurnStatus.UNDELIVERED.value,
+        )
+        .order_by(Turn.id)
+        .limit(limit)
+    )
+    return [
+        PendingReply(turn_id=int(r[0]), text=str(r[1] or ""), source_message_id=r[2])
+        for r in rows.all()
+    ]
+
+
+async def set_delivery(
+    session: AsyncSession,
+    *,
+    turn_id: int,
+    status: TurnStatus,
+    message_ids: Sequence[str] | None = None,
+    error_code: str | None = None,
+) -> None:
+    """Record how a reply's delivery ended (``complete`` with its messages, or not)."""
+    values: dict[str, object] = {"status": status.value}
+    if message_ids is not None:
+        values["reply_message_ids"] = list(message_ids)
+    if error_code is not None:
+        values["error_code"] = error_code[:64]
+    await session.execute(update(Turn).where(Turn.id == turn_id).values(**values))
+
+
 # --- recovery -----------------------------------------------------------------------------
 
 
 async def fail_interrupted_turns(session: AsyncSession) -> int:
-    """Mark replies a crash left ``pending``/``streaming`` as ``failed`` ("interrupted").
+    """Mark replies a crash left ``pending``/``streaming`` as ``failed`` ("interrupted"),
+    and those it left ``delivering`` as ``undelivered``.
 
     Called once at start-up, before any turn runs: one process serves a bot token, so no
     reply can legitimately be in flight then. Their text stays as stored (it may be partial).
@@ -115,7 +167,16 @@ async def fail_interrupted_turns(session: AsyncSession) -> int:
         .values(status=TurnStatus.FAILED.value, error_code="interrupted", finished_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    count = int(getattr(result, "rowcount", 0) or 0)
+    # A reply whose text was complete but whose delivery a crash cut short is kept, and
+    # delivered at the chat's next message.
+    result = await session.execute(
+        update(Turn)
+        .where(Turn.role == TurnRole.ASSISTANT.value, Turn.status == TurnStatus.DELIVERING.value)
+        .values(status=TurnStatus.UNDELIVERED.value, error_code="interrupted")
+        .execution_options(synchronize_session=False)
+    )
+    return count + int(getattr(result, "rowcount", 0) or 0)
 
 
 def is_user(turn: Turn) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -18,6 +17,7 @@ from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
 from bot.adapters.telegram.formatting import Chunk, render_notice
 from bot.adapters.telegram.updates import topic_id
+from bot.retrying import retrying
 
 T = TypeVar("T")
 
@@ -26,21 +26,18 @@ ATTEMPTS = 4
 MAX_RETRY_AFTER = 30.0
 
 
+def _worth_retrying(exc: BaseException) -> bool:
+    if isinstance(exc, TelegramRetryAfter):
+        return exc.retry_after <= MAX_RETRY_AFTER
+    return isinstance(exc, TelegramServerError | TelegramNetworkError)
+
+
 async def persist(make: Callable[[], Awaitable[T]]) -> T:
     """``make()``, waiting out 429s (``retry_after``) and retrying 5xx/network errors."""
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
+    async for attempt in retrying(retry_if=_worth_retrying, attempts=ATTEMPTS):
+        with attempt:
             return await make()
-        except TelegramRetryAfter as exc:
-            if attempt >= ATTEMPTS or exc.retry_after > MAX_RETRY_AFTER:
-                raise
-            await asyncio.sleep(exc.retry_after)
-        except (TelegramServerError, TelegramNetworkError):
-            if attempt >= ATTEMPTS:
-                raise
-            await asyncio.sleep(0.5 * 2 ** (attempt - 1))
+    raise AssertionError("unreachable: tenacity re-raises the last error")
 
 
 def sender_id(message: Message) -> str:

@@ -1,0 +1,289 @@
+"""The one streaming sink: a reply goes from the engine to any platform through here.
+
+:class:`StreamingSink` implements the engine's :class:`~bot.engine.ports.ReplySink` on top
+of a platform's :class:`~bot.delivery.surface.Surface`. It owns, once for every platform:
+
+- **pacing and coalescing**: :meth:`update` never waits for the platform; a background pump
+  shows the newest text whenever the surface's pace allows (``progress_interval``,
+  ``ready_in``, a rate limit's ``retry_after``), so a slow chat sees fewer, larger steps.
+  Waits are interruptible: when the reply ends, the pump stops at once and no stale
+  preview is sent before the final text.
+- **the working indicator** ("typing…") until the first text.
+- **notes** under the reply ("I listened to the first 3:00 of 7:42."), as Markdown italics.
+- **delivery truth**: :meth:`finish` returns only once the platform confirmed the whole
+  final text. Refused formatting → the same text as plain, once. "Not modified" counts as
+  delivered only when the last text the platform confirmed *is* the final text; otherwise
+  the reply is shown afresh. Rate limits, 5xx and dropped connections are retried
+  (honouring ``retry_after``) within ``DELIVERY_TIMEOUT``; after that :class:`Undelivered`
+  is raised and the engine keeps the text to deliver it at the chat's next message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from tenacity import RetryCallState
+
+from bot import texts
+from bot.delivery.surface import Surface
+from bot.engine.ports import FinalReply
+from bot.errors import (
+    BotError,
+    DeliveryError,
+    DeliveryRateLimited,
+    DeliveryTransient,
+    FormattingRejected,
+    MessageGone,
+    NotModified,
+    Undelivered,
+)
+from bot.metrics import Metrics
+from bot.retrying import retrying
+
+log = structlog.get_logger(__name__)
+
+_RETRIED = (DeliveryRateLimited, DeliveryTransient, FormattingRejected, NotModified, MessageGone)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryPolicy:
+    """How hard the sink tries to deliver one text."""
+
+    timeout: float  # DELIVERY_TIMEOUT: the total time for one final text, retries included
+    max_attempts: int = 12  # a bound for faults that cost no wait (refused entities, …)
+
+
+def compose(reply: FinalReply) -> str:
+    """The final Markdown: the reply exactly as streamed, then the notes in italics.
+
+    The streamed text is kept byte for byte so that a surface which can only append (a
+    Slack stream) ends by appending the notes.
+    """
+    body = reply.text if reply.text.strip() else ""
+    notes = "\n\n".join(f"_{note}_" for note in reply.notes if note.strip())
+    if not notes:
+        return body or texts.EMPTY_REPLY
+    if not body:
+        return notes
+    sep = "" if body.endswith("\n\n") else "\n" if body.endswith("\n") else "\n\n"
+    return body + sep + notes
+
+
+class StreamingSink:
+    """A :class:`~bot.engine.ports.ReplySink` for one reply on one surface."""
+
+    def __init__(
+        self, *, surface: Surface, policy: DeliveryPolicy, metrics: Metrics, platform: str
+    ) -> None:
+        self.surface = surface
+        self._policy = policy
+        self._metrics = metrics
+        self._platform = platform
+        self._text = ""
+        self._plain = False
+        self._confirmed: str | None = None  # the last text the platform confirmed showing
+        self._paused_until = 0.0
+        self._dirty = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._has_text = asyncio.Event()
+        self._pump_task: asyncio.Task[None] | None = None
+        self._indicator: asyncio.Task[None] | None = None
+
+    # --- ReplySink ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._indicator = asyncio.create_task(self._indicate(), name="reply-indicator")
+
+    async def update(self, text: str, delta: str) -> None:
+        del delta  # every surface needs the whole text
+        self._text = text
+        if text.strip():
+            self._has_text.set()
+        if self._pump_task is None:
+            self._pump_task = asyncio.create_task(self._pump(), name="reply-pump")
+        self._dirty.set()
+
+    async def finish(self, reply: FinalReply) -> list[str]:
+        """Deliver the final text; raises :class:`Undelivered` if the platform never
+        confirmed all of it within the policy's timeout."""
+        await self._settle()
+        return await self._deliver(compose(reply))
+
+    async def fail(self, error: BotError, partial_text: str) -> list[str]:
+        """Keep what was streamed (as final text), then say what went wrong."""
+        await self._settle()
+        ids: list[str] = []
+        shown = self._text or partial_text
+        if shown.strip():
+            with contextlib.suppress(Undelivered):
+                ids = await self._deliver(shown)
+        try:
+            ids.extend(await self._with_retries(lambda: self.surface.notice(error.user_message)))
+        except Undelivered as exc:
+            log.warning("delivery.notice_failed", platform=self._platform, error=exc.code)
+        return ids
+
+    async def deliver_late(self, text: str, *, reply_to: str | None) -> list[str]:
+        """Deliver a reply an earlier turn could not, in messages of its own (answering
+        ``reply_to``); the reply of this turn then starts afresh. Raises ``Undelivered``."""
+        surface = self.surface
+        saved = surface.reply_to
+        surface.reply_to = reply_to
+        surface.forget()
+        try:
+            ids = await self._deliver(text)
+            self._metrics.delivered_late.labels(self._platform).inc()
+            return ids
+        finally:
+            surface.forget()
+            surface.reply_to = saved
+            self._confirmed = None
+            self._plain = False
+
+    # --- final delivery ----------------------------------------------------------------
+
+    async def _deliver(self, text: str) -> list[str]:
+        try:
+            return await self._with_retries(lambda: self._final_once(text))
+        except Undelivered:
+            self._metrics.undelivered.labels(self._platform).inc()
+            raise
+
+    async def _with_retries(self, call: Callable[[], Awaitable[list[str]]]) -> list[str]:
+        try:
+            async for attempt in retrying(
+                retry_if=lambda exc: isinstance(exc, _RETRIED),
+                budget=self._policy.timeout,
+                attempts=self._policy.max_attempts,
+                before_sleep=self._before_sleep,
+            ):
+                with attempt:
+                    return await call()
+        except DeliveryError as exc:
+            self._count(exc)
+            log.warning("delivery.gave_up", platform=self._platform, error=exc.code)
+            raise Undelivered(cause=exc) from exc
+        except Exception as exc:  # an SDK error the surface did not classify: a bug
+            log.error(
+                "delivery.unexpected_error", platform=self._platform, error=type(exc).__name__
+            )
+            raise Undelivered(f"unexpected {type(exc).__name__}", cause=exc) from exc
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _final_once(self, text: str) -> list[str]:
+        try:
+            ids = await self.surface.final(text, plain=self._plain)
+        except FormattingRejected as exc:
+            if not self._plain:
+                log.info("delivery.formatting_refused", platform=self._platform)
+                self._plain = True
+                exc.immediate = True
+            raise
+        except NotModified as exc:
+            if self._confirmed == text:
+                return self.surface.message_ids()
+            # The platform says "not modified" but never confirmed this text: show it anew.
+            log.info("delivery.not_modified_mismatch", platform=self._platform)
+            await self.surface.discard()
+            exc.immediate = True
+            raise
+        except MessageGone as exc:
+            self.surface.forget()
+            exc.immediate = True
+            raise
+        self._confirmed = text
+        return ids
+
+    async def _before_sleep(self, state: RetryCallState) -> None:
+        outcome = state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, DeliveryError):
+            self._count(exc)
+            log.info(
+                "delivery.retrying",
+                platform=self._platform,
+                error=exc.code,
+                attempt=state.attempt_number,
+                wait=round(state.upcoming_sleep, 3),
+            )
+
+    # --- progress ----------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        """Show the newest text whenever the pace allows, until the reply ends."""
+        surface = self.surface
+        next_at = 0.0
+        while not self._closing.is_set():
+            try:
+                await asyncio.wait_for(self._dirty.wait(), timeout=surface.keepalive)
+            except TimeoutError:
+                self._dirty.set()  # nothing new for a while: show the same text again
+            now = time.monotonic()
+            delay = max(next_at - now, self._paused_until - now, surface.ready_in())
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), timeout=delay)
+            if self._closing.is_set():
+                return  # the final text supersedes this step
+            self._dirty.clear()
+            text = self._text
+            if text.strip():
+                await self._progress_once(text)
+            next_at = time.monotonic() + surface.progress_interval
+
+    async def _progress_once(self, text: str) -> None:
+        try:
+            await self.surface.progress(text, plain=self._plain)
+        except DeliveryRateLimited as exc:
+            self._count(exc)
+            self._paused_until = time.monotonic() + exc.retry_after
+            self._dirty.set()  # the next step carries this text too
+        except FormattingRejected as exc:
+            self._count(exc)
+            if not self._plain:
+                self._plain = True
+                self._dirty.set()
+        except DeliveryError as exc:  # progress is best effort; the final text still goes
+            self._count(exc)
+            log.info("delivery.progress_failed", platform=self._platform, error=exc.code)
+        except Exception as exc:
+            log.warning(
+                "delivery.progress_unexpected", platform=self._platform, error=type(exc).__name__
+            )
+        else:
+            self._confirmed = text
+
+    async def _indicate(self) -> None:
+        every = self.surface.indicate_every
+        while not self._has_text.is_set() and not self._closing.is_set():
+            try:
+                await self.surface.indicate()
+            except Exception as exc:  # a missing indicator is no reason to stop a reply
+                log.info("delivery.indicator_failed", platform=self._platform, error=_code(exc))
+                return
+            if every is None:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._has_text.wait(), timeout=every)
+
+    async def _settle(self) -> None:
+        """Stop the indicator and the pump (a platform call in progress finishes)."""
+        self._closing.set()
+        self._has_text.set()
+        self._dirty.set()
+        for task in (self._pump_task, self._indicator):
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await task
+
+    def _count(self, exc: DeliveryError) -> None:
+        self._metrics.platform_errors.labels(platform=self._platform, error=exc.code).inc()
+
+
+def _code(exc: BaseException) -> str:
+    return exc.code if isinstance(exc, DeliveryError) else type(exc).__name__
