@@ -19,15 +19,11 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.cli import fail as _fail
 from bot.config import Settings
+from bot.console import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from bot.console import fail as _fail
 from bot.engine.ports import ChatRef, FinalReply, IncomingTurn, TurnOutcome
 from bot.errors import BotError, ConversationNotFound, UnknownModel
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 # Every terminal conversation lives in one chat of its own; ids are the database's.
 CLI_CHAT = ChatRef(platform="cli", chat_id="local", kind="cli", title="voicebot ask")
@@ -91,6 +87,13 @@ class TerminalSink:
             self.out.flush()
         return []
 
+    async def deliver_late(self, text: str, *, reply_to: str | None) -> list[str]:
+        del reply_to
+        if self.stream:
+            self.out.write(text + "\n\n")
+            self.out.flush()
+        return []
+
 
 def _json_result(outcome: TurnOutcome, reply: FinalReply) -> dict[str, Any]:
     return {
@@ -136,7 +139,6 @@ async def ask(
         logging.getLogger().setLevel(logging.ERROR)
 
     from bot.bootstrap import build_core
-    from bot.engine.service import Engine
 
     core = await build_core(settings)
     stop = asyncio.Event()
@@ -147,7 +149,6 @@ async def ask(
         handled = True
     try:
         engine = core.engine
-        assert isinstance(engine, Engine)
         turn = IncomingTurn(
             chat=CLI_CHAT,
             user_id=_user_name(),

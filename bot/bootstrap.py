@@ -7,24 +7,17 @@ build through :func:`build_core`, so they run the same pipeline.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
 from bot.config import Settings
+from bot.core import Core, Platform
 from bot.errors import ConfigError
+from bot.http.server import HttpServer
 from bot.metrics import Metrics
 from bot.storage.database import Database
-
-if TYPE_CHECKING:
-    from bot.audio.pipeline import AudioPipeline
-    from bot.engine.service import Engine
-    from bot.http.server import HttpServer
-    from bot.llm.client import DashScopeClient
 
 log = structlog.get_logger(__name__)
 
@@ -35,43 +28,6 @@ STOP_RECEIVING_SECONDS = 2.0
 DRAIN_SECONDS = 5.0
 CLOSE_SECONDS = 1.0
 HOUSEKEEPING_SECONDS = 6 * 3600.0
-
-
-class Platform(Protocol):
-    """A running chat platform adapter."""
-
-    name: str
-
-    async def start(self) -> None:
-        """Begin receiving (polling, socket, or webhook routes already registered)."""
-        ...
-
-    async def stop(self) -> None:
-        """Stop receiving new events (in-flight turns go on: the engine drains them)."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release sessions and connections, once in-flight replies are delivered."""
-        ...
-
-
-@dataclass(kw_only=True)
-class Core:
-    """The platform-neutral components, shared by every adapter and the CLI."""
-
-    settings: Settings
-    database: Database
-    metrics: Metrics
-    model_client: DashScopeClient
-    audio: AudioPipeline
-    engine: Engine
-
-    async def aclose(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.model_client.aclose()
-        with contextlib.suppress(Exception):
-            await self.audio.aclose()
-        await self.database.dispose()
 
 
 def plan(settings: Settings) -> tuple[list[str], list[str]]:
@@ -184,8 +140,6 @@ def build_platforms(core: Core, http: HttpServer) -> list[Platform]:
 
 async def run_forever(settings: Settings) -> int:
     """``voicebot run``: start everything, wait for SIGINT/SIGTERM, stop cleanly."""
-    from bot.http.server import HttpServer
-
     missing = missing_requirements(settings)
     if missing:
         raise ConfigError(missing.split(": set ")[1].split(" ")[0], missing)

@@ -13,11 +13,8 @@ from collections.abc import Sequence
 
 from bot import __version__
 from bot.config import Settings
+from bot.console import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
 from bot.errors import BotError, ConfigError
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.load()
     except ConfigError as exc:
         fail(f"configuration error: {exc.variable}: {exc.problem}")
-        return EXIT_CONFIG
+        return EXIT_USAGE
 
     from bot.logs import configure_logging
 
@@ -75,18 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     except ConfigError as exc:
         fail(f"configuration error: {exc.variable}: {exc.problem}")
-        return EXIT_CONFIG
+        return EXIT_USAGE
     except BotError as exc:
         fail(exc.user_message)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
     raise AssertionError(f"unhandled command {args.command}")  # argparse prevents this
-
-
-def fail(line: str) -> None:
-    """One error line on stderr, as every command prints it."""
-    print(f"voicebot: {line}", file=sys.stderr)
 
 
 def _check(settings: Settings) -> int:
@@ -104,7 +96,7 @@ def _check(settings: Settings) -> int:
     for line in problems:
         print(f"  ! {line}")
     if problems:
-        return EXIT_CONFIG
+        return EXIT_USAGE
     print("Configuration OK.")
     return EXIT_OK
 

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.bootstrap import Core, build_core
+from bot.bootstrap import build_core
 from bot.config import Settings
+from bot.core import Core
 from bot.engine.ports import AudioSource, ChatRef, FinalReply, IncomingTurn, TurnOutcome
 from bot.engine.service import Engine
 from bot.errors import BotError
@@ -74,6 +75,8 @@ class Sink:
     final: FinalReply | None = None
     error: BotError | None = None
     partial: str | None = None
+    finish_error: BotError | None = None  # the platform never confirms the final text
+    late: list[tuple[str, str | None]] = field(default_factory=list)
 
     async def start(self) -> None:
         self.calls.append("start")
@@ -91,6 +94,8 @@ class Sink:
     async def finish(self, reply: FinalReply) -> list[str]:
         self.calls.append("finish")
         self.final = reply
+        if self.finish_error is not None:
+            raise self.finish_error
         return ["msg-1"]
 
     async def fail(self, error: BotError, partial_text: str) -> list[str]:
@@ -98,6 +103,13 @@ class Sink:
         self.error = error
         self.partial = partial_text
         return ["err-1"]
+
+    async def deliver_late(self, text: str, *, reply_to: str | None) -> list[str]:
+        self.calls.append("deliver_late")
+        self.late.append((text, reply_to))
+        if self.finish_error is not None:
+            raise self.finish_error
+        return [f"late-{len(self.late)}"]
 
     @property
     def shown(self) -> str:

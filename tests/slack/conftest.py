@@ -22,8 +22,9 @@ import aiohttp
 import pytest
 
 from bot.adapters.slack.app import SlackPlatform
-from bot.bootstrap import Core, build_core, build_platforms, shutdown
+from bot.bootstrap import build_core, build_platforms, shutdown
 from bot.config import Settings
+from bot.core import Core
 from bot.engine.ports import TurnOutcome
 from bot.http.server import HttpServer
 from bot.storage.database import Database

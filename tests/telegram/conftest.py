@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from bot.adapters.telegram.app import TelegramPlatform
-from bot.bootstrap import Core, build_core, shutdown
+from bot.bootstrap import build_core, shutdown
 from bot.config import Settings
+from bot.core import Core
 from bot.http.server import HttpServer
 from bot.storage.database import Database
 from tests.audio import synth

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from aiogram import BaseMiddleware, Bot, Dispatcher
@@ -30,12 +30,10 @@ from bot import texts
 from bot.adapters.telegram.handlers import build_router
 from bot.adapters.telegram.turns import TelegramContext
 from bot.adapters.telegram.updates import PLATFORM, chat_ref, thread_key
+from bot.core import Core
 from bot.engine.ordering import Place
-
-if TYPE_CHECKING:
-    from bot.bootstrap import Core
-    from bot.engine.service import Engine
-    from bot.http.server import HttpServer
+from bot.engine.service import Engine
+from bot.http.server import HttpServer
 
 log = structlog.get_logger(__name__)
 
@@ -106,15 +104,11 @@ class TelegramPlatform:
         self._webhook_tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def from_core(cls, *, core: Core, http: HttpServer | object) -> TelegramPlatform:
+    def from_core(cls, *, core: Core, http: HttpServer) -> TelegramPlatform:
         """Build from the composition root; in webhook mode, add the route to ``http``."""
-        from bot.engine.service import Engine
-        from bot.http.server import HttpServer
-
         settings = core.settings
         assert settings.TELEGRAM_BOT_TOKEN is not None
         engine = core.engine
-        assert isinstance(engine, Engine)
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_BASE))
         # No default parse_mode: replies carry entities, and a default would apply to
         # drafts and edits too.
@@ -136,8 +130,6 @@ class TelegramPlatform:
             webhook_secret=secret.get_secret_value() if secret else None,
         )
         if settings.TELEGRAM_MODE == "webhook":
-            if not isinstance(http, HttpServer):
-                raise TypeError("webhook mode needs the bot's HttpServer")
             http.add_route("POST", WEBHOOK_PATH, platform.handle_webhook)
         return platform
 

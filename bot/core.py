@@ -1,0 +1,56 @@
+"""What the composition root hands to every front end: :class:`Core` and the
+:class:`Platform` protocol.
+
+A leaf for the front ends: :mod:`bot.bootstrap` builds these, and the platform adapters
+and the CLI receive them, so neither imports the other (no import cycle).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.audio.pipeline import AudioPipeline
+from bot.config import Settings
+from bot.engine.service import Engine
+from bot.llm.client import DashScopeClient
+from bot.metrics import Metrics
+from bot.storage.database import Database
+
+
+class Platform(Protocol):
+    """A running chat platform adapter."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Begin receiving (polling, socket, or webhook routes already registered)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop receiving new events (in-flight turns go on: the engine drains them)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release sessions and connections, once in-flight replies are delivered."""
+        ...
+
+
+@dataclass(kw_only=True)
+class Core:
+    """The platform-neutral components, shared by every adapter and the CLI."""
+
+    settings: Settings
+    database: Database
+    metrics: Metrics
+    model_client: DashScopeClient
+    audio: AudioPipeline
+    engine: Engine
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.model_client.aclose()
+        with contextlib.suppress(Exception):
+            await self.audio.aclose()
+        await self.database.dispose()
