@@ -48,6 +48,8 @@ show ``exc.user_message`` to the user and never the library's own text.
 
 from __future__ import annotations
 
+import math
+
 from bot import texts
 
 
@@ -89,7 +91,8 @@ class UserRateLimited(BotError):
     def __init__(self, detail: str = "", *, retry_after: float | None = None) -> None:
         msg = texts.USER_RATE_LIMITED
         if retry_after is not None:
-            msg = texts.USER_RATE_LIMITED_WAIT.format(seconds=max(1, round(retry_after)))
+            # Rounded up: never tell someone to come back before the window has room.
+            msg = texts.USER_RATE_LIMITED_WAIT.format(seconds=max(1, math.ceil(retry_after)))
         super().__init__(detail, user_message=msg)
         self.retry_after = retry_after
 
@@ -254,7 +257,6 @@ class ModelError(BotError):
     """
 
     default_user_message = texts.MODEL_ERROR
-    retryable: bool = False
 
     def __init__(
         self,
@@ -302,12 +304,10 @@ class ContentFiltered(ModelError):
 
 class ModelRateLimited(ModelError):
     default_user_message = texts.MODEL_RATE_LIMITED
-    retryable = True
 
 
 class ModelServerError(ModelError):
     default_user_message = texts.MODEL_SERVER_ERROR
-    retryable = True
 
 
 class ModelTimeout(ModelError):
@@ -316,4 +316,3 @@ class ModelTimeout(ModelError):
 
 class ModelConnectionLost(ModelError):
     default_user_message = texts.MODEL_CONNECTION_LOST
-    retryable = True

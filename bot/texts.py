@@ -165,7 +165,6 @@ HELP_COMMANDS = (
 # --- Slack ---------------------------------------------------------------------------
 SLACK_STATUS_LISTENING = "is listening…"
 SLACK_STATUS_THINKING = "is thinking…"
-SLACK_EMPTY_REPLY = "_(The model sent an empty reply.)_"
 SLACK_FILE_LOGIN_PAGE = (
     "I couldn't download that file from Slack: it sent a sign-in page instead of the audio. "
     "The bot may be missing the files:read permission."

@@ -115,10 +115,6 @@ class Mp3Encoder:
         self._pts = 0
         self._closed = False
 
-    @property
-    def samples_fed(self) -> int:
-        return self._pts
-
     def feed(self, samples: npt.NDArray[np.int16], *, check: Callable[[], None]) -> None:
         """Encode ``samples`` (mono s16) after those fed before; ``check`` may raise."""
         # LAME takes planar s16: one row per channel.

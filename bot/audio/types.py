@@ -18,13 +18,18 @@ class AudioInput:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Segment:
-    """One clip the model accepts: mono 16 kHz, encoded as ``format`` (mp3 or wav)."""
+    """One clip the model accepts: mono 16 kHz, encoded as ``format`` (mp3 or wav).
+
+    The one clip type from the pipeline to the request: the engine stores these, replays
+    them from storage, and turns them into the request's audio parts.
+    """
 
     data: bytes
     format: str
     start: float  # seconds from the start of the recording
     duration: float  # seconds
     sha256: str
+    source_key: str | None = None  # the recording it was cut from (e.g. telegram:<id>)
 
 
 class MismatchKind(StrEnum):

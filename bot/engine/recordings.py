@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.audio.types import AudioConverter, AudioInput, LengthMismatch, counted_seconds
+from bot.audio.types import AudioConverter, AudioInput, LengthMismatch, Segment, counted_seconds
 from bot.catalog import ModelSpec
 from bot.engine.ports import AudioSource
 from bot.errors import AudioEmpty, AudioTooLarge
@@ -24,20 +25,10 @@ _WINDOW_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PreparedClip:
-    data: bytes
-    format: str
-    start: float
-    duration: float
-    sha256: str
-    source_key: str | None = None  # the recording this clip was cut from
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class PreparedAudio:
     """Clips in order, and how long the whole recording is."""
 
-    clips: tuple[PreparedClip, ...]
+    clips: tuple[Segment, ...]
     total_seconds: float
     truncated: bool  # the recording is longer than ``total_seconds`` by an unknown amount
     source_key: str | None
@@ -78,7 +69,7 @@ async def prepare_audio(
             and all(c.duration <= spec.clip_seconds + _WINDOW_TOLERANCE for c in stored.clips)
         ):
             clips = tuple(
-                PreparedClip(
+                Segment(
                     data=c.data,
                     format=c.format,
                     start=c.start_seconds,
@@ -128,17 +119,7 @@ async def prepare_audio(
         elapsed=round(elapsed, 3),
     )
     return PreparedAudio(
-        clips=tuple(
-            PreparedClip(
-                data=s.data,
-                format=s.format,
-                start=s.start,
-                duration=s.duration,
-                sha256=s.sha256,
-                source_key=key,
-            )
-            for s in converted.segments
-        ),
+        clips=tuple(dataclasses.replace(s, source_key=key) for s in converted.segments),
         total_seconds=report.duration,
         truncated=report.truncated,
         source_key=key,

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from bot import texts
 from bot.audio.report import format_duration
-from bot.audio.types import LengthMismatch, MismatchKind
+from bot.audio.types import LengthMismatch, MismatchKind, Segment
 from bot.catalog import ModelKind, ModelSpec
 from bot.engine.history import RequestPlan
 from bot.engine.settings import ChatSettingsView
@@ -91,18 +91,12 @@ def generation_params(view: ChatSettingsView, spec: ModelSpec) -> GenerationPara
     )
 
 
-@dataclass(frozen=True, slots=True)
-class AudioBytes:
-    data: bytes
-    format: str
-
-
 def build_messages(
     plan: RequestPlan,
     *,
     spec: ModelSpec,
-    current_audio: Sequence[AudioBytes],
-    history_audio: Mapping[int, AudioBytes],
+    current_audio: Sequence[Segment],
+    history_audio: Mapping[int, AudioPart],
 ) -> list[ChatMessage]:
     """The request's messages: system, history pairs (chronological), current turn.
 
@@ -117,8 +111,7 @@ def build_messages(
         parts: list[Part] = []
         for clip in pair.clips:
             assert clip.clip_id is not None
-            stored = history_audio[clip.clip_id]
-            parts.append(AudioPart(stored.data, stored.format))
+            parts.append(history_audio[clip.clip_id])
         user_text = pair.user_text or (instruction if pair.clips else None)
         if user_text:
             parts.append(TextPart(user_text))

@@ -13,8 +13,9 @@ from typing import Any
 
 from bot import texts
 from bot.catalog import ModelSpec, get_model
+from bot.engine.domain import GroupPolicy
 from bot.errors import InvalidSetting, UnknownModel
-from bot.storage.tables import ChatSettings, GroupPolicy
+from bot.storage.tables import ChatSettings
 
 SETTING_KEYS: tuple[str, ...] = (
     "model",

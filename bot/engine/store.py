@@ -11,18 +11,20 @@ from typing import Any
 import structlog
 from sqlalchemy import update
 
+from bot.audio.types import Segment
 from bot.catalog import ModelSpec
 from bot.config import Settings
+from bot.engine.domain import TurnRole, TurnStatus
 from bot.engine.history import ClipMeta, PastPair, RequestPlan
 from bot.engine.ports import IncomingTurn
-from bot.engine.recordings import SAMPLE_RATE, PreparedAudio, PreparedClip
-from bot.engine.requests import AudioBytes, TurnKind
+from bot.engine.recordings import SAMPLE_RATE, PreparedAudio
+from bot.engine.requests import TurnKind
 from bot.engine.settings import ChatSettingsView, check_model, effective
 from bot.errors import BotError, ConversationNotFound, ModelError
-from bot.llm.types import Usage
+from bot.llm.types import AudioPart, Usage
 from bot.storage import repositories as repo
 from bot.storage.database import Database
-from bot.storage.tables import AudioClip, Turn, TurnRole, TurnStatus, utcnow
+from bot.storage.tables import AudioClip, Turn, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +45,7 @@ class TurnContext:
 class StoredTurns:
     user_turn_id: int
     assistant_turn_id: int
-    history_audio: dict[int, AudioBytes]
+    history_audio: dict[int, AudioPart]
 
 
 def past_pairs(turns: Sequence[Turn]) -> tuple[PastPair, ...]:
@@ -144,7 +146,7 @@ async def store_failed_user_turn(
         return None
 
 
-def _clip(prepared: PreparedAudio, clip: PreparedClip, position: int) -> AudioClip:
+def _clip(prepared: PreparedAudio, clip: Segment, position: int) -> AudioClip:
     return AudioClip(
         position=position,
         format=clip.format,
@@ -166,7 +168,7 @@ async def store_turn_pair(
     *,
     plan: RequestPlan,
     prepared: PreparedAudio | None,
-    sent: Sequence[PreparedClip],
+    sent: Sequence[Segment],
 ) -> StoredTurns:
     """Commit the user turn with its clips and a ``pending`` reply; load history audio."""
     async with db.sessions() as session, session.begin():
@@ -192,7 +194,7 @@ async def store_turn_pair(
         return StoredTurns(
             user_turn_id=user.id,
             assistant_turn_id=reply.id,
-            history_audio={i: AudioBytes(*data[i]) for i in ids},
+            history_audio={i: AudioPart(*data[i]) for i in ids},
         )
 
 
@@ -205,58 +207,64 @@ async def mark_streaming(db: Database, assistant_turn_id: int) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyRecord:
+    """Everything stored about a reply once the model is done with it."""
+
+    assistant_turn_id: int
+    status: TurnStatus
+    text: str
+    model: str
+    usage: Usage
+    finish_reason: str | None
+    request_id: str | None
+    error: BotError | None
+    request_audio_seconds: float  # everything the request carried, history included
+    user_audio_seconds: float  # this turn's own recording
+    started_at: dt.datetime | None
+    first_token_at: dt.datetime | None
+    record_usage: bool
+
+
 async def finish_assistant_turn(
-    db: Database,
-    ctx: TurnContext,
-    turn: IncomingTurn,
-    *,
-    assistant_turn_id: int,
-    status: TurnStatus,
-    text: str,
-    model: str,
-    usage: Usage,
-    finish_reason: str | None,
-    request_id: str | None,
-    error: BotError | None,
-    request_audio_seconds: float,
-    user_audio_seconds: float,
-    started_at: dt.datetime | None,
-    first_token_at: dt.datetime | None,
-    record_usage: bool,
+    db: Database, ctx: TurnContext, turn: IncomingTurn, record: ReplyRecord
 ) -> None:
     """Store the reply's final state and, unless it failed unbilled, a usage entry."""
+    error, usage = record.error, record.usage
+    request_id = record.request_id
     error_code: str | None = None
     if error is not None:
         code = error.code if isinstance(error, ModelError) else None
         error_code = (code or type(error).__name__)[:64]
         request_id = request_id or (error.request_id if isinstance(error, ModelError) else None)
     values: dict[str, Any] = {
-        "status": status.value,
-        "text": text or None,
-        "model": model,
-        "finish_reason": finish_reason,
+        "status": record.status.value,
+        "text": record.text or None,
+        "model": record.model,
+        "finish_reason": record.finish_reason,
         "request_id": request_id,
         "error_code": error_code,
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "audio_tokens": usage.audio_tokens,
-        # The reply's audio figure is everything the request carried, history included.
-        "audio_seconds_sent": request_audio_seconds,
-        "first_token_at": first_token_at,
+        "audio_seconds_sent": record.request_audio_seconds,
+        "first_token_at": record.first_token_at,
         "finished_at": utcnow(),
     }
-    if started_at is not None:
-        values["started_at"] = started_at
+    if record.started_at is not None:
+        values["started_at"] = record.started_at
     async with db.sessions() as session, session.begin():
-        await session.execute(update(Turn).where(Turn.id == assistant_turn_id).values(**values))
-        if record_usage:
+        await session.execute(
+            update(Turn).where(Turn.id == record.assistant_turn_id).values(**values)
+        )
+        if record.record_usage:
             await repo.add_usage(
                 session,
                 chat_id=ctx.chat_row_id,
-                turn_id=assistant_turn_id,
+                turn_id=record.assistant_turn_id,
                 user_external_id=turn.user_id[:64],
-                model=model,
-                audio_seconds=user_audio_seconds,
+                model=record.model,
+                audio_seconds=record.user_audio_seconds,
                 input_tokens=usage.input_tokens or 0,
                 output_tokens=usage.output_tokens or 0,
                 audio_tokens=usage.audio_tokens or 0,

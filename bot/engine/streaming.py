@@ -8,7 +8,9 @@ import datetime as dt
 import time
 from dataclasses import dataclass, field
 
+from bot.engine.domain import TurnStatus
 from bot.engine.ports import ReplySink
+from bot.errors import BotError
 from bot.llm.types import (
     AudioInfo,
     ChatMessage,
@@ -20,15 +22,15 @@ from bot.llm.types import (
     UsageUpdate,
 )
 from bot.metrics import Metrics
-from bot.storage.tables import TurnStatus, utcnow
+from bot.storage.tables import utcnow
 
 
-class SinkBroken(Exception):
-    """The adapter's sink raised: the platform could not show the reply."""
+class SinkBroken(BotError):
+    """The adapter's sink raised while the reply streamed: the platform could not show it."""
 
 
 @dataclass
-class StreamState:
+class ReplyState:
     """What the stream produced so far (kept when it fails or is stopped)."""
 
     text: str = ""
@@ -52,7 +54,7 @@ async def stream_reply(
     params: GenerationParams,
     sink: ReplySink,
     stop: asyncio.Event,
-    state: StreamState,
+    state: ReplyState,
 ) -> bool:
     """Consume the model's stream into ``state``; ``True`` if it was stopped."""
 
@@ -99,7 +101,7 @@ def observe(
     metrics: Metrics,
     labels: tuple[str, str, str],
     status: TurnStatus,
-    state: StreamState,
+    state: ReplyState,
     began: float,
     audio_seconds: float,
 ) -> None:

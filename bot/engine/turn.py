@@ -26,15 +26,16 @@ from dataclasses import dataclass, replace
 import structlog
 
 from bot import texts
-from bot.audio.types import AudioConverter
+from bot.audio.types import AudioConverter, Segment
 from bot.config import Settings
 from bot.engine import store
-from bot.engine.history import audio_budget_seconds, plan_request
+from bot.engine.domain import TurnStatus
+from bot.engine.history import RequestPlan, audio_budget_seconds, plan_request
 from bot.engine.ports import FinalReply, IncomingTurn, ReplySink, TurnOutcome
 from bot.engine.recordings import PreparedAudio, prepare_recordings
 from bot.engine.requests import (
-    AudioBytes,
     TurnKind,
+    TurnShape,
     audio_info_note,
     build_messages,
     generation_params,
@@ -43,12 +44,12 @@ from bot.engine.requests import (
     replay_instruction,
     shape_turn,
 )
-from bot.engine.streaming import SinkBroken, StreamState, has_usage, observe, stream_reply
+from bot.engine.streaming import ReplyState, SinkBroken, has_usage, observe, stream_reply
 from bot.errors import AudioError, BotError, ModelError, Undelivered
 from bot.llm.types import ModelClient
 from bot.metrics import Metrics
 from bot.storage.database import Database
-from bot.storage.tables import TurnStatus, utcnow
+from bot.storage.tables import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -73,232 +74,383 @@ async def safe_fail(sink: ReplySink, error: BotError, partial: str) -> tuple[str
         return ()
 
 
+class _Ended(Exception):
+    """A phase ended the turn early; ``outcome`` says how (never escapes this module)."""
+
+    def __init__(self, outcome: TurnOutcome) -> None:
+        super().__init__(outcome.status)
+        self.outcome = outcome
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Heard:
+    """The current turn's audio as planned: what goes out and what the reply notes."""
+
+    plan: RequestPlan
+    prepared: PreparedAudio | None
+    sent: tuple[Segment, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def sent_seconds(self) -> float:
+        return sum(c.duration for c in self.sent)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Generated:
+    state: ReplyState
+    error: BotError | None
+    stopped: bool
+
+    @property
+    def status(self) -> TurnStatus:
+        if self.error is not None:
+            return TurnStatus.FAILED
+        return TurnStatus.STOPPED if self.stopped else TurnStatus.COMPLETE
+
+
 async def run_turn(
     deps: TurnDeps, turn: IncomingTurn, sink: ReplySink, stop: asyncio.Event
 ) -> TurnOutcome:
     """Run one turn; never raises for expected failures (the outcome says what happened)."""
-    began = time.monotonic()
-    platform = turn.chat.platform
+    run = _TurnRun(deps=deps, turn=turn, sink=sink, stop=stop)
     try:
-        ctx = await store.load_context(deps.database, deps.settings, turn)
-        if await _deliver_pending(deps, ctx, turn, sink):
-            # The replies just delivered are history now.
-            ctx = await store.load_context(deps.database, deps.settings, turn)
-        shape = shape_turn(ctx.spec, text=turn.text, has_audio=bool(turn.recordings))
-    except BotError as exc:
-        await safe_fail(sink, exc, "")
-        deps.metrics.turns.labels(platform, "-", "-", "refused").inc()
-        return TurnOutcome(status="refused", error=exc)
-    spec = ctx.spec
-    labels = (platform, spec.name, shape.kind.value)
+        return await run.execute()
+    except _Ended as end:
+        return end.outcome
 
-    try:
-        await sink.start()
-    except Exception as exc:
-        log.warning("sink.start_failed", error=type(exc).__name__)
-        deps.metrics.platform_errors.labels(platform, "start").inc()
-        return TurnOutcome(status="failed", conversation_id=ctx.conversation_id, error=BotError())
 
-    # --- audio: reuse or fetch + convert ----------------------------------------------
-    prepared: PreparedAudio | None = None
-    if turn.recordings:
+class _TurnRun:
+    """One turn's phases, in the order of the module docstring."""
+
+    def __init__(
+        self, *, deps: TurnDeps, turn: IncomingTurn, sink: ReplySink, stop: asyncio.Event
+    ) -> None:
+        self.deps = deps
+        self.turn = turn
+        self.sink = sink
+        self.stop = stop
+        self.began = time.monotonic()
+        self.platform = turn.chat.platform
+
+    async def execute(self) -> TurnOutcome:
+        ctx, shape = await self.admit()
+        labels = (self.platform, ctx.spec.name, shape.kind.value)
+        await self.show_working(ctx)
+        prepared = await self.hear(ctx, shape, labels)
+        heard = await self.plan(ctx, shape, prepared, labels)
+        stored = await self.commit(ctx, shape, heard, labels)
+        generated = await self.generate(ctx, heard, stored)
+        notes = (*heard.notes, *self.reply_notes(generated))
+        await self.store_reply(ctx, heard, stored, generated)
+        observe(
+            self.deps.metrics,
+            labels,
+            generated.status,
+            generated.state,
+            self.began,
+            heard.sent_seconds,
+        )
+        self.log_finished(ctx, shape, heard, stored, generated)
+        base = TurnOutcome(
+            status="failed",
+            conversation_id=ctx.conversation_id,
+            user_turn_id=stored.user_turn_id,
+            assistant_turn_id=stored.assistant_turn_id,
+            audio_seconds_sent=heard.sent_seconds if heard.prepared is not None else None,
+        )
+        return await self.deliver(ctx, base, stored, generated, notes)
+
+    # --- 1. admit: context, pending deliveries, the turn's kind -------------------------
+
+    async def admit(self) -> tuple[store.TurnContext, TurnShape]:
+        deps, turn = self.deps, self.turn
         try:
-            prepared = await prepare_recordings(
+            ctx = await store.load_context(deps.database, deps.settings, turn)
+            if await _deliver_pending(deps, ctx, turn, self.sink):
+                # The replies just delivered are history now.
+                ctx = await store.load_context(deps.database, deps.settings, turn)
+            shape = shape_turn(ctx.spec, text=turn.text, has_audio=bool(turn.recordings))
+        except BotError as exc:
+            await safe_fail(self.sink, exc, "")
+            deps.metrics.turns.labels(self.platform, "-", "-", "refused").inc()
+            raise _Ended(TurnOutcome(status="refused", error=exc)) from exc
+        return ctx, shape
+
+    async def show_working(self, ctx: store.TurnContext) -> None:
+        try:
+            await self.sink.start()
+        except Exception as exc:
+            log.warning("sink.start_failed", error=type(exc).__name__)
+            self.deps.metrics.platform_errors.labels(self.platform, "start").inc()
+            raise _Ended(
+                TurnOutcome(status="failed", conversation_id=ctx.conversation_id, error=BotError())
+            ) from exc
+
+    # --- 2. hear: reuse stored clips, or fetch and convert ------------------------------
+
+    async def hear(
+        self, ctx: store.TurnContext, shape: TurnShape, labels: tuple[str, str, str]
+    ) -> PreparedAudio | None:
+        deps, turn = self.deps, self.turn
+        if not turn.recordings:
+            return None
+        try:
+            return await prepare_recordings(
                 turn.recordings,
-                spec=spec,
+                spec=ctx.spec,
                 converter=deps.audio,
                 sessions=deps.database.sessions,
                 chat_row_id=ctx.chat_row_id,
                 max_bytes=deps.settings.AUDIO_MAX_BYTES,
                 budget_seconds=audio_budget_seconds(
-                    spec, system_prompt=ctx.view.system_prompt, current_text=shape.model_text
+                    ctx.spec, system_prompt=ctx.view.system_prompt, current_text=shape.model_text
                 ),
                 metrics=deps.metrics,
             )
         except Exception as raw:
-            audio_error = raw if isinstance(raw, BotError) else BotError(type(raw).__name__)
-            return await _audio_failed(deps, ctx, turn, sink, shape.kind, labels, audio_error)
+            error = raw if isinstance(raw, BotError) else BotError(type(raw).__name__)
+            raise _Ended(
+                await _audio_failed(deps, ctx, turn, self.sink, shape.kind, labels, error)
+            ) from raw
 
-    # --- plan ------------------------------------------------------------------------
-    clips = prepared.clips if prepared else ()
-    try:
-        plan = plan_request(
-            spec,
-            system_prompt=ctx.view.system_prompt,
-            current_text=shape.model_text,
-            current_clips=[c.duration for c in clips],
-            history=ctx.history,
-            instruction=replay_instruction(spec),
-        )
-    except BotError as exc:
-        shown = await safe_fail(sink, exc, "")
-        deps.metrics.turns.labels(*labels, "refused").inc()
-        return TurnOutcome(
-            status="refused", conversation_id=ctx.conversation_id, error=exc, message_ids=shown
-        )
-    sent = clips[: plan.current_clips]
-    sent_seconds = sum(c.duration for c in sent)
-    notes = list(shape.notes)
-    if prepared is not None:
-        note = left_out_note(
-            sent=sent_seconds, total=prepared.total_seconds, truncated=prepared.truncated
-        )
-        if note:
-            notes.append(note)
-        # Cut-off or mis-sized files are answered with what was heard, never silently.
-        notes.extend(length_notes(prepared.mismatches))
+    # --- 3. plan within the model's budget ------------------------------------------------
 
-    # --- commit the user turn first ---------------------------------------------------
-    try:
-        stored = await store.store_turn_pair(
-            deps.database, ctx, turn, shape.kind, plan=plan, prepared=prepared, sent=sent
+    async def plan(
+        self,
+        ctx: store.TurnContext,
+        shape: TurnShape,
+        prepared: PreparedAudio | None,
+        labels: tuple[str, str, str],
+    ) -> _Heard:
+        clips = prepared.clips if prepared else ()
+        try:
+            plan = plan_request(
+                ctx.spec,
+                system_prompt=ctx.view.system_prompt,
+                current_text=shape.model_text,
+                current_clips=[c.duration for c in clips],
+                history=ctx.history,
+                instruction=replay_instruction(ctx.spec),
+            )
+        except BotError as exc:
+            shown = await safe_fail(self.sink, exc, "")
+            self.deps.metrics.turns.labels(*labels, "refused").inc()
+            raise _Ended(
+                TurnOutcome(
+                    status="refused",
+                    conversation_id=ctx.conversation_id,
+                    error=exc,
+                    message_ids=shown,
+                )
+            ) from exc
+        sent = tuple(clips[: plan.current_clips])
+        notes = list(shape.notes)
+        if prepared is not None:
+            note = left_out_note(
+                sent=sum(c.duration for c in sent),
+                total=prepared.total_seconds,
+                truncated=prepared.truncated,
+            )
+            if note:
+                notes.append(note)
+            # Cut-off or mis-sized files are answered with what was heard, never silently.
+            notes.extend(length_notes(prepared.mismatches))
+        return _Heard(plan=plan, prepared=prepared, sent=sent, notes=tuple(notes))
+
+    # --- 4. commit the user turn first ------------------------------------------------------
+
+    async def commit(
+        self,
+        ctx: store.TurnContext,
+        shape: TurnShape,
+        heard: _Heard,
+        labels: tuple[str, str, str],
+    ) -> store.StoredTurns:
+        try:
+            return await store.store_turn_pair(
+                self.deps.database,
+                ctx,
+                self.turn,
+                shape.kind,
+                plan=heard.plan,
+                prepared=heard.prepared,
+                sent=heard.sent,
+            )
+        except Exception as exc:
+            log.error("turn.store_failed", error=type(exc).__name__)
+            err = BotError(type(exc).__name__)
+            shown = await safe_fail(self.sink, err, "")
+            self.deps.metrics.turns.labels(*labels, "failed").inc()
+            raise _Ended(
+                TurnOutcome(
+                    status="failed",
+                    conversation_id=ctx.conversation_id,
+                    error=err,
+                    message_ids=shown,
+                )
+            ) from exc
+
+    # --- 5. stream the model's reply --------------------------------------------------------
+
+    async def generate(
+        self, ctx: store.TurnContext, heard: _Heard, stored: store.StoredTurns
+    ) -> _Generated:
+        deps, spec = self.deps, ctx.spec
+        messages = build_messages(
+            heard.plan, spec=spec, current_audio=heard.sent, history_audio=stored.history_audio
         )
-    except Exception as exc:
-        log.error("turn.store_failed", error=type(exc).__name__)
-        err = BotError(type(exc).__name__)
-        shown = await safe_fail(sink, err, "")
-        deps.metrics.turns.labels(*labels, "failed").inc()
-        return TurnOutcome(
-            status="failed", conversation_id=ctx.conversation_id, error=err, message_ids=shown
-        )
+        params = generation_params(ctx.view, spec)
+        state = ReplyState()
+        deps.metrics.in_flight.inc()
+        error: BotError | None = None
+        stopped = False
+        try:
+            await store.mark_streaming(deps.database, stored.assistant_turn_id)
+            state.started_at = utcnow()
+            stopped = await stream_reply(
+                deps.model_client, spec.name, messages, params, self.sink, self.stop, state
+            )
+        except ModelError as exc:
+            error = exc
+            deps.metrics.model_errors.labels(type(exc).__name__).inc()
+        except SinkBroken as exc:
+            error = exc
+            deps.metrics.platform_errors.labels(self.platform, "update").inc()
+        except Exception as exc:  # a bug or the database: the user still gets an answer
+            log.error("turn.stream_failed", error=type(exc).__name__)
+            error = BotError(type(exc).__name__)
+        finally:
+            deps.metrics.in_flight.dec()
+        if error is None and not stopped and not state.text.strip():
+            error = ModelError("empty reply", user_message=texts.EMPTY_REPLY)
+        return _Generated(state=state, error=error, stopped=stopped)
 
-    messages = build_messages(
-        plan,
-        spec=spec,
-        current_audio=[AudioBytes(c.data, c.format) for c in sent],
-        history_audio=stored.history_audio,
-    )
-    params = generation_params(ctx.view, spec)
-    request_audio = sent_seconds + sum(c.duration for p in plan.history for c in p.clips)
+    @staticmethod
+    def reply_notes(generated: _Generated) -> list[str]:
+        notes: list[str] = []
+        state = generated.state
+        if state.finish_reason == "length" and generated.status is TurnStatus.COMPLETE:
+            notes.append(texts.REPLY_CUT_AT_LIMIT)
+        info_note = audio_info_note(state.audio_info)
+        if info_note:
+            notes.append(info_note)
+        if generated.stopped:
+            notes.append(texts.REPLY_STOPPED)
+        return notes
 
-    # --- stream ----------------------------------------------------------------------
-    state = StreamState()
-    deps.metrics.in_flight.inc()
-    error: BotError | None = None
-    stopped = False
-    try:
-        await store.mark_streaming(deps.database, stored.assistant_turn_id)
-        state.started_at = utcnow()
-        stopped = await stream_reply(
-            deps.model_client, spec.name, messages, params, sink, stop, state
-        )
-    except ModelError as exc:
-        error = exc
-        deps.metrics.model_errors.labels(type(exc).__name__).inc()
-    except SinkBroken as exc:
-        error = BotError(f"sink: {exc}")
-        deps.metrics.platform_errors.labels(platform, "update").inc()
-    except Exception as exc:  # a bug or the database: the user still gets an answer
-        log.error("turn.stream_failed", error=type(exc).__name__)
-        error = BotError(type(exc).__name__)
-    finally:
-        deps.metrics.in_flight.dec()
-    if error is None and not stopped and not state.text.strip():
-        error = ModelError("empty reply", user_message=texts.EMPTY_REPLY)
+    # --- 6. store the reply (then 7. show it) ---------------------------------------------
 
-    status = (
-        TurnStatus.FAILED
-        if error is not None
-        else TurnStatus.STOPPED
-        if stopped
-        else TurnStatus.COMPLETE
-    )
-    if state.finish_reason == "length" and status is TurnStatus.COMPLETE:
-        notes.append(texts.REPLY_CUT_AT_LIMIT)
-    info_note = audio_info_note(state.audio_info)
-    if info_note:
-        notes.append(info_note)
-    if stopped:
-        notes.append(texts.REPLY_STOPPED)
-
-    # --- store the reply, then show it -----------------------------------------------
-    # A reply is complete only once the platform confirmed all of it: until then it is
-    # "delivering" (a crash leaves it "undelivered", to be delivered later).
-    try:
-        await store.finish_assistant_turn(
-            deps.database,
-            ctx,
-            turn,
+    async def store_reply(
+        self,
+        ctx: store.TurnContext,
+        heard: _Heard,
+        stored: store.StoredTurns,
+        generated: _Generated,
+    ) -> None:
+        state, status = generated.state, generated.status
+        # A reply is complete only once the platform confirmed all of it: until then it is
+        # "delivering" (a crash leaves it "undelivered", to be delivered later).
+        record = store.ReplyRecord(
             assistant_turn_id=stored.assistant_turn_id,
             status=TurnStatus.DELIVERING if status is TurnStatus.COMPLETE else status,
             text=state.text,
-            model=spec.name,
+            model=ctx.spec.name,
             usage=state.usage,
             finish_reason=state.finish_reason,
             request_id=state.request_id,
-            error=error,
-            request_audio_seconds=request_audio,
-            user_audio_seconds=sent_seconds,
+            error=generated.error,
+            # The reply's audio figure is everything the request carried, history included.
+            request_audio_seconds=heard.sent_seconds
+            + sum(c.duration for p in heard.plan.history for c in p.clips),
+            user_audio_seconds=heard.sent_seconds,
             started_at=state.started_at,
             first_token_at=state.first_token_at,
             record_usage=status is not TurnStatus.FAILED or has_usage(state.usage),
         )
-    except Exception as exc:
-        # The user still gets the reply; the turn stays "streaming" until the next start-up
-        # marks it failed, so it is never replayed as a complete answer.
-        log.error(
-            "turn.store_reply_failed",
-            assistant_turn_id=stored.assistant_turn_id,
-            error=type(exc).__name__,
-        )
-    observe(deps.metrics, labels, status, state, began, sent_seconds)
-    log.info(
-        "turn.finished",
-        platform=platform,
-        conversation_id=ctx.conversation_id,
-        user_turn_id=stored.user_turn_id,
-        assistant_turn_id=stored.assistant_turn_id,
-        model=spec.name,
-        kind=shape.kind.value,
-        status=status.value,
-        clips=len(sent),
-        history_pairs=len(plan.history),
-        estimated_tokens=plan.estimated_tokens,
-        input_tokens=state.usage.input_tokens,
-        output_tokens=state.usage.output_tokens,
-        reply_chars=len(state.text),
-        duration=round(time.monotonic() - began, 3),
-        error=type(error).__name__ if error else None,
-    )
-    base = TurnOutcome(
-        status="failed",
-        conversation_id=ctx.conversation_id,
-        user_turn_id=stored.user_turn_id,
-        assistant_turn_id=stored.assistant_turn_id,
-        audio_seconds_sent=sent_seconds if prepared is not None else None,
-    )
-    if error is not None:
-        shown = await safe_fail(sink, error, state.text)
-        return replace(base, error=error, message_ids=shown)
+        try:
+            await store.finish_assistant_turn(self.deps.database, ctx, self.turn, record)
+        except Exception as exc:
+            # The user still gets the reply; the turn stays "streaming" until the next
+            # start-up marks it failed, so it is never replayed as a complete answer.
+            log.error(
+                "turn.store_reply_failed",
+                assistant_turn_id=stored.assistant_turn_id,
+                error=type(exc).__name__,
+            )
 
-    reply = FinalReply(
-        text=state.text,
-        status="stopped" if stopped else "complete",
-        model=spec.name,
-        finish_reason=state.finish_reason,
-        notes=tuple(notes),
-        audio_info=state.audio_info,
-        usage=state.usage,
-    )
-    try:
-        message_ids = tuple(await sink.finish(reply))
-    except Exception as exc:
-        undelivered = exc if isinstance(exc, Undelivered) else Undelivered(cause=exc)
-        log.warning(
-            "turn.undelivered",
-            platform=platform,
+    def log_finished(
+        self,
+        ctx: store.TurnContext,
+        shape: TurnShape,
+        heard: _Heard,
+        stored: store.StoredTurns,
+        generated: _Generated,
+    ) -> None:
+        state, error = generated.state, generated.error
+        log.info(
+            "turn.finished",
+            platform=self.platform,
+            conversation_id=ctx.conversation_id,
+            user_turn_id=stored.user_turn_id,
             assistant_turn_id=stored.assistant_turn_id,
-            error=undelivered.code,
+            model=ctx.spec.name,
+            kind=shape.kind.value,
+            status=generated.status.value,
+            clips=len(heard.sent),
+            history_pairs=len(heard.plan.history),
+            estimated_tokens=heard.plan.estimated_tokens,
+            input_tokens=state.usage.input_tokens,
+            output_tokens=state.usage.output_tokens,
+            reply_chars=len(state.text),
+            duration=round(time.monotonic() - self.began, 3),
+            error=type(error).__name__ if error else None,
         )
+
+    # --- 7. deliver: complete only once the platform confirmed all of it ------------------
+
+    async def deliver(
+        self,
+        ctx: store.TurnContext,
+        base: TurnOutcome,
+        stored: store.StoredTurns,
+        generated: _Generated,
+        notes: tuple[str, ...],
+    ) -> TurnOutcome:
+        state, status, error = generated.state, generated.status, generated.error
+        if error is not None:
+            shown = await safe_fail(self.sink, error, state.text)
+            return replace(base, error=error, message_ids=shown)
+        reply = FinalReply(
+            text=state.text,
+            status="stopped" if generated.stopped else "complete",
+            model=ctx.spec.name,
+            finish_reason=state.finish_reason,
+            notes=notes,
+            audio_info=state.audio_info,
+            usage=state.usage,
+        )
+        try:
+            message_ids = tuple(await self.sink.finish(reply))
+        except Exception as exc:
+            undelivered = exc if isinstance(exc, Undelivered) else Undelivered(cause=exc)
+            log.warning(
+                "turn.undelivered",
+                platform=self.platform,
+                assistant_turn_id=stored.assistant_turn_id,
+                error=undelivered.code,
+            )
+            await _record_delivery(
+                self.deps,
+                stored.assistant_turn_id,
+                status=TurnStatus.UNDELIVERED if status is TurnStatus.COMPLETE else status,
+                error_code=undelivered.code,
+            )
+            return replace(base, status="undelivered", error=undelivered, reply=reply)
         await _record_delivery(
-            deps,
-            stored.assistant_turn_id,
-            status=TurnStatus.UNDELIVERED if status is TurnStatus.COMPLETE else status,
-            error_code=undelivered.code,
+            self.deps, stored.assistant_turn_id, status=status, message_ids=message_ids
         )
-        return replace(base, status="undelivered", error=undelivered, reply=reply)
-    await _record_delivery(deps, stored.assistant_turn_id, status=status, message_ids=message_ids)
-    return replace(base, status=reply.status, reply=reply, message_ids=message_ids)
+        return replace(base, status=reply.status, reply=reply, message_ids=message_ids)
 
 
 async def _record_delivery(

@@ -35,7 +35,6 @@ from bot.llm.state import StreamState, TextAccumulator
 from bot.llm.types import (
     AudioPart,
     ChatMessage,
-    Completion,
     Finished,
     GenerationParams,
     StreamEvent,
@@ -168,57 +167,6 @@ class DashScopeClient:
             finish_reason=state.finish_reason,
             request_id=state.request_id,
             usage=state.usage or Usage(),
-        )
-
-    async def complete(
-        self, *, model: str, messages: list[ChatMessage], params: GenerationParams
-    ) -> Completion:
-        """One whole reply from the non-streaming endpoint."""
-        body = self._body(model=model, messages=messages, params=params, stream=False)
-        opened = await self._open_with_retries(body, stream=False, model=model)
-        state = StreamState(request_id=opened.request_id)
-        parts: list[bytes] = []
-        reader = self._read(opened, state)
-        try:
-            async for raw in reader:
-                parts.append(raw)
-        finally:
-            await reader.aclose()
-            await opened.response.aclose()
-        payload = b"".join(parts)
-        try:
-            obj = json.loads(payload)
-        except ValueError:
-            raise errors.ModelServerError(
-                "answer is not JSON",
-                request_id=state.request_id,
-                status=opened.response.status_code,
-            ) from None
-        wire = wire_error_from_json(obj) if not _has_output(obj) else None
-        if wire is not None:
-            raise map_error(
-                status=opened.response.status_code,
-                code=wire.code,
-                message=wire.message,
-                request_id=wire.request_id or state.request_id,
-            )
-        chunk = (
-            native.parse_message(obj)
-            if self.protocol == "native"
-            else compatible.parse_completion(obj)
-        )
-        return Completion(
-            text=chunk.text or "",
-            finish_reason=chunk.finish_reason or "stop",
-            # Native bodies carry DashScope's request id; compatible ones a completion id,
-            # so there the x-request-id header wins.
-            request_id=(
-                chunk.request_id or state.request_id
-                if self.protocol == "native"
-                else state.request_id or chunk.request_id
-            ),
-            usage=chunk.usage or Usage(),
-            audio_info=chunk.audio_info,
         )
 
     async def aclose(self) -> None:

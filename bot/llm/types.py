@@ -90,17 +90,6 @@ class Finished:
 StreamEvent = TextDelta | AudioInfo | UsageUpdate | Finished
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Completion:
-    """A whole (non-streamed) answer."""
-
-    text: str
-    finish_reason: str
-    request_id: str | None = None
-    usage: Usage = field(default_factory=Usage)
-    audio_info: AudioInfo | None = None
-
-
 class ModelClient(Protocol):
     """What the engine needs from a model service client."""
 
@@ -108,12 +97,6 @@ class ModelClient(Protocol):
         self, *, model: str, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[StreamEvent]:
         """Stream one reply. Raises :class:`bot.errors.ModelError` subclasses."""
-        ...
-
-    async def complete(
-        self, *, model: str, messages: list[ChatMessage], params: GenerationParams
-    ) -> Completion:
-        """One whole reply, not streamed."""
         ...
 
     async def aclose(self) -> None: ...

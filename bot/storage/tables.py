@@ -1,13 +1,12 @@
 """SQL tables (SQLAlchemy 2 declarative, typed with ``Mapped``).
 
 The same schema runs on SQLite (default) and PostgreSQL (production); Alembic migrations in
-``migrations/`` must match it exactly (a test compares them on both databases).
+``bot/migrations/`` must match it exactly (a test compares them on both databases).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -29,6 +28,23 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from bot.engine.domain import GroupPolicy, TurnRole, TurnStatus
+
+__all__ = [
+    "AudioClip",
+    "Base",
+    "Chat",
+    "ChatSettings",
+    "Conversation",
+    "GroupPolicy",
+    "ProcessedEvent",
+    "Turn",
+    "TurnRole",
+    "TurnStatus",
+    "UsageEntry",
+    "utcnow",
+]
 
 # Stable constraint names: Alembic can then compare and drop them on every backend.
 NAMING = {
@@ -54,30 +70,6 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSON,
         list[str]: JSON,
     }
-
-
-class TurnStatus(StrEnum):
-    """Where a turn is. A reply is ``complete`` only once the platform confirmed all of it."""
-
-    PENDING = "pending"
-    STREAMING = "streaming"
-    DELIVERING = "delivering"  # the model finished; the final text is being delivered
-    COMPLETE = "complete"
-    UNDELIVERED = "undelivered"  # the text is stored; delivered at the chat's next message
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
-class TurnRole(StrEnum):
-    USER = "user"
-    ASSISTANT = "assistant"
-
-
-class GroupPolicy(StrEnum):
-    """When the bot answers in a group or channel."""
-
-    MENTION = "mention"  # voice notes that reply to / mention the bot, and mentions
-    ALL_VOICE = "all_voice"  # also every voice note in the group
 
 
 class Chat(Base):

@@ -7,7 +7,7 @@ import pytest
 
 from bot import errors, texts
 from bot.llm.client import DashScopeClient
-from bot.llm.types import AudioPart, Finished, GenerationParams, TextDelta
+from bot.llm.types import AudioPart, Finished, TextDelta
 from tests.fakes.dashscope import Fail, FakeDashScope, Reply
 from tests.llm.conftest import ClientFactory, collect, user
 
@@ -175,10 +175,6 @@ async def test_clip_over_10_mb_refused_before_any_network_call(
     with pytest.raises(errors.ModelPayloadTooLarge) as info:
         await collect(client, [user(big)])
     assert info.value.user_message == texts.MODEL_PAYLOAD_TOO_LARGE
-    with pytest.raises(errors.ModelPayloadTooLarge):
-        await client.complete(
-            model="qwen-audio-turbo-latest", messages=[user(big)], params=GenerationParams()
-        )
     assert dashscope_fake.requests == []
 
 
@@ -211,66 +207,3 @@ async def test_fake_rejects_more_than_10_mb(dashscope_fake: FakeDashScope) -> No
     assert resp.json()["message"] == "Exceeded limit on max bytes per data-uri item : 10485760"
 
 
-# --- non-streaming ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_complete_returns_whole_answer(
-    protocol: str, make_client: ClientFactory, dashscope_fake: FakeDashScope, mp3_2s: bytes
-) -> None:
-    client = make_client(protocol=protocol)
-    done = await client.complete(
-        model="qwen-audio-turbo-latest",
-        messages=[user(AudioPart(mp3_2s, "mp3"), "describe")],
-        params=GenerationParams(),
-    )
-    assert done.text == "Heard 1 audio clip(s): 2.00 s. Prompt: “describe”."
-    assert done.finish_reason == "stop"
-    assert done.request_id
-    assert done.usage.audio_tokens == 50
-    req = dashscope_fake.last_request
-    assert not req.stream
-    if protocol == "native":
-        assert "X-DashScope-SSE" not in req.headers
-        assert "incremental_output" not in req.body["parameters"]
-    else:
-        assert "stream" not in req.body and "stream_options" not in req.body
-
-
-async def test_complete_asr_annotations(
-    make_client: ClientFactory, dashscope_fake: FakeDashScope, wav_1s: bytes
-) -> None:
-    dashscope_fake.queue_reply(chunks=["欢迎使用阿里云。"], language="zh", emotion="neutral")
-    done = await make_client().complete(
-        model="qwen3-asr-flash",
-        messages=[user(AudioPart(wav_1s, "wav"))],
-        params=GenerationParams(),
-    )
-    assert done.text == "欢迎使用阿里云。"
-    assert done.audio_info is not None and done.audio_info.language == "zh"
-    assert done.usage.seconds == 1.0
-
-
-async def test_complete_retries_5xx_then_succeeds(
-    make_client: ClientFactory, dashscope_fake: FakeDashScope, wav_1s: bytes
-) -> None:
-    dashscope_fake.queue(Fail(status=500, code="InternalError"), Reply(chunks=["ok"]))
-    done = await make_client().complete(
-        model="qwen-audio-turbo-latest",
-        messages=[user(AudioPart(wav_1s, "wav"))],
-        params=GenerationParams(),
-    )
-    assert done.text == "ok"
-    assert len(dashscope_fake.requests) == 2
-
-
-async def test_complete_first_byte_timeout(
-    make_client: ClientFactory, dashscope_fake: FakeDashScope, wav_1s: bytes
-) -> None:
-    dashscope_fake.queue_reply(first_byte_delay=0.4)
-    with pytest.raises(errors.ModelTimeout):
-        await make_client(first_byte_timeout=0.1).complete(
-            model="qwen-audio-turbo-latest",
-            messages=[user(AudioPart(wav_1s, "wav"))],
-            params=GenerationParams(),
-        )

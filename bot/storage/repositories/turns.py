@@ -177,7 +177,3 @@ async def fail_interrupted_turns(session: AsyncSession) -> int:
         .execution_options(synchronize_session=False)
     )
     return count + int(getattr(result, "rowcount", 0) or 0)
-
-
-def is_user(turn: Turn) -> bool:
-    return turn.role == TurnRole.USER.value

@@ -13,9 +13,9 @@ import structlog
 
 from bot.adapters.slack.deps import SlackDeps
 from bot.adapters.slack.events import SlackMessage, instruction, read_message
+from bot.engine.domain import GroupPolicy
 from bot.engine.ordering import Place
 from bot.engine.ports import IncomingTurn
-from bot.storage.tables import GroupPolicy
 
 log = structlog.get_logger(__name__)
 

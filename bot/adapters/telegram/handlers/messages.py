@@ -8,8 +8,8 @@ from aiogram.types import Message
 from bot import texts
 from bot.adapters.telegram.turns import TelegramContext, answer
 from bot.adapters.telegram.updates import addressed, chat_ref, has_audio
+from bot.engine.domain import GroupPolicy
 from bot.engine.ordering import Place
-from bot.storage.tables import GroupPolicy
 
 
 def build_router() -> Router:
