@@ -1,48 +1,28 @@
-"""Run the Alembic migrations of ``migrations/`` programmatically (``voicebot migrate``)."""
+"""Run the Alembic migrations in ``bot/migrations/`` programmatically (``voicebot migrate``)."""
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
-from bot.errors import ConfigError
 from bot.storage.database import Database
 
-
-def migrations_dir() -> Path:
-    """The Alembic ``migrations/`` folder.
-
-    VOICEBOT_MIGRATIONS if set; else the checkout's (beside the ``bot`` package, for
-    editable installs); else the copy a regular install puts in ``<prefix>/share/voicebot``.
-    """
-    override = os.environ.get("VOICEBOT_MIGRATIONS")
-    candidates = (
-        [Path(override)]
-        if override
-        else [
-            Path(__file__).resolve().parents[2] / "migrations",
-            Path(sys.prefix) / "share" / "voicebot" / "migrations",
-        ]
-    )
-    for folder in candidates:
-        if (folder / "env.py").is_file():
-            return folder
-    raise ConfigError(
-        "VOICEBOT_MIGRATIONS", f"no Alembic migrations at {candidates[0]} (set it to the folder)"
-    )
+# Package resource form: Alembic finds the folder inside the installed ``bot`` package, so
+# this works from any working directory, editable install or not.
+SCRIPT_LOCATION = "bot:migrations"
 
 
 def alembic_config(url: str) -> Config:
+    """An Alembic config for ``url`` without an ``alembic.ini``."""
     cfg = Config()
-    cfg.set_main_option("script_location", str(migrations_dir()))
-    # ConfigParser interpolation would choke on a "%" in a password.
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    # Read by env.py before DATABASE_URL or alembic.ini's sqlalchemy.url (offline mode,
+    # or if no connection is handed in). Kept out of the ConfigParser, whose interpolation
+    # would choke on a "%" in a percent-encoded password.
+    cfg.attributes["url"] = url
     return cfg
 
 
