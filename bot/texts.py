@@ -1,6 +1,10 @@
 """Every text a user sees, in one place so it can be translated.
 
-Keep them short, specific and friendly. Placeholders use ``str.format`` names.
+Keep them short, specific and friendly. Placeholders use ``str.format`` names. A text
+that names a chat command writes ``{cmd:NAME}``: :class:`bot.commands.CommandStyle` spells
+it for the platform (``/model`` on Telegram, ``/voicebot model`` on Slack). The error texts
+the engine raises (``MODEL_NOT_FOUND``, ``NO_ROOM_FOR_AUDIO``, ``NEEDS_AUDIO_*``) still
+spell commands the Telegram way until errors carry their template (see MODEL_NOT_FOUND).
 Adapters may add platform-specific texts here too (grouped by a comment), never inline.
 """
 
@@ -55,6 +59,9 @@ FILE_FOREIGN_HOST = "I can't download that file: it isn't stored where I expecte
 MODEL_ERROR = "The model couldn't answer this time. Please try again."
 MODEL_AUTH = "The bot's DashScope API key was refused. Please tell the bot's operator."
 MODEL_QUOTA = "The model's quota is used up or access was denied. Please tell the bot's operator."
+# MODEL_NOT_FOUND, NO_ROOM_FOR_AUDIO and NEEDS_AUDIO_ASR / _CAPTION name commands in
+# Telegram's spelling: the engine raises them as finished strings, and Slack's error notices
+# respell them (presenters.with_command_prefix) until errors carry a {cmd:…} template.
 MODEL_NOT_FOUND = "That model isn't available right now. An admin can pick another with /model."
 MODEL_BAD_REQUEST = "The model couldn't accept this request."
 MODEL_PAYLOAD_TOO_LARGE = "That recording is too large to send to the model (10 MB limit)."
@@ -147,6 +154,16 @@ FORGET_DONE = (
     "Done. I deleted {conversations} conversations, {turns} messages and {clips} recordings of "
     "this chat."
 )
+FORGET_CONFIRM = "Delete this chat's stored conversations and audio? This can't be undone."
+FORGET_YES = "Yes, delete"
+FORGET_NO = "Cancel"
+FORGET_CANCELLED = "Nothing was deleted."
+MODEL_PICK_BUTTONS = "Admins can choose with the buttons below, or with {cmd:model} NAME."
+POLICY_BUTTON_MENTION = "In groups: only when mentioned or replied to"
+POLICY_BUTTON_ALL_VOICE = "In groups: every voice message"
+BUTTON_SELECTED_MARK = "✓ "
+SETTING_SAVED = "Saved."
+UNKNOWN_COMMAND = "I don't know “{command}”. Try `{cmd:help}`."
 NEW_CONVERSATION = "Starting a fresh conversation. I've forgotten what we talked about here."
 HELP_INTRO = (
     "Send me a voice message and I'll answer it. Add a caption (or reply to a voice message "
@@ -186,7 +203,6 @@ SLACK_NEW_IN_CHANNEL = (
     "In channels, every thread is its own conversation: mention me in a new message to "
     "start a fresh one."
 )
-SLACK_UNKNOWN_COMMAND = "I don't know “{command}”. Try `/voicebot help`."
 SLACK_FILE_FOREIGN_HOST = "I can't download that file: it isn't stored on Slack."
 
 # --- Telegram ------------------------------------------------------------------------
@@ -194,14 +210,6 @@ TELEGRAM_DOWNLOAD_FAILED = "I couldn't download that file from Telegram. Please 
 TELEGRAM_GROUP_HELP = (
     "In groups, reply to my messages or mention @{username}: in a voice message's caption, "
     "or in a reply to any voice message to ask about it. Admins can make me answer every "
-    "voice message with /settings."
+    "voice message with {cmd:settings}."
 )
-TELEGRAM_MODEL_PICK = "Admins can choose with the buttons below, or with /model NAME."
-TELEGRAM_POLICY_MENTION = "In groups: only when mentioned or replied to"
-TELEGRAM_POLICY_ALL_VOICE = "In groups: every voice message"
-TELEGRAM_FORGET_CONFIRM = "Delete this chat's stored conversations and audio? This can't be undone."
-TELEGRAM_FORGET_YES = "Yes, delete"
-TELEGRAM_FORGET_NO = "Cancel"
-TELEGRAM_FORGET_CANCELLED = "Nothing was deleted."
 TELEGRAM_BUTTON_EXPIRED = "This button has expired. Please send the command again."
-TELEGRAM_SAVED = "Saved."

@@ -1,8 +1,8 @@
-"""Plain-text views both adapters show: help, settings, models, usage, forget.
+"""Plain-text views both platforms show: help, settings, models, usage, forget.
 
-Short, friendly, texts from :mod:`bot.texts`; adapters add their own markup if they like.
-``prefix`` is how a command is typed on the platform: ``"/"`` on Telegram
-(``/new``), ``"/voicebot "`` on Slack (``/voicebot new``).
+Short, friendly, texts from :mod:`bot.texts`; :mod:`bot.commands` puts them into answers.
+Commands are spelt with the platform's prefix (``CommandStyle.prefix``): ``/new`` on
+Telegram, ``/voicebot new`` on Slack.
 """
 
 from __future__ import annotations
@@ -13,28 +13,33 @@ from collections.abc import Sequence
 from bot import texts
 from bot.audio.report import format_duration
 from bot.catalog import ModelKind, ModelSpec
+from bot.engine.domain import GroupPolicy
 from bot.engine.settings import SETTING_KEYS, ChatSettingsView
 from bot.engine.usage import UsageReport
 from bot.storage.repositories import ForgetCounts
-from bot.storage.tables import GroupPolicy
 
 _PROMPT_PREVIEW = 80
 
 
 def help_text(*, model: str, prefix: str = "/", intro: str = texts.HELP_INTRO) -> str:
-    """What the bot does and its commands (``prefix`` + name, e.g. ``/voicebot new``)."""
+    """What the bot does and its commands (``prefix`` + name: a ``CommandStyle.prefix``)."""
     commands = "\n".join(f"{prefix}{name} — {what}" for name, what in texts.HELP_COMMANDS)
     return texts.HELP_TEXT.format(intro=intro, commands=commands, model=model)
 
 
+# Legacy, for Slack's error notices only (bot/adapters/slack/replier.py): the engine raises
+# errors as finished strings in Telegram's spelling (texts.MODEL_NOT_FOUND …), so they
+# cannot be formatted with a CommandStyle yet. Delete this (and its test in
+# tests/engine/test_settings_usage.py) once errors carry a {cmd:…} template; nothing else
+# may use it: command answers are formatted with the platform's CommandStyle.
 _COMMAND_MENTION = re.compile(
     r"(?<![\w/])/(" + "|".join(name for name, _ in texts.HELP_COMMANDS) + r")\b"
 )
 
 
 def with_command_prefix(text: str, prefix: str) -> str:
-    """Rewrite the ``/model``-style command mentions of shared texts for a platform whose
-    commands look different (Slack: ``/voicebot model``)."""
+    """Deprecated: respell the ``/model``-style mentions of an engine error for a platform
+    whose commands look different (Slack: ``/voicebot model``)."""
     if prefix == "/":
         return text
     return _COMMAND_MENTION.sub(lambda m: f"{prefix}{m.group(1)}", text)

@@ -27,7 +27,28 @@ async def test_help_model_settings_usage_in_a_dm(bot: SlackBot) -> None:
     assert "Model (model): qwen2-audio-instruct" in answer["text"]
 
     assert (await bot.command("usage"))["text"] == "No usage recorded in this chat yet."
-    assert "don't know" in (await bot.command("frobnicate"))["text"]
+    assert (await bot.command("frobnicate"))["text"] == (
+        "I don't know “frobnicate”. Try `/voicebot help`."
+    )
+
+
+async def test_commands_are_spelt_the_slack_way(bot: SlackBot) -> None:
+    answer = await bot.command("")  # a bare /voicebot is help
+    assert answer["response_type"] == "ephemeral"
+    lines = answer["text"].splitlines()
+    listed = [line.split(" — ")[0] for line in lines if " — " in line]
+    assert listed == [
+        "/voicebot new",
+        "/voicebot model",
+        "/voicebot settings",
+        "/voicebot usage",
+        "/voicebot forget",
+        "/voicebot help",
+    ]
+    # No buttons on Slack, so the model list does not mention any.
+    models = await bot.command("model")
+    assert "buttons" not in models["text"] and "blocks" not in models
+    assert (await bot.command("HELP"))["text"] == answer["text"]
 
 
 async def test_new_and_forget(bot: SlackBot) -> None:

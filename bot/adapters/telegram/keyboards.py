@@ -1,73 +1,52 @@
-"""Inline keyboards and their callback data (``/model``, ``/settings``, ``/forget``)."""
+"""Answer buttons as inline keyboards, and button presses back as core actions.
+
+Callback data is ``ACTION:VALUE`` (``model:qwen-audio-chat``, ``policy:all_voice``,
+``forget:yes``): the packing of aiogram's ``CallbackData(prefix=ACTION)`` with one field,
+so keyboards sent by earlier versions keep working.
+"""
 
 from __future__ import annotations
 
-from aiogram.filters.callback_data import CallbackData
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from typing import Any
 
-from bot import texts
-from bot.catalog import ModelSpec
+import structlog
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.commands import ACTIONS, Button, ButtonRows
 
-class ModelChoice(CallbackData, prefix="model"):
-    """An admin picked a model (callback data is ≤ 64 bytes; model names fit)."""
+log = structlog.get_logger(__name__)
 
-    name: str
-
-
-class PolicyChoice(CallbackData, prefix="policy"):
-    """An admin picked when the bot answers in this group."""
-
-    value: str
+# Bot API: callback_data is 1-64 bytes.
+MAX_CALLBACK_DATA = 64
 
 
-class ForgetChoice(CallbackData, prefix="forget"):
-    """The /forget confirmation: ``yes`` deletes, anything else cancels."""
-
-    answer: str
-
-
-def models_keyboard(models: list[ModelSpec], current: str) -> InlineKeyboardMarkup:
-    rows = [
-        [
-            InlineKeyboardButton(
-                text=("✓ " if spec.name == current else "") + spec.name,
-                callback_data=ModelChoice(name=spec.name).pack(),
-            )
-        ]
-        for spec in models
-    ]
-    return InlineKeyboardMarkup(inline_keyboard=rows)
+def callback_data(button: Button) -> str:
+    """The data Telegram sends back when ``button`` is pressed."""
+    return f"{button.action}:{button.value}"
 
 
-def policy_keyboard(current: str) -> InlineKeyboardMarkup:
-    options = (
-        ("mention", texts.TELEGRAM_POLICY_MENTION),
-        ("all_voice", texts.TELEGRAM_POLICY_ALL_VOICE),
-    )
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [
-                InlineKeyboardButton(
-                    text=("✓ " if value == current else "") + label,
-                    callback_data=PolicyChoice(value=value).pack(),
-                )
-            ]
-            for value, label in options
-        ]
-    )
+def keyboard(rows: ButtonRows) -> InlineKeyboardMarkup | None:
+    """The inline keyboard of an answer's buttons (``None`` without buttons).
+
+    A button whose data would not fit Telegram's 64 bytes is left out (and logged).
+    """
+    markup: list[list[InlineKeyboardButton]] = []
+    for row in rows:
+        buttons = []
+        for button in row:
+            data = callback_data(button)
+            if len(data.encode()) > MAX_CALLBACK_DATA:
+                log.warning("telegram.button_too_long", action=button.action, size=len(data))
+                continue
+            buttons.append(InlineKeyboardButton(text=button.label, callback_data=data))
+        if buttons:
+            markup.append(buttons)
+    return InlineKeyboardMarkup(inline_keyboard=markup) if markup else None
 
 
-def forget_keyboard() -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [
-                InlineKeyboardButton(
-                    text=texts.TELEGRAM_FORGET_YES, callback_data=ForgetChoice(answer="yes").pack()
-                ),
-                InlineKeyboardButton(
-                    text=texts.TELEGRAM_FORGET_NO, callback_data=ForgetChoice(answer="no").pack()
-                ),
-            ]
-        ]
-    )
+def pressed(query: CallbackQuery) -> dict[str, Any] | bool:
+    """aiogram filter: one of our buttons → ``{"press": (action, value)}`` for the handler."""
+    action, sep, value = (query.data or "").partition(":")
+    if not sep or action not in ACTIONS:
+        return False
+    return {"press": (action, value)}

@@ -1,4 +1,5 @@
-"""Small helpers the command and button handlers share."""
+"""What the command and button handlers share: the core's command handler for this bot,
+and answering in the same chat and topic (with retries)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
+from bot import texts
 from bot.adapters.telegram.formatting import Chunk, render_notice
+from bot.adapters.telegram.turns import TelegramContext
 from bot.adapters.telegram.updates import topic_id
+from bot.commands import CommandHandler, CommandProfile, CommandStyle
 from bot.retrying import retrying
 
 T = TypeVar("T")
@@ -24,6 +28,25 @@ T = TypeVar("T")
 # A command's answer is worth a short wait: aiogram does not retry 429s or 5xx itself.
 ATTEMPTS = 4
 MAX_RETRY_AFTER = 30.0
+
+STYLE = CommandStyle(prefix="/")
+
+
+def command_profile(username: str | None) -> CommandProfile:
+    """The core's commands as Telegram shows them: slash commands, inline buttons (so
+    ``/forget`` asks first), and a word on groups in ``/help`` naming the bot's @username."""
+    return CommandProfile(
+        style=STYLE,
+        group_help=texts.TELEGRAM_GROUP_HELP,
+        bot_username=username,
+        buttons=True,
+    )
+
+
+async def command_handler(bot: Bot, tg: TelegramContext) -> CommandHandler:
+    """The core's command handler for this bot (``bot.me()`` is cached by aiogram)."""
+    me = await bot.me()
+    return CommandHandler(engine=tg.engine, admins=tg.admins, profile=command_profile(me.username))
 
 
 def _worth_retrying(exc: BaseException) -> bool:

@@ -1,0 +1,175 @@
+"""The chat commands and their buttons, once for every platform.
+
+``help | start``, ``new``, ``model [NAME]``, ``settings [KEY VALUE]``, ``usage``,
+``forget`` (CONTRACT.md): :meth:`CommandHandler.run` answers a typed command,
+:meth:`CommandHandler.press` a pressed button. Access is checked first, then the engine
+does the work and checks admin rights (:meth:`~bot.engine.service.Engine.update_settings`,
+:meth:`~bot.engine.service.Engine.forget`), for commands and buttons alike; its refusals
+become their ``user_message``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+
+from bot import texts
+from bot.commands.buttons import forget_buttons, model_buttons, policy_buttons
+from bot.commands.ports import (
+    FORGET_ACTION,
+    FORGET_YES,
+    MODEL_ACTION,
+    POLICY_ACTION,
+    Answer,
+    ButtonAction,
+    ChatCommand,
+    CommandProfile,
+)
+from bot.engine import presenters
+from bot.engine.ports import AdminCheck, ChatRef
+from bot.engine.service import Engine
+from bot.engine.settings import ChatSettingsView, parse_setting_change
+from bot.errors import BotError
+
+# Other names users type for a command (Telegram sends /start on first contact).
+ALIASES = {"start": "help", "?": "help", "": "help"}
+
+
+def canonical_name(name: str) -> str:
+    """The command a typed name means: ``"/Help"`` → ``"help"``, ``"start"`` → ``"help"``."""
+    norm = name.strip().lower().lstrip("/")
+    return ALIASES.get(norm, norm)
+
+
+class CommandHandler:
+    """Answers commands and button presses for one platform (its ``profile`` and admins)."""
+
+    def __init__(self, *, engine: Engine, admins: AdminCheck, profile: CommandProfile) -> None:
+        self._engine = engine
+        self._admins = admins
+        self._profile = profile
+        self._commands: dict[str, Callable[[ChatCommand], Awaitable[Answer]]] = {
+            "help": self._help,
+            "new": self._new,
+            "model": self._model,
+            "settings": self._settings,
+            "usage": self._usage,
+            "forget": self._forget,
+        }
+
+    @property
+    def profile(self) -> CommandProfile:
+        """What this handler's platform can show."""
+        return self._profile
+
+    async def run(self, command: ChatCommand) -> Answer:
+        """The answer to a typed command (unknown names get a pointer to ``help``)."""
+        if not self._engine.is_allowed(command.chat, command.user_id):
+            return Answer(text=texts.ACCESS_DENIED)
+        name = canonical_name(command.name)
+        run = self._commands.get(name)
+        if run is None:
+            return Answer(text=self._profile.style.format(texts.UNKNOWN_COMMAND, command=name))
+        try:
+            return await run(command)
+        except BotError as exc:
+            return Answer(text=exc.user_message)
+
+    async def press(self, action: ButtonAction) -> Answer:
+        """The answer to a pressed button: the message's new text and buttons, and a notice.
+
+        Rights are checked again here: a button stays pressable after rights change, and
+        anyone in the chat can press it.
+        """
+        if not self._engine.is_allowed(action.chat, action.user_id):
+            return Answer(notice=texts.ACCESS_DENIED, alert=True)
+        try:
+            if action.action == MODEL_ACTION:
+                view = await self._change(action, model=action.value)
+                menu = self._model_menu(view)
+                return dataclasses.replace(
+                    menu, notice=texts.MODEL_CHANGED.format(model=view.model)
+                )
+            if action.action == POLICY_ACTION:
+                view = await self._change(action, group_policy=action.value)
+                shown = self._settings_view(view, action.chat)
+                return dataclasses.replace(shown, notice=texts.SETTING_SAVED)
+            if action.action == FORGET_ACTION:
+                if action.value != FORGET_YES:
+                    return Answer(text=texts.FORGET_CANCELLED)
+                counts = await self._engine.forget(action.chat, action.user_id, self._admins)
+                return Answer(text=presenters.forget_summary(counts))
+        except BotError as exc:
+            return Answer(notice=exc.user_message, alert=True)
+        return Answer()  # not ours (adapters pass only ACTIONS): acknowledged, nothing changes
+
+    # --- commands -------------------------------------------------------------------------
+
+    async def _help(self, command: ChatCommand) -> Answer:
+        profile = self._profile
+        view = await self._engine.get_settings(command.chat)
+        text = presenters.help_text(
+            model=view.model, prefix=profile.style.prefix, intro=profile.help_intro
+        )
+        if profile.group_help and not command.chat.is_private:
+            extra = profile.style.format(profile.group_help, username=profile.bot_username or "")
+            text = f"{text}\n\n{extra}"
+        return Answer(text=text)
+
+    async def _new(self, command: ChatCommand) -> Answer:
+        if self._profile.group_new is not None and not command.chat.is_private:
+            return Answer(text=self._profile.group_new)
+        await self._engine.new_conversation(command.chat, command.thread_key)
+        return Answer(text=texts.NEW_CONVERSATION)
+
+    async def _model(self, command: ChatCommand) -> Answer:
+        words = command.args.split()
+        if words:  # a model name has no spaces: the first word is the name
+            view = await self._change(command, model=words[0])
+            return Answer(text=texts.MODEL_CHANGED.format(model=view.model))
+        return self._model_menu(await self._engine.get_settings(command.chat))
+
+    async def _settings(self, command: ChatCommand) -> Answer:
+        args = command.args.strip()
+        if args:
+            key, _, raw = args.partition(" ")
+            view = await self._change(command, **parse_setting_change(key, raw))
+        else:
+            view = await self._engine.get_settings(command.chat)
+        return self._settings_view(view, command.chat)
+
+    async def _usage(self, command: ChatCommand) -> Answer:
+        return Answer(text=presenters.usage_summary(await self._engine.usage(command.chat)))
+
+    async def _forget(self, command: ChatCommand) -> Answer:
+        chat, user = command.chat, command.user_id
+        if not self._profile.buttons:
+            counts = await self._engine.forget(chat, user, self._admins)
+            return Answer(text=presenters.forget_summary(counts))
+        # Deleting can't be undone: ask first, but only someone who could confirm.
+        if not await self._engine.can_manage(chat, user, self._admins):
+            return Answer(text=texts.NOT_ADMIN)
+        return Answer(text=texts.FORGET_CONFIRM, buttons=forget_buttons(), confirm=True)
+
+    # --- shared views ---------------------------------------------------------------------
+
+    async def _change(
+        self, source: ChatCommand | ButtonAction, **change: object
+    ) -> ChatSettingsView:
+        return await self._engine.update_settings(
+            source.chat, source.user_id, self._admins, **change
+        )
+
+    def _model_menu(self, view: ChatSettingsView) -> Answer:
+        models = self._engine.allowed_models
+        text = presenters.model_list(models, current=view.model)
+        if not self._profile.buttons:
+            return Answer(text=text)
+        pick = self._profile.style.format(texts.MODEL_PICK_BUTTONS)
+        return Answer(text=f"{text}\n\n{pick}", buttons=model_buttons(models, current=view.model))
+
+    def _settings_view(self, view: ChatSettingsView, chat: ChatRef) -> Answer:
+        text = presenters.settings_summary(view)
+        if not self._profile.buttons or chat.is_private:
+            return Answer(text=text)
+        return Answer(text=text, buttons=policy_buttons(view.group_policy))

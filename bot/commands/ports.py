@@ -1,0 +1,100 @@
+"""What the platform adapters and the command core exchange (platform-neutral).
+
+In: a :class:`ChatCommand` (``/model NAME``, ``/voicebot model NAME``) or a
+:class:`ButtonAction` (a button of an earlier answer was pressed). Out: an
+:class:`Answer`: text, buttons as data, and flags. The adapter says once, in a
+:class:`CommandProfile`, what its platform can show; the core decides everything else.
+
+``Answer.text`` is plain text (no Markdown): adapters send it as is, escaping what their
+platform would read as markup. The one exception is a command shown in backticks
+(``Try `/voicebot help`.``): Slack shows it as code; it is only used on platforms that
+route unknown commands to the core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot import texts
+from bot.commands.style import CommandStyle
+from bot.engine.ports import ChatRef
+
+ButtonRows = tuple[tuple["Button", ...], ...]
+
+# What a button press may ask for (``Button.action``).
+MODEL_ACTION = "model"  # value: the model's name
+POLICY_ACTION = "policy"  # value: a GroupPolicy value
+FORGET_ACTION = "forget"  # value: FORGET_YES (delete) or anything else (cancel)
+ACTIONS: tuple[str, ...] = (MODEL_ACTION, POLICY_ACTION, FORGET_ACTION)
+FORGET_YES = "yes"
+FORGET_NO = "no"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatCommand:
+    """A command as the user typed it: ``name`` (without prefix) and the rest as ``args``."""
+
+    name: str
+    args: str
+    chat: ChatRef
+    user_id: str
+    thread_key: str | None = None  # forum topic / thread: the conversation ``new`` resets
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ButtonAction:
+    """A pressed button: its ``action`` and ``value``, in the chat of its message."""
+
+    action: str  # an ACTIONS entry (adapters pass nothing else)
+    value: str
+    chat: ChatRef
+    user_id: str
+    thread_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Button:
+    """One button: what it says and what pressing it asks for."""
+
+    label: str
+    action: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    """What the caller sees.
+
+    For a command, ``text`` is a new message. For a button press, ``text`` replaces the
+    pressed message (``None``: it stays as it is) and ``notice`` is the short note for the
+    presser alone (Telegram's callback answer); ``alert`` asks for it to be acknowledged
+    (a refusal).
+    """
+
+    text: str | None = None
+    buttons: ButtonRows = ()  # rows of buttons under ``text``
+    notice: str | None = None
+    alert: bool = False
+    # For the caller alone where the platform can do that (Slack: ephemeral); elsewhere
+    # it is shown in the chat like any message.
+    ephemeral: bool = True
+    # ``text`` asks the caller to confirm with one of ``buttons`` (nothing happened yet).
+    confirm: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandProfile:
+    """What differs between platforms, as data: spelling, wording, and whether it has
+    buttons. With ``buttons`` the core offers them (model choice; group policy outside
+    private chats) and ``forget`` asks for confirmation first; without, ``forget``
+    deletes at once (there is nothing to confirm with)."""
+
+    style: CommandStyle
+    help_intro: str = texts.HELP_INTRO
+    # Added to ``help`` outside private chats; ``{cmd:…}`` and ``{username}`` (the bot's).
+    group_help: str | None = None
+    bot_username: str | None = None
+    # What ``new`` answers outside private chats instead of resetting anything (Slack:
+    # a channel's conversations are its threads, and a command comes from no thread).
+    group_new: str | None = None
+    buttons: bool = False
