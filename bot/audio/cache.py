@@ -2,13 +2,14 @@
 
 The same voice note is often converted more than once (a reply to it, a second question,
 another model); its conversion is kept so the repeat costs a hash instead of an encode.
-Used from the event loop only, so it needs no lock.
+Used from the event loop only, by plain (non-async) code, so it needs no lock.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
+
+from cachetools import LRUCache
 
 from bot.audio.types import ConvertedAudio
 
@@ -24,13 +25,17 @@ class CacheKey:
     max_segments: int | None
 
 
+def _size(value: ConvertedAudio) -> int:
+    return value.report.bytes_out
+
+
 class ConversionCache:
     """Least-recently-used conversions, bounded by the total bytes of their segments."""
 
     def __init__(self, *, max_bytes: int) -> None:
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self._items: OrderedDict[CacheKey, ConvertedAudio] = OrderedDict()
+        self._items: LRUCache[CacheKey, ConvertedAudio] = LRUCache(
+            maxsize=max_bytes, getsizeof=_size
+        )
         self.hits = 0
         self.misses = 0
 
@@ -40,28 +45,18 @@ class ConversionCache:
         if found is None:
             self.misses += 1
             return None
-        self._items.move_to_end(key)
         self.hits += 1
         return found
 
     def put(self, key: CacheKey, value: ConvertedAudio) -> None:
         """Keep ``value``, evicting the least recently used until under the byte bound."""
-        size = value.report.bytes_out
-        if size > self._max_bytes:
-            return
-        old = self._items.pop(key, None)
-        if old is not None:
-            self._bytes -= old.report.bytes_out
+        if _size(value) > self._items.maxsize:
+            return  # larger than the whole cache (cachetools would raise ValueError)
         self._items[key] = value
-        self._bytes += size
-        while self._bytes > self._max_bytes:
-            _, evicted = self._items.popitem(last=False)
-            self._bytes -= evicted.report.bytes_out
 
     def clear(self) -> None:
         """Forget everything."""
         self._items.clear()
-        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._items)

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.audio.types import AudioConverter, AudioInput, LengthMismatch, Segment, counted_seconds
 from bot.catalog import ModelSpec
+from bot.engine import chat_store
 from bot.engine.ports import AudioSource
 from bot.errors import AudioEmpty, AudioTooLarge
 from bot.metrics import Metrics
-from bot.storage import repositories as repo
+from bot.storage.database import Database
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +44,7 @@ async def prepare_audio(
     *,
     spec: ModelSpec,
     converter: AudioConverter,
-    sessions: async_sessionmaker[AsyncSession],
+    database: Database,
     chat_row_id: int,
     max_bytes: int,
     budget_seconds: float | None,
@@ -61,8 +61,9 @@ async def prepare_audio(
     """
     key = source.source_key
     if key:
-        async with sessions() as session:
-            stored = await repo.find_recording(session, chat_id=chat_row_id, source_key=key)
+        stored = await chat_store.stored_recording(
+            database, chat_row_id=chat_row_id, source_key=key
+        )
         if (
             stored is not None
             and stored.clips
@@ -133,7 +134,7 @@ async def prepare_recordings(
     *,
     spec: ModelSpec,
     converter: AudioConverter,
-    sessions: async_sessionmaker[AsyncSession],
+    database: Database,
     chat_row_id: int,
     max_bytes: int,
     budget_seconds: float | None,
@@ -153,7 +154,7 @@ async def prepare_recordings(
             source,
             spec=spec,
             converter=converter,
-            sessions=sessions,
+            database=database,
             chat_row_id=chat_row_id,
             max_bytes=max_bytes,
             budget_seconds=None if remaining is None else max(0.0, remaining),

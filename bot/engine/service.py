@@ -17,7 +17,9 @@ import structlog
 from bot.audio.types import AudioConverter
 from bot.catalog import CATALOG, ModelSpec
 from bot.config import Settings
+from bot.engine import chat_store
 from bot.engine.access import AccessPolicy, RateLimiter
+from bot.engine.intake import Arrival
 from bot.engine.ordering import KeyedLocks, Place, conversation_key
 from bot.engine.ports import AdminCheck, ChatRef, IncomingTurn, ReplySink, TurnOutcome
 from bot.engine.settings import (
@@ -32,7 +34,6 @@ from bot.engine.usage import UsageReport
 from bot.errors import AccessDenied, BotError, InvalidSetting, NotChatAdmin, ShuttingDown
 from bot.llm.types import ModelClient
 from bot.metrics import Metrics
-from bot.storage import repositories as repo
 from bot.storage.database import Database
 from bot.storage.repositories import ForgetCounts
 from bot.storage.tables import utcnow
@@ -96,20 +97,23 @@ class Engine:
 
     # --- turns --------------------------------------------------------------------------
 
-    def reserve_place(self, chat: ChatRef, thread_key: str | None) -> Place:
-        """Take a place in the conversation's line now, synchronously, as an event arrives.
-
-        Pass it to :meth:`handle_turn`; an adapter that ends up not answering the event
-        must ``release()`` it (releasing twice is harmless).
-        """
-        return self._locks.reserve(
-            conversation_key(
-                platform=chat.platform,
-                chat_id=chat.chat_id,
-                thread_key=thread_key,
-                conversation_id=None,
+    def arrive(self, chat: ChatRef, thread_key: str | None, *, ordered: bool = True) -> Arrival:
+        """An event arrives: take its place in its conversation's line now, synchronously
+        (``ordered=False`` for events that are not turns, e.g. commands). See
+        :mod:`bot.engine.intake` for the rest of the flow."""
+        place = (
+            self._locks.reserve(
+                conversation_key(
+                    platform=chat.platform,
+                    chat_id=chat.chat_id,
+                    thread_key=thread_key,
+                    conversation_id=None,
+                )
             )
+            if ordered
+            else None
         )
+        return Arrival(platform=chat.platform, place=place, claim_one=self.claim_event, runner=self)
 
     async def handle_turn(
         self,
@@ -185,8 +189,7 @@ class Engine:
 
     async def claim_event(self, platform: str, event_id: str) -> bool:
         """``True`` the first time an event id is seen (across restarts), else ``False``."""
-        async with self.database.sessions() as session, session.begin():
-            first = await repo.claim_event(session, platform=platform, event_id=event_id)
+        first = await chat_store.claim_event(self.database, platform=platform, event_id=event_id)
         if not first:
             self.metrics.duplicate_events.labels(platform).inc()
         return first
@@ -199,21 +202,14 @@ class Engine:
             thread_key=thread_key,
             conversation_id=None,
         )
-        async with self._locks.hold(key), self.database.sessions() as session, session.begin():
-            row = await repo.find_chat(session, platform=chat.platform, external_id=chat.chat_id)
-            if row is not None:
-                await repo.close_open_conversations(
-                    session, chat_id=row.id, thread_key=thread_key or ""
-                )
+        async with self._locks.hold(key):
+            await chat_store.close_conversations(self.database, chat, thread_key)
 
     # --- settings, usage, forget ----------------------------------------------------------
 
     async def get_settings(self, chat: ChatRef) -> ChatSettingsView:
         """The chat's effective settings (defaults applied)."""
-        async with self.database.sessions() as session:
-            row = await repo.find_chat(session, platform=chat.platform, external_id=chat.chat_id)
-            stored = await repo.get_chat_settings(session, row.id) if row else None
-            return self._view(stored)
+        return self._view(await chat_store.stored_settings(self.database, chat))
 
     async def update_settings(
         self, chat: ChatRef, user_id: str, admin: AdminCheck, **changes: Any
@@ -234,39 +230,22 @@ class Engine:
                 clean[key] = str(value)
             else:
                 clean[key] = coerce_value(key, value)
-        async with self.database.sessions() as session, session.begin():
-            row = await repo.get_or_create_chat(
-                session,
-                platform=chat.platform,
-                external_id=chat.chat_id,
-                kind=chat.kind,
-                title=chat.title,
-            )
-            stored = await repo.get_or_create_chat_settings(session, row.id)
-            for key, value in clean.items():
-                if key == "group_policy" and value is None:
-                    value = "mention"
-                setattr(stored, key, value)
-            stored.updated_by = f"{chat.platform}:{user_id}"[:64]
-            await session.flush()
-            view = self._view(stored)
+        stored = await chat_store.change_settings(
+            self.database, chat, changes=clean, changed_by=f"{chat.platform}:{user_id}"
+        )
+        view = self._view(stored)
         log.info("settings.updated", platform=chat.platform, keys=sorted(clean))
         return view
 
     async def usage(self, chat: ChatRef) -> UsageReport:
         """The chat's usage by day and model, with totals."""
-        async with self.database.sessions() as session:
-            row = await repo.find_chat(session, platform=chat.platform, external_id=chat.chat_id)
-            rows = await repo.usage_rows(session, chat_id=row.id) if row else []
-        return UsageReport.from_rows(rows)
+        return UsageReport.from_rows(await chat_store.usage_rows(self.database, chat))
 
     async def forget(self, chat: ChatRef, user_id: str, admin: AdminCheck) -> ForgetCounts:
         """Delete the chat's conversations, turns, audio and usage detail (settings stay)."""
         if not await self.can_manage(chat, user_id, admin):
             raise NotChatAdmin(f"{chat.platform} user may not forget chat")
-        async with self.database.sessions() as session, session.begin():
-            row = await repo.find_chat(session, platform=chat.platform, external_id=chat.chat_id)
-            counts = await repo.forget_chat(session, chat_id=row.id) if row else ForgetCounts()
+        counts = await chat_store.forget(self.database, chat)
         log.info(
             "chat.forgotten",
             platform=chat.platform,
@@ -281,8 +260,7 @@ class Engine:
     async def prune_events(self, *, keep: dt.timedelta = EVENT_RETENTION) -> int:
         """Forget exactly-once records older than ``keep`` (platforms redeliver within
         minutes: Slack retries for ~5 min, Telegram re-sends only unconfirmed updates)."""
-        async with self.database.sessions.begin() as session:
-            count = await repo.prune_events(session, before=utcnow() - keep)
+        count = await chat_store.prune_events(self.database, before=utcnow() - keep)
         if count:
             log.info("engine.events_pruned", count=count)
         return count
@@ -290,8 +268,7 @@ class Engine:
     async def recover(self) -> int:
         """At start-up: replies a crash left half-done are marked failed (never replayed
         to the model as complete answers). Returns how many."""
-        async with self.database.sessions.begin() as session:
-            count = await repo.fail_interrupted_turns(session)
+        count = await chat_store.recover_interrupted(self.database)
         if count:
             log.warning("engine.recovered_interrupted_turns", count=count)
         return count

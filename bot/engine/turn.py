@@ -200,7 +200,7 @@ class _TurnRun:
                 turn.recordings,
                 spec=ctx.spec,
                 converter=deps.audio,
-                sessions=deps.database.sessions,
+                database=deps.database,
                 chat_row_id=ctx.chat_row_id,
                 max_bytes=deps.settings.AUDIO_MAX_BYTES,
                 budget_seconds=audio_budget_seconds(

@@ -82,9 +82,9 @@ class SlackBot:
         # Count finished turns (the fake cannot tell when an edited message is final).
         run_turn = platform.deps.run_turn
 
-        async def counting(turn: Any, **kwargs: Any) -> TurnOutcome:
+        async def counting(turn: Any, *args: Any, **kwargs: Any) -> TurnOutcome:
             try:
-                outcome = await run_turn(turn, **kwargs)
+                outcome = await run_turn(turn, *args, **kwargs)
             except BaseException:
                 outcome = TurnOutcome(status="failed")
                 raise

@@ -1,4 +1,4 @@
-"""The fake Slack speaks the real wire formats; markup and splitting helpers."""
+"""The fake Slack speaks the real wire formats; escaping and splitting helpers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapters.slack.markup import split_point, to_mrkdwn
+from bot.adapters.slack.markup import escape, split_point
 from tests.fakes.slack import LOGIN_PAGE, FakeSlack
 
 
@@ -61,11 +61,9 @@ async def test_fake_serves_files_only_with_the_bot_token(fake_slack: FakeSlack) 
             assert await resp.text() == LOGIN_PAGE
 
 
-def test_mrkdwn_conversion_keeps_code() -> None:
-    assert to_mrkdwn("**a** *b* ~~c~~") == "*a* _b_ ~c~"
-    assert to_mrkdwn("- one\n- two") == "• one\n• two"
-    assert to_mrkdwn("```python\nx = '**no**' < 1\n```") == "```\nx = '**no**' &lt; 1\n```"
-    assert to_mrkdwn("see [docs](https://x.y/z?a=1&b=2)") == "see <https://x.y/z?a=1&b=2|docs>"
+def test_mrkdwn_escape_covers_slacks_control_characters() -> None:
+    assert escape("a < b && c > d") == "a &lt; b &amp;&amp; c &gt; d"
+    assert escape("**Bold** _it_") == "**Bold** _it_"  # formatting is left alone
 
 
 def test_split_point_prefers_paragraphs_then_lines_then_spaces() -> None:

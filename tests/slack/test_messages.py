@@ -141,7 +141,7 @@ async def test_long_reply_continues_in_new_messages(bot: SlackBot) -> None:
     assert joined.count("word") == 150 * 12
 
 
-async def test_markdown_streams_as_markdown_and_falls_back_to_mrkdwn(bot: SlackBot) -> None:
+async def test_markdown_is_sent_as_markdown_text_streamed_or_posted(bot: SlackBot) -> None:
     md = "# Summary\n\n**Bold** and *italic*, `code` and [link](https://example.com) <tag>"
     bot.dashscope.queue_reply(chunks=[md])
     root = bot.fake.seed_message(DM, text="thread")
@@ -152,9 +152,15 @@ async def test_markdown_streams_as_markdown_and_falls_back_to_mrkdwn(bot: SlackB
     bot.dashscope.queue_reply(chunks=[md])
     await bot.send_event(bot.file_message(bot.fake.add_file(clip(seed=2))))  # top level
     posted = (await bot.replies(DM, 2))[1]
-    assert posted.text == (
-        "*Summary*\n\n*Bold* and _italic_, `code` and <https://example.com|link> &lt;tag&gt;"
-    )
+    assert posted.text == md  # chat.postMessage / chat.update render Markdown too
+    classic = [
+        *bot.fake.calls_to("chat.postMessage"),
+        *bot.fake.calls_to("chat.update"),
+    ]
+    assert classic
+    for call in classic:  # markdown_text replaces text: Slack wants one or the other
+        assert "markdown_text" in call.args and "text" not in call.args
+    assert classic[-1].args["markdown_text"] == md  # the last call carries the whole reply
 
 
 async def test_rate_limited_updates_slow_down_and_the_reply_completes(bot: SlackBot) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import structlog
+from cachetools import TTLCache
 from slack_sdk.errors import SlackApiError
 
 from bot.engine.ports import ChatRef
 
 log = structlog.get_logger(__name__)
+
+# Users remembered at once; the least recently used go first beyond it.
+CACHE_SIZE = 4096
 
 
 class SlackAdminCheck:
@@ -18,19 +21,19 @@ class SlackAdminCheck:
 
     Results are kept for ``ttl`` seconds: ``users.info`` is Tier 4, but a burst of
     ``/voicebot`` commands should not cost one call each. BOT_ADMINS is the engine's job.
+    The cache is only touched by plain (non-async) code on the event loop, so it needs no
+    lock.
     """
 
-    def __init__(self, *, client: Any, ttl: float = 60.0) -> None:
+    def __init__(self, *, client: Any, ttl: float = 60.0, size: int = CACHE_SIZE) -> None:
         self._client = client
-        self._ttl = ttl
-        self._cache: dict[str, tuple[float, bool]] = {}
+        self._cache: TTLCache[str, bool] = TTLCache(maxsize=size, ttl=ttl)
 
     async def is_admin(self, chat: ChatRef, user_id: str) -> bool:
         del chat  # Slack admin rights are per workspace, not per channel
-        now = time.monotonic()
         cached = self._cache.get(user_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is not None:
+            return cached
         try:
             resp = await self._client.users_info(user=user_id)
         except SlackApiError as exc:
@@ -39,5 +42,5 @@ class SlackAdminCheck:
             return False
         user = resp.get("user") or {}
         admin = bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
-        self._cache[user_id] = (now + self._ttl, admin)
+        self._cache[user_id] = admin
         return admin

@@ -12,12 +12,11 @@ from slack_sdk.errors import SlackApiError
 
 from bot import texts
 from bot.adapters.slack.admins import SlackAdminCheck
-from bot.adapters.slack.events import PLATFORM
 from bot.adapters.slack.files import SlackAudioFile, SlackDownloadError, needs_file_info
 from bot.adapters.slack.replier import SlackSurface
 from bot.adapters.slack.threads import ThreadInspector
 from bot.delivery.sink import DeliveryPolicy, StreamingSink
-from bot.engine.ordering import Place
+from bot.engine.intake import Arrival
 from bot.engine.ports import IncomingTurn, TurnOutcome
 from bot.engine.service import Engine
 from bot.metrics import Metrics
@@ -44,20 +43,6 @@ class SlackDeps:
     threads: ThreadInspector
     max_bytes: int
     reply_interval: float = 1.0
-
-    async def claim(self, keys: list[str]) -> bool:
-        """Exactly once: ``True`` if none of the ids naming this delivery was seen before.
-
-        Keys are claimed in a fixed order (event id, then the message's own ids) and the
-        first one already taken stops the rest. Deliveries of one message racing each
-        other (a retry and the original, ``message`` and ``app_mention``) then cannot
-        take one key each and all lose: the one that gets the message's key answers.
-        """
-        for key in keys:
-            if key and not await self.engine.claim_event(PLATFORM, key):
-                log.info("slack.event.duplicate")
-                return False
-        return True
 
     async def audio_source(self, file: dict[str, Any]) -> SlackAudioFile:
         """The engine's view of a file; stubs (Slack Connect, hidden) are completed first."""
@@ -100,14 +85,13 @@ class SlackDeps:
     async def run_turn(
         self,
         turn: IncomingTurn,
+        arrival: Arrival,
         *,
         channel: str,
         thread_ts: str | None,
         team_id: str | None,
-        place: Place | None = None,
     ) -> TurnOutcome:
-        """Hand a turn to the engine with a replier in the right place (``place``: the
-        turn's place in its conversation, if reserved on arrival)."""
+        """Answer a claimed event's turn with a replier in the right place."""
         if thread_ts is not None and not turn.chat.is_private:
             self.threads.mark_joined(channel, thread_ts)
         sink = self.replier(
@@ -117,7 +101,7 @@ class SlackDeps:
             user_id=turn.user_id,
             listening=turn.audio is not None,
         )
-        outcome = await self.engine.handle_turn(turn, sink, place=place)
+        outcome = await arrival.answer(turn, sink)
         log.info(
             "slack.turn.done",
             status=outcome.status,

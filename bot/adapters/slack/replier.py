@@ -25,7 +25,7 @@ import structlog
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.adapters.slack.commands import PREFIX
-from bot.adapters.slack.markup import split_point, to_mrkdwn
+from bot.adapters.slack.markup import split_point
 from bot.engine import presenters
 from bot.errors import (
     DeliveryError,
@@ -153,7 +153,7 @@ class SlackSurface:
             self._client.chat_postMessage,
             channel=self._channel,
             thread_ts=self._thread_ts,
-            text=body,
+            markdown_text=body,
         )
         ts = str(resp["ts"])
         self._ids.append(ts)
@@ -296,11 +296,16 @@ class SlackSurface:
     async def _put_classic(self, content: str) -> None:
         if self._ts is not None and content == self._shown and not self._stream_open:
             return
-        text = to_mrkdwn(content.rstrip())
+        # Markdown as the model wrote it: chat.postMessage and chat.update render
+        # markdown_text themselves (it replaces text; the two must not be sent together).
+        markdown = content.rstrip()
         if self._ts is not None:
             try:
                 await self._api(
-                    self._client.chat_update, channel=self._channel, ts=self._ts, text=text
+                    self._client.chat_update,
+                    channel=self._channel,
+                    ts=self._ts,
+                    markdown_text=markdown,
                 )
             except MessageGone:
                 # Deleted, or a stream that cannot be edited: carry on in a fresh message
@@ -322,7 +327,7 @@ class SlackSurface:
             self._client.chat_postMessage,
             channel=self._channel,
             thread_ts=self._thread_ts,
-            text=text,
+            markdown_text=markdown,
         )
         self._ts = str(resp["ts"])
         self._shown = content

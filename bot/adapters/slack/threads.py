@@ -6,17 +6,21 @@ mark a thread as joined without another call.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from cachetools import TTLCache
 from slack_sdk.errors import SlackApiError
 
 from bot.adapters.slack.events import is_bot_message, message_files
 from bot.adapters.slack.files import is_audio_file
 
 log = structlog.get_logger(__name__)
+
+# Threads remembered as joined at once; the least recently used go first beyond it (a
+# forgotten thread costs one conversations.replies call the next time it is asked about).
+CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,19 +31,22 @@ class ThreadInfo:
 
 
 class ThreadInspector:
-    """Looks threads up, caching "the bot takes part" for ``ttl`` seconds."""
+    """Looks threads up, caching "the bot takes part" for ``ttl`` seconds.
 
-    def __init__(self, *, client: Any, ttl: float = 600.0) -> None:
+    The cache is only touched by plain (non-async) code on the event loop, so it needs no
+    lock.
+    """
+
+    def __init__(self, *, client: Any, ttl: float = 600.0, size: int = CACHE_SIZE) -> None:
         self._client = client
-        self._ttl = ttl
-        self._joined: dict[tuple[str, str], float] = {}
+        self._joined: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=size, ttl=ttl)
 
     def mark_joined(self, channel: str, thread_ts: str) -> None:
-        self._joined[(channel, thread_ts)] = time.monotonic() + self._ttl
+        """Remember for ``ttl`` seconds (from now) that the bot takes part in the thread."""
+        self._joined[(channel, thread_ts)] = True
 
     def known_joined(self, channel: str, thread_ts: str) -> bool:
-        until = self._joined.get((channel, thread_ts))
-        return until is not None and until > time.monotonic()
+        return (channel, thread_ts) in self._joined
 
     async def inspect(
         self,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import structlog
 from aiogram import Bot
 from aiogram.exceptions import ClientDecodeError, TelegramAPIError
 from aiogram.utils.chat_member import ADMINS
+from cachetools import TTLCache
 
 from bot.engine.ports import ChatRef
 
@@ -18,18 +17,21 @@ ANONYMOUS_ADMIN_ID = "1087968824"
 # Short enough that a demoted admin loses rights quickly, long enough that a burst of
 # button presses doesn't hit getChatMember each time.
 DEFAULT_TTL = 60.0
+# (chat, user) pairs remembered at once; the least recently used go first beyond it.
+CACHE_SIZE = 4096
 
 
 class TelegramAdmins:
     """The chat's creator and administrators; in a private chat, its one user.
 
-    BOT_ADMINS are applied by the engine, not here.
+    BOT_ADMINS are applied by the engine, not here. The cache is only touched by plain
+    (non-async) code on the event loop, so it needs no lock; two checks at once may both
+    ask Telegram.
     """
 
-    def __init__(self, *, bot: Bot, ttl: float = DEFAULT_TTL) -> None:
+    def __init__(self, *, bot: Bot, ttl: float = DEFAULT_TTL, size: int = CACHE_SIZE) -> None:
         self._bot = bot
-        self._ttl = ttl
-        self._cache: dict[tuple[str, str], tuple[float, bool]] = {}
+        self._cache: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=size, ttl=ttl)
 
     async def is_admin(self, chat: ChatRef, user_id: str) -> bool:
         if chat.is_private:
@@ -37,10 +39,9 @@ class TelegramAdmins:
         if user_id == ANONYMOUS_ADMIN_ID:
             return True
         key = (chat.chat_id, user_id)
-        now = time.monotonic()
         hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if hit is not None:
+            return hit
         try:
             member = await self._bot.get_chat_member(
                 chat_id=int(chat.chat_id), user_id=int(user_id)
@@ -52,7 +53,5 @@ class TelegramAdmins:
             )
             return False
         result = isinstance(member, ADMINS)
-        self._cache[key] = (now + self._ttl, result)
-        if len(self._cache) > 4096:  # drop expired entries now and then
-            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+        self._cache[key] = result
         return result

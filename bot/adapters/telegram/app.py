@@ -3,16 +3,15 @@
 Long polling is the default; it deletes any webhook first (Telegram refuses getUpdates
 while one is set), which is also how the bot "goes back" from webhook mode. Webhook mode
 registers ``TELEGRAM_WEBHOOK_URL`` with a secret token and serves ``POST
-/telegram/webhook`` on the bot's own HTTP server. Either way every update is claimed in
-the engine's processed-events table first, so none is handled twice, even after a
-restart.
+/telegram/webhook`` on the bot's own HTTP server with aiogram's ``SimpleRequestHandler``.
+Either way every update is claimed in the engine's processed-events table first, so none
+is handled twice, even after a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,25 +22,63 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BotCommand, TelegramObject, Update
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
-from pydantic import ValidationError
 
 from bot import texts
 from bot.adapters.telegram.handlers import build_router
 from bot.adapters.telegram.turns import TelegramContext
 from bot.adapters.telegram.updates import PLATFORM, chat_ref, thread_key
 from bot.core import Core
-from bot.engine.ordering import Place
+from bot.engine.ports import ChatRef
 from bot.engine.service import Engine
 from bot.http.server import HttpServer
 
 log = structlog.get_logger(__name__)
 
 WEBHOOK_PATH = "/telegram/webhook"
+# Updates that are not messages (button presses…) are claimed under the platform alone.
+_NO_CHAT = ChatRef(platform=PLATFORM, chat_id="-", kind="-")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # Of the platform's stop budget (bootstrap allows 4 s): let turns finish or close as
 # stopped while the session can still deliver their final text.
 POLLING_TIMEOUT = 10  # seconds a getUpdates call may wait for news
+
+
+class InFlight(BaseMiddleware):
+    """Outer update middleware: the tasks handling an update right now, for shutdown.
+
+    aiogram handles each update in a task of its own (polling with ``handle_as_tasks``, the
+    webhook handler with ``handle_in_background``) and keeps those tasks to itself.
+    """
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        task = asyncio.current_task()
+        if task is None:
+            return await handler(event, data)
+        self.tasks.add(task)
+        try:
+            return await handler(event, data)
+        except Exception:
+            # aiogram has logged it (Dispatcher._feed_webhook_update, or the polling loop);
+            # a webhook task ending with it would be reported again as "never retrieved".
+            task.add_done_callback(_retrieve_exception)
+            raise
+        finally:
+            self.tasks.discard(task)
+
+
+def _retrieve_exception(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class ClaimOnce(BaseMiddleware):
@@ -63,19 +100,23 @@ class ClaimOnce(BaseMiddleware):
         # one getUpdates batch are handled concurrently, and must still be answered in
         # update order. Commands take none (/new itself waits for the queued turns).
         message = event.message
-        place: Place | None = None
-        if message is not None and not (message.text or "").startswith("/"):
-            place = self._engine.reserve_place(chat_ref(message.chat), thread_key(message))
-            data["place"] = place
+        if message is not None:
+            arrival = self._engine.arrive(
+                chat_ref(message.chat),
+                thread_key(message),
+                ordered=not (message.text or "").startswith("/"),
+            )
+        else:  # button presses and the like: claimed, but not turns
+            arrival = self._engine.arrive(_NO_CHAT, None, ordered=False)
+        data["arrival"] = arrival
         try:
             # update_id is per bot; the bot id keeps two bots on one database apart.
-            if not await self._engine.claim_event(PLATFORM, f"{self._bot_id}:{event.update_id}"):
+            if not await arrival.claim([f"{self._bot_id}:{event.update_id}"]):
                 log.info("telegram.duplicate_update", update_id=event.update_id)
                 return UNHANDLED
             return await handler(event, data)
         finally:
-            if place is not None:
-                place.release()  # no-op if the engine already used and released it
+            arrival.release()  # no-op once the turn ran
 
 
 class TelegramPlatform:
@@ -89,19 +130,28 @@ class TelegramPlatform:
         bot: Bot,
         dispatcher: Dispatcher,
         context: TelegramContext,
+        in_flight: InFlight,
         mode: str,
         webhook_url: str | None,
         webhook_secret: str | None,
     ) -> None:
+        if mode == "webhook" and not webhook_secret:
+            # SimpleRequestHandler accepts every request when it has no secret to check.
+            raise ValueError("webhook mode needs a secret token")
         self.bot = bot
         self.dispatcher = dispatcher
         self.context = context
+        self._in_flight = in_flight
         self._mode = mode
         self._webhook_url = webhook_url
         self._webhook_secret = webhook_secret
         self._polling: asyncio.Task[None] | None = None
         self._accepting = False
-        self._webhook_tasks: set[asyncio.Task[None]] = set()
+        # Not register()ed on an app: that would close the Bot session on the app's
+        # shutdown, and aclose() does that after the engine has drained.
+        self._webhook = SimpleRequestHandler(
+            dispatcher, bot, handle_in_background=True, secret_token=webhook_secret
+        )
 
     @classmethod
     def from_core(cls, *, core: Core, http: HttpServer) -> TelegramPlatform:
@@ -118,6 +168,8 @@ class TelegramPlatform:
         )
         dispatcher = Dispatcher()
         dispatcher["tg"] = context
+        in_flight = InFlight()
+        dispatcher.update.outer_middleware(in_flight)
         dispatcher.update.outer_middleware(ClaimOnce(engine=engine, bot_id=bot.id))
         dispatcher.include_router(build_router())
         secret = settings.TELEGRAM_WEBHOOK_SECRET
@@ -125,6 +177,7 @@ class TelegramPlatform:
             bot=bot,
             dispatcher=dispatcher,
             context=context,
+            in_flight=in_flight,
             mode=settings.TELEGRAM_MODE,
             webhook_url=settings.TELEGRAM_WEBHOOK_URL,
             webhook_secret=secret.get_secret_value() if secret else None,
@@ -177,7 +230,7 @@ class TelegramPlatform:
 
     async def aclose(self) -> None:
         """After the engine drained: let handlers wrap up, then close the Bot API session."""
-        pending = [*self._webhook_tasks, *self.context.running]
+        pending = [*self._in_flight.tasks, *self.context.running]
         if pending:
             await asyncio.wait(pending, timeout=0.5)
         await self.bot.session.close()
@@ -185,31 +238,22 @@ class TelegramPlatform:
     # --- webhook --------------------------------------------------------------------------
 
     async def handle_webhook(self, request: web.Request) -> web.Response:
-        """``POST /telegram/webhook``: check the secret, answer at once, handle in background."""
+        """``POST /telegram/webhook``: aiogram's handler, or 503 while not accepting.
+
+        ``SimpleRequestHandler`` checks the secret header (401 if it is wrong or missing),
+        answers ``{}`` at once and feeds the update to the dispatcher in the background.
+        """
         given = request.headers.get(SECRET_HEADER, "")
-        expected = self._webhook_secret or ""
-        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-            log.warning("telegram.webhook_bad_secret")
-            return web.json_response({"ok": False, "error": "unauthorized"}, status=401)
-        if not self._accepting:
+        if not self._accepting and self._webhook.verify_secret(given, self.bot):
             # Telegram retries later; the processed-events table dedupes the redelivery.
             return web.json_response({"ok": False, "error": "not ready"}, status=503)
         try:
-            update = Update.model_validate(await request.json(), context={"bot": self.bot})
-        except (ValueError, ValidationError):
+            response = await self._webhook.handle(request)
+        except ValueError:  # the body is not JSON (json.JSONDecodeError)
             return web.json_response({"ok": False, "error": "bad update"}, status=400)
-        task = asyncio.create_task(self._feed(update))
-        self._webhook_tasks.add(task)
-        task.add_done_callback(self._webhook_tasks.discard)
-        return web.json_response({})
-
-    async def _feed(self, update: Update) -> None:
-        try:
-            await self.dispatcher.feed_update(self.bot, update)
-        except Exception as exc:  # aiogram already logged it; keep the server going
-            log.warning(
-                "telegram.update_failed", update_id=update.update_id, error=type(exc).__name__
-            )
+        if response.status == 401:
+            log.warning("telegram.webhook_bad_secret")
+        return response
 
     async def _register_commands(self) -> None:
         commands = [

@@ -21,7 +21,7 @@ from bot.adapters.telegram.pacing import Pacer
 from bot.adapters.telegram.updates import Addressed, chat_ref, thread_key, topic_id
 from bot.config import Settings
 from bot.delivery.sink import DeliveryPolicy, StreamingSink
-from bot.engine.ordering import Place
+from bot.engine.intake import Arrival
 from bot.engine.ports import IncomingTurn, TurnOutcome
 from bot.engine.service import Engine
 from bot.metrics import Metrics
@@ -98,12 +98,12 @@ async def answer(
     message: Message,
     what: Addressed,
     *,
-    place: Place | None = None,
+    arrival: Arrival,
 ) -> TurnOutcome:
     """Run one turn for ``message`` (the engine checks access, size, model and history).
 
-    ``place`` keeps the turn in arrival order within its conversation (see
-    :meth:`bot.engine.service.Engine.reserve_place`).
+    ``arrival`` is the claimed update; its place keeps the turn in arrival order within
+    its conversation (see :mod:`bot.engine.intake`).
     """
     source = what.audio_message
     audio = (
@@ -130,7 +130,7 @@ async def answer(
     if task is not None:
         ctx.running.add(task)
     try:
-        outcome = await ctx.engine.handle_turn(turn, sink, stop=stop, place=place)
+        outcome = await arrival.answer(turn, sink, stop=stop)
     finally:
         if key is not None:
             ctx.stops.pop(key, None)

@@ -14,7 +14,7 @@ import structlog
 from bot.adapters.slack.deps import SlackDeps
 from bot.adapters.slack.events import SlackMessage, instruction, read_message
 from bot.engine.domain import GroupPolicy
-from bot.engine.ordering import Place
+from bot.engine.intake import Arrival
 from bot.engine.ports import IncomingTurn
 
 log = structlog.get_logger(__name__)
@@ -52,17 +52,17 @@ async def handle_message(
         return
     # The message's place in its conversation, taken before the first await, so that two
     # messages arriving together are answered in the order they arrived.
-    place = deps.engine.reserve_place(msg.chat, msg.thread_key)
+    arrival = deps.engine.arrive(msg.chat, msg.thread_key)
     try:
-        await _handle(deps, msg, place, body=body, context=context, via_mention=via_mention)
+        await _handle(deps, msg, arrival, body=body, context=context, via_mention=via_mention)
     finally:
-        place.release()  # no-op if the engine already used and released it
+        arrival.release()  # no-op once the turn ran
 
 
 async def _handle(
     deps: SlackDeps,
     msg: SlackMessage,
-    place: Place,
+    arrival: Arrival,
     *,
     body: dict[str, Any],
     context: Any,
@@ -83,7 +83,7 @@ async def _handle(
             return
 
     keys = [str(body.get("event_id") or ""), *msg.dedupe_keys()]
-    if not await deps.claim(keys):
+    if not await arrival.claim(keys):
         return
     source = await deps.audio_source(file) if file is not None else None
     # Several audio files in one message are heard together, in order ("compare these").
@@ -99,7 +99,7 @@ async def _handle(
     )
     team = msg.team or body.get("team_id") or context.get("team_id")
     await deps.run_turn(
-        turn, channel=msg.channel, thread_ts=msg.reply_thread_ts, team_id=team, place=place
+        turn, arrival, channel=msg.channel, thread_ts=msg.reply_thread_ts, team_id=team
     )
 
 

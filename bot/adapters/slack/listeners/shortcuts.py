@@ -95,18 +95,22 @@ async def answer(deps: SlackDeps, *, body: dict[str, Any], view: dict[str, Any])
     user = (body.get("user") or {}).get("id")
     if not channel or not ts or not file_id or not user:
         return
-    if not await deps.claim([f"view:{view.get('id')}:{view.get('hash', '')}"]):
-        return
-    kind = channel_kind(channel)
     # The answer belongs to the clip's thread: one conversation per thread, DMs included.
     thread_ts = meta.get("thread_ts") or ts
-    turn = IncomingTurn(
-        chat=chat_ref(channel, kind),
-        user_id=user,
-        thread_key=thread_ts,
-        text=(value or "").strip() or None,
-        audio=await deps.audio_source({"id": file_id}),
-        source_message_id=ts,
-    )
-    team = meta.get("team") or (body.get("team") or {}).get("id")
-    await deps.run_turn(turn, channel=channel, thread_ts=thread_ts, team_id=team)
+    chat = chat_ref(channel, channel_kind(channel))
+    arrival = deps.engine.arrive(chat, thread_ts)
+    try:
+        if not await arrival.claim([f"view:{view.get('id')}:{view.get('hash', '')}"]):
+            return
+        turn = IncomingTurn(
+            chat=chat,
+            user_id=user,
+            thread_key=thread_ts,
+            text=(value or "").strip() or None,
+            audio=await deps.audio_source({"id": file_id}),
+            source_message_id=ts,
+        )
+        team = meta.get("team") or (body.get("team") or {}).get("id")
+        await deps.run_turn(turn, arrival, channel=channel, thread_ts=thread_ts, team_id=team)
+    finally:
+        arrival.release()

@@ -9,7 +9,7 @@ from bot import texts
 from bot.adapters.telegram.turns import TelegramContext, answer
 from bot.adapters.telegram.updates import addressed, chat_ref, has_audio
 from bot.engine.domain import GroupPolicy
-from bot.engine.ordering import Place
+from bot.engine.intake import Arrival
 
 
 def build_router() -> Router:
@@ -18,12 +18,10 @@ def build_router() -> Router:
     return router
 
 
-async def on_message(
-    message: Message, bot: Bot, tg: TelegramContext, place: Place | None = None
-) -> None:
+async def on_message(message: Message, bot: Bot, tg: TelegramContext, arrival: Arrival) -> None:
     """Answer the message if it is addressed to the bot (see :mod:`..updates`).
 
-    ``place`` is the message's place in its conversation, reserved on arrival.
+    ``arrival`` is the update on its way into the engine (claimed, its place taken).
     """
     me = await bot.me()
     sender = message.from_user
@@ -41,4 +39,4 @@ async def on_message(
         if private and message.document is not None:
             await message.reply(texts.NOT_AUDIO)
         return
-    await answer(tg, bot, message, what, place=place)
+    await answer(tg, bot, message, what, arrival=arrival)
