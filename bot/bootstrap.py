@@ -7,7 +7,9 @@ build through :func:`build_core`, so they run the same pipeline.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -15,6 +17,7 @@ import structlog
 from bot.config import Settings
 from bot.core import Core, Platform
 from bot.errors import ConfigError
+from bot.http import paths
 from bot.http.server import HttpServer
 from bot.metrics import Metrics
 from bot.storage.database import Database
@@ -76,19 +79,22 @@ def missing_requirements(settings: Settings) -> str | None:
     return "nothing to run: set " + " and ".join(needs)
 
 
-async def build_core(settings: Settings, *, migrate: bool | None = None) -> Core:
+async def build_core(
+    settings: Settings, *, migrate: bool | None = None, metrics: Metrics | None = None
+) -> Core:
     """Build database, model client, audio pipeline and engine (migrating if asked)."""
     from bot.audio.pipeline import AudioPipeline
     from bot.engine.service import Engine
     from bot.llm.client import DashScopeClient
-    from bot.storage import migrations
 
     if settings.DASHSCOPE_API_KEY is None:
         raise ConfigError("DASHSCOPE_API_KEY", "required (the DashScope API key, sk-…)")
-    database = Database(url=settings.DATABASE_URL)
     if settings.AUTO_MIGRATE if migrate is None else migrate:
-        await migrations.upgrade(database)
-    metrics = Metrics()
+        # In a thread with its own engine and loop: Alembic works synchronously, and the
+        # HTTP server (/healthz) keeps answering meanwhile.
+        await asyncio.to_thread(_migrate_blocking, settings.DATABASE_URL)
+    database = Database(url=settings.DATABASE_URL)
+    metrics = metrics or Metrics()
     model_client = DashScopeClient(
         api_key=settings.DASHSCOPE_API_KEY.get_secret_value(),
         protocol=settings.DASHSCOPE_PROTOCOL,
@@ -123,6 +129,31 @@ async def build_core(settings: Settings, *, migrate: bool | None = None) -> Core
     )
 
 
+def _migrate_blocking(url: str) -> None:
+    from bot.storage import migrations
+
+    async def upgrade() -> None:
+        database = Database(url=url)
+        try:
+            await migrations.upgrade(database)
+        finally:
+            await database.dispose()
+
+    asyncio.run(upgrade())
+
+
+async def preload_platforms(settings: Settings) -> None:
+    """Import the configured adapters in a thread (aiogram alone takes seconds to import),
+    so the event loop, and with it ``/healthz``, stays responsive."""
+    modules = []
+    if settings.telegram_enabled:
+        modules.append("bot.adapters.telegram.app")
+    if settings.slack_enabled:
+        modules.append("bot.adapters.slack.app")
+    for name in modules:
+        await asyncio.to_thread(importlib.import_module, name)
+
+
 def build_platforms(core: Core, http: HttpServer) -> list[Platform]:
     """The adapters whose credentials are set (imported only then)."""
     platforms: list[Platform] = []
@@ -144,25 +175,38 @@ async def run_forever(settings: Settings) -> int:
     if missing:
         raise ConfigError(missing.split(": set ")[1].split(" ")[0], missing)
 
-    core = await build_core(settings)
+    launched = time.monotonic()
+    # The HTTP server first: /healthz answers while migrations run and the SDKs load.
+    metrics = Metrics()
+    http = HttpServer(host=settings.HTTP_HOST, port=settings.HTTP_PORT, metrics=metrics)
+    if settings.telegram_enabled and settings.TELEGRAM_MODE == "webhook":
+        http.expect(paths.TELEGRAM_WEBHOOK)
+    if settings.slack_enabled and settings.SLACK_MODE == "http":
+        http.expect(paths.SLACK_EVENTS)
+    await http.start()
+    # Load the adapters while the migrations run.
+    preload = asyncio.create_task(preload_platforms(settings))
+    try:
+        core = await build_core(settings, metrics=metrics)
+    except BaseException:
+        preload.cancel()
+        await http.stop()
+        raise
     await core.engine.recover()
     housekeeping = asyncio.create_task(_housekeeping(core))
-    http = HttpServer(
-        host=settings.HTTP_HOST,
-        port=settings.HTTP_PORT,
-        database=core.database,
-        metrics=core.metrics,
-    )
-    platforms = build_platforms(core, http)
+    platforms: list[Platform] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await http.start()
+        await preload
+        platforms = build_platforms(core, http)
         for platform in platforms:
             await platform.start()
             log.info("platform.started", platform=platform.name)
+        http.mark_ready(database=core.database)
+        log.info("ready", seconds=round(time.monotonic() - launched, 3))
         await stop.wait()
         log.info("shutdown.begin")
     finally:

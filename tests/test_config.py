@@ -14,9 +14,10 @@ from bot.errors import ConfigError
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name, raising=False)
+    # The suite's hermetic_settings fixture removed the product's variables and switched
+    # .env off; here .env is what is tested, in a folder of the test's own.
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(Settings.model_config, "env_file", ".env")
 
 
 def test_defaults_follow_the_contract() -> None:

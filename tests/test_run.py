@@ -11,10 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
 import signal
-import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -22,64 +19,18 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.config import Settings
 from tests.audio import synth
 from tests.fakes.dashscope import FakeDashScope
 from tests.fakes.slack import FakeSlack, fake_slack
 from tests.fakes.telegram import FakeTelegram, telegram_fake
+from tests.process import BotProcess, clean_env
 
 __all__ = ["fake_slack", "telegram_fake"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _voice(seconds: float) -> bytes:
     fmt = synth.FORMATS["voice.ogg"]
     return synth.encode(synth.speech_like(seconds, rate=fmt.rate, seed=3), fmt)
-
-
-class BotProcess:
-    """``python -m bot run`` in a subprocess, with its stderr collected."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
-        self.proc = proc
-        self.base = f"http://127.0.0.1:{port}"
-        self.stderr = b""
-
-    async def get(self, path: str) -> tuple[int, str]:
-        async with aiohttp.ClientSession() as http, http.get(self.base + path) as resp:
-            return resp.status, await resp.text()
-
-    async def wait_healthy(self, within: float = 60.0) -> None:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if self.proc.returncode is not None:
-                raise AssertionError(f"bot exited early: {await self._stderr()}")
-            try:
-                status, _ = await self.get("/healthz")
-                if status == 200:
-                    return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        raise AssertionError("bot did not become healthy")
-
-    async def stop(self, sig: signal.Signals) -> tuple[int, float]:
-        """Send ``sig``; return the exit status and how long the process took to exit."""
-        start = time.monotonic()
-        self.proc.send_signal(sig)
-        code = await asyncio.wait_for(self.proc.wait(), timeout=30)
-        return code, time.monotonic() - start
-
-    async def _stderr(self) -> str:
-        assert self.proc.stderr is not None
-        self.stderr += await self.proc.stderr.read()
-        return self.stderr.decode(errors="replace")
 
 
 Launch = Callable[..., Awaitable[BotProcess]]
@@ -93,36 +44,26 @@ async def launch(
     dashscope_fake: FakeDashScope,
 ) -> AsyncIterator[Launch]:
     """Start ``voicebot run`` against the fakes (Telegram polling, plus ``extra`` env)."""
-    procs: list[asyncio.subprocess.Process] = []
+    procs: list[BotProcess] = []
 
     async def start(**extra: str) -> BotProcess:
-        port = _free_port()
-        env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
-        env.update(
+        env = clean_env(
             DATABASE_URL=db_url,
             DASHSCOPE_API_KEY=dashscope_fake.api_key,
             DASHSCOPE_BASE_URL=dashscope_fake.native_base_url,
             TELEGRAM_BOT_TOKEN=telegram_fake.token,
             TELEGRAM_API_BASE=telegram_fake.base_url,
             TELEGRAM_EDIT_INTERVAL="0.1",
-            HTTP_PORT=str(port),
-            LOG_FORMAT="json",
             AUDIO_WORKERS="1",
             **extra,
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run",
-            cwd=tmp_path, env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        proc = await BotProcess.start(env, cwd=tmp_path)
         procs.append(proc)
-        return BotProcess(proc, port)
+        return proc
 
     yield start
     for proc in procs:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await proc.kill()
 
 
 @pytest.fixture
@@ -133,8 +74,7 @@ async def bot_process(launch: Launch) -> BotProcess:
 async def test_run_serves_answers_and_stops_cleanly_on_sigterm(
     bot_process: BotProcess, telegram_fake: FakeTelegram, dashscope_fake: FakeDashScope
 ) -> None:
-    await bot_process.wait_healthy()
-    assert (await bot_process.get("/readyz"))[0] == 200
+    await bot_process.wait_ready()
     status, metrics = await bot_process.get("/metrics")
     assert status == 200 and "voicebot_turns_total" in metrics
 
@@ -159,7 +99,7 @@ async def test_run_serves_answers_and_stops_cleanly_on_sigterm(
         within=60,
     )
     code, took = await bot_process.stop(signal.SIGTERM)
-    assert code == 0, await bot_process._stderr()
+    assert code == 0, bot_process.stderr
     assert took < 10.0
     final = telegram_fake.sent_texts(chat["id"])
     assert len(final) == 2
@@ -167,15 +107,15 @@ async def test_run_serves_answers_and_stops_cleanly_on_sigterm(
     assert final[1].startswith("Still thinking")
     assert "Still thinking " * 50 not in final[1]
     assert final[1].rstrip().endswith("(stopped)")
-    logs = await bot_process._stderr()
+    logs = bot_process.stderr
     assert "shutdown.done" in logs
     assert dashscope_fake.api_key not in logs and telegram_fake.token not in logs
 
 
 async def test_sigint_on_an_idle_bot(bot_process: BotProcess) -> None:
-    await bot_process.wait_healthy()
+    await bot_process.wait_ready()
     code, took = await bot_process.stop(signal.SIGINT)
-    assert code == 0, await bot_process._stderr()
+    assert code == 0, bot_process.stderr
     assert took < 10.0
 
 
@@ -191,7 +131,7 @@ async def test_run_serves_telegram_and_slack_from_one_process(
         SLACK_SIGNING_SECRET=secret,
         SLACK_API_BASE=fake_slack.base_url,
     )
-    await bot.wait_healthy()
+    await bot.wait_ready()
 
     # Slack (HTTP mode): a signed DM clip reaches the bot's own server and is answered.
     file = fake_slack.add_file(_voice(2))
@@ -232,5 +172,24 @@ async def test_run_serves_telegram_and_slack_from_one_process(
     )
 
     code, took = await bot.stop(signal.SIGTERM)
-    assert code == 0, await bot._stderr()
+    assert code == 0, bot.stderr
     assert took < 10.0
+
+
+async def test_healthz_answers_before_ready_and_readyz_only_once_started(
+    launch: Launch, telegram_fake: FakeTelegram
+) -> None:
+    # Telegram's getMe is held back, so the platform cannot finish starting yet.
+    gate = asyncio.Event()
+    telegram_fake.hold("getMe", gate)
+    bot = await launch()
+    await bot.wait_log("http.started")
+    assert (await bot.get("/healthz"))[0] == 200
+    await telegram_fake.wait_for(lambda: telegram_fake.calls_of("getMe", ok=None), within=60)
+    status, body = await bot.get("/readyz")
+    assert (status, json.loads(body)["status"]) == (503, "starting")
+    gate.set()
+    seconds = await bot.wait_ready()
+    assert seconds > 0
+    code, _ = await bot.stop(signal.SIGTERM)
+    assert code == 0, bot.stderr

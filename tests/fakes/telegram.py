@@ -175,6 +175,7 @@ class FakeTelegram:
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._file_ids = itertools.count(1)
         self._scripts: list[_Script] = []
+        self._holds: dict[str, asyncio.Event] = {}
         self._flood_interval: float | None = None
         self._flood_last: dict[int, float] = {}
         self._new_update = asyncio.Event()
@@ -236,6 +237,10 @@ class FakeTelegram:
         self._scripts.append(
             _Script(method, ApiError(code, description, retry_after=retry_after), times, when)
         )
+
+    def hold(self, method: str, gate: asyncio.Event) -> None:
+        """Answer ``method`` only once ``gate`` is set (the call is recorded at once)."""
+        self._holds[method] = gate
 
     def clear_faults(self) -> None:
         """Drop every scripted error not served yet."""
@@ -455,6 +460,10 @@ class FakeTelegram:
             raise AssertionError(f"{method}: unexpected content type {request.content_type}")
         call = Call(method=method, params=_decode(raw), raw=raw, content_type=request.content_type)
         self.calls.append(call)
+        gate = self._holds.get(method)
+        if gate is not None:
+            self._changed.set()
+            await gate.wait()
         handler = getattr(self, f"_m_{method}", None)
         try:
             if handler is None:

@@ -205,5 +205,3 @@ async def test_fake_rejects_more_than_10_mb(dashscope_fake: FakeDashScope) -> No
         )
     assert resp.status_code == 400
     assert resp.json()["message"] == "Exceeded limit on max bytes per data-uri item : 10485760"
-
-
