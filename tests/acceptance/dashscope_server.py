@@ -20,11 +20,11 @@ import binascii
 import io
 import json
 import math
-import socket
 import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -83,6 +83,8 @@ class DashscopePlan:
     final_text: str = ""  # text carried by the last (finish_reason "stop") event
     finish_reason: str = "stop"
     piece_bytes: int | None = None  # write each frame in pieces this small (splits UTF-8)
+    delay: float = 0.0  # seconds between stream events
+    final_delay: float = 0.0  # seconds before the last (finish_reason) event
 
 
 @dataclass
@@ -92,6 +94,7 @@ class DashscopeRequest:
     body: dict[str, Any]
     audio_seconds: list[float] = field(default_factory=list)  # per audio item, in order
     answered: int = 0  # HTTP status answered
+    finished_at: float | None = None  # time.monotonic() when the stream was complete
 
 
 class _Reject(Exception):
@@ -144,6 +147,8 @@ class DashScopeFake:
         self.violations: list[str] = []
         self.plans: deque[DashscopePlan] = deque()
         self.default = DashscopePlan()
+        # chooses the plan from the request body before ``plans``/``default`` (None: no choice)
+        self.router: Callable[[dict[str, Any]], DashscopePlan | None] | None = None
         self.stream_finished = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -161,9 +166,6 @@ class DashScopeFake:
         return f"http://127.0.0.1:{self.port}/compatible-mode/v1"
 
     def start(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
         ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
         self._thread.start()
@@ -179,6 +181,7 @@ class DashScopeFake:
         loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         loop.run_until_complete(site.start())
+        self.port = int(self._runner.addresses[0][1])  # the bound port (0 picks a free one)
         ready.set()
         loop.run_forever()
         loop.run_until_complete(self._runner.cleanup())
@@ -207,7 +210,11 @@ class DashScopeFake:
         self.violations.append(f"unexpected {request.method} {request.path}")
         return _native_error(404, "InvalidParameter", "url error, please check url!")
 
-    def _next_plan(self) -> DashscopePlan:
+    def _next_plan(self, body: dict[str, Any] | None = None) -> DashscopePlan:
+        if self.router is not None and body is not None:
+            plan = self.router(body)
+            if plan is not None:
+                return plan
         return self.plans.popleft() if self.plans else self.default
 
     # --- native ------------------------------------------------------------------------
@@ -233,7 +240,7 @@ class DashScopeFake:
         except _Reject as rej:
             rec.answered = rej.status
             return _native_error(rej.status, rej.code, rej.message)
-        plan = self._next_plan()
+        plan = self._next_plan(body)
         if plan.kind == "error":
             rec.answered = plan.status
             headers = {"Retry-After": plan.retry_after} if plan.retry_after else {}
@@ -375,6 +382,8 @@ class DashScopeFake:
                 "request_id": rid,
             }
             await _write(resp, _sse_frame(n, "result", 200, data).encode(), plan.piece_bytes)
+            if plan.delay:
+                await asyncio.sleep(plan.delay)
             if i == 0 and plan.gate is not None:
                 await asyncio.get_running_loop().run_in_executor(None, plan.gate.wait, 30)
         if plan.kind == "midstream_error":
@@ -390,6 +399,8 @@ class DashScopeFake:
             self.stream_finished.set()
             return resp
         n += 1
+        if plan.final_delay:
+            await asyncio.sleep(plan.final_delay)
         data = {
             "output": {"choices": [_native_choice(plan.final_text, plan.finish_reason)]},
             "usage": self._native_usage(model, rec, len(plan.chunks)),
@@ -397,6 +408,7 @@ class DashScopeFake:
         }
         await _write(resp, _sse_frame(n, "result", 200, data).encode(), plan.piece_bytes)
         await resp.write_eof()
+        rec.finished_at = time.monotonic()
         self.stream_finished.set()
         return resp
 
@@ -420,7 +432,7 @@ class DashScopeFake:
         except _Reject as rej:
             rec.answered = rej.status
             return _compat_error(rej.status, rej.message, "invalid_request_error", rej.code)
-        plan = self._next_plan()
+        plan = self._next_plan(body)
         if plan.kind == "error":
             rec.answered = plan.status
             headers = {"Retry-After": plan.retry_after} if plan.retry_after else {}

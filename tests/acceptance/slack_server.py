@@ -47,6 +47,30 @@ class SlackCall:
     token: str | None
     at: float = field(default_factory=time.monotonic)
     response: dict[str, Any] = field(default_factory=dict)
+    injected: bool = False  # answered with an injected fault (not applied)
+
+
+@dataclass
+class SlackInjection:
+    """Answer the next ``times`` calls of ``method`` matching ``match`` with a fault.
+
+    ``status``/``body``/``headers`` is the HTTP answer; ``drop`` closes the connection
+    without answering instead. The call is not applied, except with ``after_apply`` (only
+    with ``drop``): Slack carried it out and the answer is lost. ``method`` may be a tuple:
+    the ``times`` are then shared by all those methods.
+    """
+
+    method: str | tuple[str, ...]
+    match: Callable[[dict[str, Any]], bool]
+    status: int = 200
+    body: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False
+    times: int = 1
+    after_apply: bool = False
+
+    def covers(self, method: str) -> bool:
+        return method in (self.method if isinstance(self.method, tuple) else (self.method,))
 
 
 @dataclass
@@ -58,6 +82,8 @@ class SlackMessage:
     streaming: bool = False
     blocks: list[Any] | None = None
     updates: int = 0
+    streamed: bool = False  # created by chat.startStream
+    replaced: bool = False  # chat.update replaced its content
 
 
 @dataclass
@@ -95,6 +121,11 @@ class SlackFake:
         self.failures: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
         # methods that always fail with this error (e.g. streaming unavailable)
         self.broken: dict[str, str] = {}
+        # per-call faults matched on the arguments (see ``inject``)
+        self.injections: list[SlackInjection] = []
+        # chat.update on a message still streaming: refuse (default) or end the stream with
+        # the update's text (the documented fallback for a stream that cannot be stopped)
+        self.update_ends_stream = False
         self.ws: web.WebSocketResponse | None = None
         self.ws_connected = asyncio.Event()
         self.ws_received: list[dict[str, Any]] = []
@@ -116,6 +147,36 @@ class SlackFake:
     def add_file(self, file_id: str, data: bytes, content_type: str, **kw: Any) -> str:
         self.files[file_id] = SlackFile(data, content_type, **kw)
         return f"{self.base}/files-pri/{SLACK_TEAM}-{file_id}/download/audio_message"
+
+    def inject(
+        self,
+        method: str | tuple[str, ...],
+        *,
+        status: int = 200,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        drop: bool = False,
+        after_apply: bool = False,
+        match: Callable[[dict[str, Any]], bool] | None = None,
+        times: int = 1,
+    ) -> SlackInjection:
+        injection = SlackInjection(
+            method,
+            match or (lambda _a: True),
+            status,
+            body or {"ok": False, "error": "internal_error"},
+            headers or {},
+            drop,
+            times,
+            after_apply,
+        )
+        with self._lock:
+            self.injections.append(injection)
+        return injection
+
+    def served(self, method: str, channel: str) -> list[SlackCall]:
+        """Calls of ``method`` in ``channel`` answered with an injected fault."""
+        return [c for c in self.calls_to(method) if c.injected and c.args.get("channel") == channel]
 
     def calls_to(self, method: str) -> list[SlackCall]:
         with self._lock:
@@ -169,6 +230,32 @@ class SlackFake:
         call = SlackCall(method, args, token)
         with self._lock:
             self.calls.append(call)
+            injection = next(
+                (
+                    i
+                    for i in self.injections
+                    if i.covers(method)
+                    and i.times > 0
+                    and token == SLACK_BOT_TOKEN
+                    and i.match(args)
+                ),
+                None,
+            )
+            if injection is not None:
+                injection.times -= 1
+                call.injected = True
+        if injection is not None:
+            if injection.drop:
+                if injection.after_apply:
+                    self._dispatch(method, args, token)  # applied; only the answer is lost
+                call.response = {"dropped": True}
+                if request.transport is not None:
+                    request.transport.abort()
+                raise web.HTTPServiceUnavailable()  # never reaches the client
+            call.response = injection.body
+            return web.json_response(
+                injection.body, status=injection.status, headers=injection.headers
+            )
         status, body, headers = self._dispatch(method, args, token)
         call.response = body
         return web.json_response(body, status=status, headers=headers)
@@ -244,7 +331,20 @@ class SlackFake:
         return f"{1_800_000_000 + next(self._ts)}.000100"
 
     def _text_ok(self, args: dict[str, Any]) -> bool:
-        return bool(args.get("text") or args.get("blocks") or args.get("attachments"))
+        return bool(
+            args.get("text")
+            or args.get("markdown_text")
+            or args.get("blocks")
+            or args.get("attachments")
+        )
+
+    @staticmethod
+    def _shown_text(args: dict[str, Any]) -> str:
+        """``markdown_text`` (docs.slack.dev: "Accepts message text formatted in markdown",
+        not together with ``text``/``blocks``, ≤ 12,000 characters) is what is shown;
+        otherwise ``text``."""
+        md = args.get("markdown_text")
+        return str(md) if md else str(args.get("text", ""))
 
     def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = args.get("channel")
@@ -254,10 +354,12 @@ class SlackFake:
             return {"ok": False, "error": "no_text"}
         if len(str(args.get("text", ""))) > 40_000:
             return {"ok": False, "error": "msg_too_long"}
+        if len(str(args.get("markdown_text") or "")) > MAX_MARKDOWN:
+            return {"ok": False, "error": "msg_too_long"}
         ts = self._new_ts()
         thread_ts = args.get("thread_ts") or None
         blocks = args.get("blocks")
-        msg = SlackMessage(str(channel), ts, str(args.get("text", "")), thread_ts, blocks=blocks)
+        msg = SlackMessage(str(channel), ts, self._shown_text(args), thread_ts, blocks=blocks)
         with self._lock:
             self.messages[(msg.channel, ts)] = msg
         return {"ok": True, "channel": channel, "ts": ts, "message": {"text": msg.text, "ts": ts}}
@@ -279,9 +381,15 @@ class SlackFake:
                 return {"ok": False, "error": "message_not_found"}
             if not self._text_ok(args):
                 return {"ok": False, "error": "no_text"}
-            if msg.streaming:
+            if len(str(args.get("markdown_text") or "")) > MAX_MARKDOWN:
+                return {"ok": False, "error": "msg_too_long"}
+            if msg.streaming and not self.update_ends_stream:
                 return {"ok": False, "error": "cant_update_message"}
-            if "text" in args:
+            msg.streaming = False
+            msg.replaced = True
+            if args.get("markdown_text"):
+                msg.text, msg.blocks = str(args["markdown_text"]), None
+            elif "text" in args:
                 msg.text = str(args["text"])
             if "blocks" in args:
                 msg.blocks = args["blocks"]
@@ -318,7 +426,7 @@ class SlackFake:
         if err:
             return {"ok": False, "error": err}
         ts = self._new_ts()
-        msg = SlackMessage(channel, ts, text, str(args["thread_ts"]), streaming=True)
+        msg = SlackMessage(channel, ts, text, str(args["thread_ts"]), streaming=True, streamed=True)
         with self._lock:
             self.messages[(channel, ts)] = msg
         return {"ok": True, "channel": channel, "ts": ts}

@@ -61,6 +61,20 @@ class ApiError(Exception):
         self.parameters = parameters
 
 
+class ConnectionDrop(ApiError):
+    """Injected as an error: the fake closes the connection without answering.
+
+    ``after_apply``: the call is carried out first (the message is sent or edited), only the
+    answer is lost, as when a connection breaks after Telegram has processed the request.
+    """
+
+    def __init__(self, *, after_apply: bool = False) -> None:
+        super().__init__(
+            0, "<connection dropped after applying>" if after_apply else "<connection dropped>"
+        )
+        self.after_apply = after_apply
+
+
 def bad(description: str) -> ApiError:
     return ApiError(400, f"Bad Request: {description}")
 
@@ -74,6 +88,7 @@ class Call:
     at: float
     ok: bool | None = True
     error: str | None = None
+    injected: bool = False  # the answer was an injected fault, not the method's own
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.params.get(name, default)
@@ -103,9 +118,12 @@ class StoredMessage:
 
 @dataclass
 class Injection:
-    """A one-shot (or n-shot) error answer for the next matching call."""
+    """A one-shot (or n-shot) error answer for the next matching call.
 
-    method: str
+    ``method`` may be a tuple: the ``times`` are then shared by all those methods.
+    """
+
+    method: str | tuple[str, ...]
     match: Callable[[dict[str, Any]], bool]
     error: ApiError
     times: int = 1
@@ -433,14 +451,26 @@ class FakeTelegram:
 
     def inject(
         self,
-        method: str,
+        method: str | tuple[str, ...],
         error: ApiError,
         *,
         match: Callable[[dict[str, Any]], bool] | None = None,
         times: int = 1,
-    ) -> None:
+    ) -> Injection:
+        """Answer the next ``times`` calls of ``method`` matching ``match`` with ``error``.
+
+        ``ConnectionDrop()`` closes the connection instead of answering (the call is not
+        applied; with ``after_apply=True`` it is, and only the answer is lost). A tuple of
+        methods shares the ``times``. Returns the injection (set ``times = 0`` to lift it).
+        """
+        injection = Injection(method, match or (lambda _p: True), error, times)
         with self.lock:
-            self.injections.append(Injection(method, match or (lambda _p: True), error, times))
+            self.injections.append(injection)
+        return injection
+
+    def served(self, method: str, *, chat_id: int | None = None) -> list[Call]:
+        """The calls of ``method`` answered with an injected fault."""
+        return [c for c in self.calls_to(method, chat_id=chat_id, ok=None) if c.injected]
 
     def snapshot(self) -> list[Call]:
         with self.lock:
@@ -527,8 +557,13 @@ class FakeTelegram:
                 raise ApiError(404, "Not Found")
             with self.lock:
                 for inj in self.injections:
-                    if inj.method == method and inj.times > 0 and inj.match(params):
+                    methods = inj.method if isinstance(inj.method, tuple) else (inj.method,)
+                    if method in methods and inj.times > 0 and inj.match(params):
                         inj.times -= 1
+                        call.injected = True
+                        if isinstance(inj.error, ConnectionDrop) and inj.error.after_apply:
+                            with contextlib.suppress(ApiError):
+                                handler(params)  # applied (if valid); the answer gets lost
                         raise inj.error
             if method.lower() == "getupdates":
                 result = await self.m_getupdates(params)
@@ -537,6 +572,10 @@ class FakeTelegram:
                     result = handler(params)
         except ApiError as e:
             call.ok, call.error = False, e.description
+            if isinstance(e, ConnectionDrop):
+                if request.transport is not None:
+                    request.transport.abort()
+                raise web.HTTPServiceUnavailable() from None  # never reaches the client
             body: dict[str, Any] = {"ok": False, "error_code": e.code, "description": e.description}
             if e.parameters:
                 body["parameters"] = e.parameters
