@@ -16,6 +16,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -87,8 +88,10 @@ class TerminalSink:
             self.out.flush()
         return []
 
-    async def deliver_late(self, text: str, *, reply_to: str | None) -> list[str]:
-        del reply_to
+    async def deliver_late(
+        self, text: str, *, reply_to: str | None, stale: Sequence[str] = ()
+    ) -> list[str]:
+        del reply_to, stale
         if self.stream:
             self.out.write(text + "\n\n")
             self.out.flush()

@@ -49,6 +49,7 @@ show ``exc.user_message`` to the user and never the library's own text.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from bot import texts
 
@@ -173,10 +174,17 @@ class MessageGone(DeliveryError):
 class Undelivered(DeliveryError):
     """The final text could not be delivered within ``DELIVERY_TIMEOUT`` (``cause``)."""
 
-    def __init__(self, detail: str = "", *, cause: BaseException | None = None) -> None:
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        cause: BaseException | None = None,
+        shown: Sequence[str] = (),
+    ) -> None:
         code = cause.code if isinstance(cause, DeliveryError) else None
         super().__init__(detail or "final text not delivered", code=code or "undelivered")
         self.cause = cause
+        self.shown = tuple(shown)  # messages that show part of the reply (to replace later)
 
 
 # --- audio ---------------------------------------------------------------------------

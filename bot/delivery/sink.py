@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -128,14 +128,19 @@ class StreamingSink:
             log.warning("delivery.notice_failed", platform=self._platform, error=exc.code)
         return ids
 
-    async def deliver_late(self, text: str, *, reply_to: str | None) -> list[str]:
+    async def deliver_late(
+        self, text: str, *, reply_to: str | None, stale: Sequence[str] = ()
+    ) -> list[str]:
         """Deliver a reply an earlier turn could not, in messages of its own (answering
-        ``reply_to``); the reply of this turn then starts afresh. Raises ``Undelivered``."""
+        ``reply_to``), after removing the ``stale`` messages that show part of it; the
+        reply of this turn then starts afresh. Raises ``Undelivered``."""
         surface = self.surface
         saved = surface.reply_to
         surface.reply_to = reply_to
         surface.forget()
         try:
+            if stale:
+                await surface.remove(stale)
             ids = await self._deliver(text)
             self._metrics.delivered_late.labels(self._platform).inc()
             return ids
@@ -155,24 +160,43 @@ class StreamingSink:
             raise
 
     async def _with_retries(self, call: Callable[[], Awaitable[list[str]]]) -> list[str]:
+        """``call`` until it succeeds, within ``DELIVERY_TIMEOUT`` in all (waits, pacing and
+        the calls themselves included), else :class:`Undelivered`."""
+        deadline = time.monotonic() + self._policy.timeout
+        # A rate limit the preview pump met is still in force: the first try waits it out.
+        pause = min(self._paused_until, deadline) - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
+
+        async def bounded() -> list[str]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeliveryTransient(code="delivery_timeout")
+            try:
+                return await asyncio.wait_for(call(), timeout=remaining)
+            except TimeoutError:
+                raise DeliveryTransient(code="delivery_timeout") from None
+
         try:
             async for attempt in retrying(
                 retry_if=lambda exc: isinstance(exc, _RETRIED),
-                budget=self._policy.timeout,
+                budget=max(0.0, deadline - time.monotonic()),
                 attempts=self._policy.max_attempts,
                 before_sleep=self._before_sleep,
             ):
                 with attempt:
-                    return await call()
+                    return await bounded()
         except DeliveryError as exc:
             self._count(exc)
             log.warning("delivery.gave_up", platform=self._platform, error=exc.code)
-            raise Undelivered(cause=exc) from exc
+            raise Undelivered(cause=exc, shown=self.surface.message_ids()) from exc
         except Exception as exc:  # an SDK error the surface did not classify: a bug
             log.error(
                 "delivery.unexpected_error", platform=self._platform, error=type(exc).__name__
             )
-            raise Undelivered(f"unexpected {type(exc).__name__}", cause=exc) from exc
+            raise Undelivered(
+                f"unexpected {type(exc).__name__}", cause=exc, shown=self.surface.message_ids()
+            ) from exc
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _final_once(self, text: str) -> list[str]:
@@ -202,6 +226,8 @@ class StreamingSink:
     async def _before_sleep(self, state: RetryCallState) -> None:
         outcome = state.outcome
         exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, DeliveryRateLimited):
+            self._paused_until = time.monotonic() + exc.retry_after
         if isinstance(exc, DeliveryError):
             self._count(exc)
             log.info(

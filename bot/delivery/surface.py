@@ -11,6 +11,7 @@ pacing, coalescing, retries and the truth about what was delivered live in the s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -53,6 +54,10 @@ class Surface(Protocol):
     async def discard(self) -> None:
         """Remove what this reply showed so far (best effort) and start afresh: the next
         call posts new messages."""
+        ...
+
+    async def remove(self, message_ids: Sequence[str]) -> None:
+        """Delete these messages of an earlier reply (best effort: failures pass)."""
         ...
 
     def message_ids(self) -> list[str]:

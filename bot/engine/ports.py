@@ -7,6 +7,7 @@ Nothing here imports a platform SDK.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -129,9 +130,12 @@ class ReplySink(Protocol):
         """Show ``error.user_message`` (keeping ``partial_text`` if any was shown)."""
         ...
 
-    async def deliver_late(self, text: str, *, reply_to: str | None) -> list[str]:
+    async def deliver_late(
+        self, text: str, *, reply_to: str | None, stale: Sequence[str] = ()
+    ) -> list[str]:
         """Before this turn's reply: deliver ``text``, a reply an earlier turn could not
-        deliver, in messages of its own (answering ``reply_to`` where the platform can).
+        deliver, in messages of its own (answering ``reply_to`` where the platform can),
+        after removing the ``stale`` messages that showed part of it.
         Raises :class:`bot.errors.Undelivered` if it fails again."""
         ...
 

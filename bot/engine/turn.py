@@ -444,6 +444,7 @@ class _TurnRun:
                 self.deps,
                 stored.assistant_turn_id,
                 status=TurnStatus.UNDELIVERED if status is TurnStatus.COMPLETE else status,
+                message_ids=undelivered.shown,  # to be replaced when it is delivered
                 error_code=undelivered.code,
             )
             return replace(base, status="undelivered", error=undelivered, reply=reply)
@@ -494,7 +495,9 @@ async def _deliver_pending(
     for reply in pending:
         body = f"_{texts.DELIVERED_LATE}_\n\n{reply.text}"
         try:
-            ids = await sink.deliver_late(body, reply_to=reply.source_message_id)
+            ids = await sink.deliver_late(
+                body, reply_to=reply.source_message_id, stale=reply.message_ids
+            )
         except Exception as exc:
             code = exc.code if isinstance(exc, Undelivered) else type(exc).__name__
             log.warning("turn.late_delivery_failed", assistant_turn_id=reply.turn_id, error=code)

@@ -4,7 +4,7 @@ DashScope server over HTTP, and a migrated database on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +77,7 @@ class Sink:
     partial: str | None = None
     finish_error: BotError | None = None  # the platform never confirms the final text
     late: list[tuple[str, str | None]] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
 
     async def start(self) -> None:
         self.calls.append("start")
@@ -104,8 +105,11 @@ class Sink:
         self.partial = partial_text
         return ["err-1"]
 
-    async def deliver_late(self, text: str, *, reply_to: str | None) -> list[str]:
+    async def deliver_late(
+        self, text: str, *, reply_to: str | None, stale: Sequence[str] = ()
+    ) -> list[str]:
         self.calls.append("deliver_late")
+        self.stale.extend(stale)
         self.late.append((text, reply_to))
         if self.finish_error is not None:
             raise self.finish_error

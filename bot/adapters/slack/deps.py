@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError
 from bot import texts
 from bot.adapters.slack.admins import SlackAdminCheck
 from bot.adapters.slack.files import SlackAudioFile, SlackDownloadError, needs_file_info
-from bot.adapters.slack.replier import SlackSurface
+from bot.adapters.slack.replier import MethodPauses, SlackSurface
 from bot.adapters.slack.threads import ThreadInspector
 from bot.delivery.sink import DeliveryPolicy, StreamingSink
 from bot.engine.intake import Arrival
@@ -43,6 +43,8 @@ class SlackDeps:
     threads: ThreadInspector
     max_bytes: int
     reply_interval: float = 1.0
+    # Retry-After per Web API method, shared by every reply of the workspace.
+    pauses: MethodPauses = field(default_factory=MethodPauses)
 
     async def audio_source(self, file: dict[str, Any]) -> SlackAudioFile:
         """The engine's view of a file; stubs (Slack Connect, hidden) are completed first."""
@@ -77,6 +79,7 @@ class SlackDeps:
             recipient_user_id=user_id,
             status=texts.SLACK_STATUS_LISTENING if listening else texts.SLACK_STATUS_THINKING,
             interval=self.reply_interval,
+            pauses=self.pauses,
         )
         return StreamingSink(
             surface=surface, policy=self.delivery, metrics=self.metrics, platform="slack"

@@ -18,6 +18,8 @@ delivery sink is the one retry layer (it honours ``Retry-After``).
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -86,6 +88,31 @@ def classify(exc: BaseException) -> DeliveryError:
     return DeliveryError(code=type(exc).__name__)
 
 
+class MethodPauses:
+    """Honouring ``Retry-After``: after a ``ratelimited`` answer, the method is not called
+    again in that channel before then, by any reply (one instance per workspace).
+
+    Slack counts its tiers per method and workspace; pausing per channel as well keeps a
+    429 in one busy channel from stalling the others, which get their own 429 (and pause)
+    if the workspace is really over its tier.
+    """
+
+    def __init__(self) -> None:
+        self._until: dict[tuple[str, str], float] = {}
+
+    def pause(self, method: str, channel: str, seconds: float) -> None:
+        key = (method, channel)
+        self._until[key] = max(self._until.get(key, 0.0), time.monotonic() + seconds)
+        if len(self._until) > 10_000:  # forget pauses that are over
+            now = time.monotonic()
+            self._until = {k: t for k, t in self._until.items() if t > now}
+
+    async def wait(self, method: str, channel: str) -> None:
+        delay = self._until.get((method, channel), 0.0) - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
 class SlackSurface:
     """One reply in a channel, thread or DM."""
 
@@ -101,6 +128,7 @@ class SlackSurface:
         recipient_team_id: str | None,
         recipient_user_id: str | None,
         status: str | None = None,
+        pauses: MethodPauses | None = None,
         native_stream: bool = True,
         interval: float = 1.0,
         limit: int = MESSAGE_LIMIT,
@@ -111,6 +139,7 @@ class SlackSurface:
         self._team_id = recipient_team_id
         self._user_id = recipient_user_id
         self._status = status
+        self._pauses = pauses or MethodPauses()
         self._native = native_stream
         self.progress_interval = interval
         self.reply_to: str | None = None  # Slack threads have no reply-to
@@ -177,12 +206,15 @@ class SlackSurface:
         self._stop_failures = 0
 
     async def discard(self) -> None:
-        for ts in self.message_ids():
+        await self.remove(self.message_ids())
+        self.forget()
+
+    async def remove(self, message_ids: Sequence[str]) -> None:
+        for ts in message_ids:
             try:
                 await self._api(self._client.chat_delete, channel=self._channel, ts=ts)
             except DeliveryError as exc:
                 log.info("slack.reply.delete_failed", error=exc.code)
-        self.forget()
 
     # --- writing -----------------------------------------------------------------------
 
@@ -259,6 +291,13 @@ class SlackSurface:
                         markdown_text=rest,
                     )
                 except DeliveryError as fault:
+                    if isinstance(fault, DeliveryTransient):
+                        # Slack may have appended it before the answer was lost: appending
+                        # again could show it twice, so this message ends with chat.update
+                        # (which sets the whole text, whatever the stream holds).
+                        log.info("slack.stream.append_uncertain", error=fault.code)
+                        self._by_update = True
+                        raise
                     if not self._retry_stream(fault, 0):
                         log.info("slack.stream.append_refused", error=fault.code)
                         self._by_update = True
@@ -334,7 +373,12 @@ class SlackSurface:
         self._stream_open = False
 
     async def _api(self, method: Any, **kwargs: Any) -> Any:
+        name = getattr(method, "__name__", "")
+        await self._pauses.wait(name, self._channel)
         try:
             return await method(**kwargs)
         except Exception as exc:
-            raise classify(exc) from exc
+            fault = classify(exc)
+            if isinstance(fault, DeliveryRateLimited):
+                self._pauses.pause(name, self._channel, fault.retry_after)
+            raise fault from exc

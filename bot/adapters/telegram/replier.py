@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import TypeVar
 
@@ -159,6 +159,9 @@ class TelegramSurface:
                 reply_parameters=self._reply_parameters() if reply else None,
             )
         )
+
+    async def remove(self, message_ids: Sequence[str]) -> None:
+        await self._delete([int(mid) for mid in message_ids if mid.lstrip("-").isdigit()])
 
     async def _delete(self, message_ids: list[int]) -> None:
         """Best effort: a message we could not remove stays (the reply follows anyway)."""

@@ -107,6 +107,7 @@ class PendingReply:
     turn_id: int
     text: str
     source_message_id: str | None
+    message_ids: tuple[str, ...] = ()  # messages that show part of it
 
 
 async def undelivered_replies(
@@ -114,7 +115,7 @@ async def undelivered_replies(
 ) -> list[PendingReply]:
     """The oldest undelivered replies of a chat's thread, across its conversations."""
     rows = await session.execute(
-        select(Turn.id, Turn.text, Turn.source_message_id)
+        select(Turn.id, Turn.text, Turn.source_message_id, Turn.reply_message_ids)
         .join(Conversation, Conversation.id == Turn.conversation_id)
         .where(
             Conversation.chat_id == chat_id,
@@ -126,7 +127,12 @@ async def undelivered_replies(
         .limit(limit)
     )
     return [
-        PendingReply(turn_id=int(r[0]), text=str(r[1] or ""), source_message_id=r[2])
+        PendingReply(
+            turn_id=int(r[0]),
+            text=str(r[1] or ""),
+            source_message_id=r[2],
+            message_ids=tuple(str(i) for i in (r[3] or ())),
+        )
         for r in rows.all()
     ]
 
