@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.commands.style import SLASH
 from bot.config import Settings
 from bot.console import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from bot.console import fail as _fail
@@ -126,7 +127,7 @@ async def ask(
         _fail(f"no such file: {file}")
         return EXIT_USAGE
     if model is not None and model not in settings.ALLOWED_MODELS:
-        _fail(UnknownModel(model, allowed=settings.ALLOWED_MODELS).user_message)
+        _fail(UnknownModel(model, allowed=settings.ALLOWED_MODELS).shown(SLASH))
         return EXIT_USAGE
     conversation_id: int | None = None
     if conversation is not None:
@@ -173,7 +174,7 @@ async def ask(
             print(json.dumps(_json_result(outcome, outcome.reply), ensure_ascii=False))
         return EXIT_INTERRUPTED if outcome.status == "stopped" else EXIT_OK
     error = outcome.error or BotError("no reply")
-    _fail(error.user_message)
+    _fail(error.shown(SLASH))
     if isinstance(error, ConversationNotFound | UnknownModel):
         return EXIT_USAGE
     return EXIT_FAILURE

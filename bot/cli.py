@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from bot import __version__
+from bot.commands.style import SLASH
 from bot.config import Settings
 from bot.console import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
 from bot.errors import BotError, ConfigError
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(f"configuration error: {exc.variable}: {exc.problem}")
         return EXIT_USAGE
     except BotError as exc:
-        fail(exc.user_message)
+        fail(exc.shown(SLASH))
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

@@ -49,7 +49,9 @@ show ``exc.user_message`` to the user and never the library's own text.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
+from typing import Protocol
 
 from bot import texts
 
@@ -67,6 +69,21 @@ class BotError(Exception):
         super().__init__(detail or type(self).__name__)
         self.detail = detail
         self.user_message = user_message or self.default_user_message
+
+    def shown(self, style: SpellsCommands) -> str:
+        """``user_message`` as a user of the platform reads it: every ``{cmd:NAME}`` field
+        spelt by the platform's ``style``. Only those fields are replaced (no
+        ``str.format`` over a text that may hold what a user typed)."""
+        return _CMD_FIELD.sub(lambda m: style.command(m.group(1)), self.user_message)
+
+
+class SpellsCommands(Protocol):
+    """How a platform spells a chat command (:class:`bot.commands.CommandStyle`)."""
+
+    def command(self, name: str) -> str: ...
+
+
+_CMD_FIELD = re.compile(r"\{cmd:([a-z_]+)\}")
 
 
 class ConfigError(BotError):
@@ -184,7 +201,7 @@ class Undelivered(DeliveryError):
         code = cause.code if isinstance(cause, DeliveryError) else None
         super().__init__(detail or "final text not delivered", code=code or "undelivered")
         self.cause = cause
-        self.shown = tuple(shown)  # messages that show part of the reply (to replace later)
+        self.visible_ids = tuple(shown)  # messages showing part of the reply (replaced later)
 
 
 # --- audio ---------------------------------------------------------------------------

@@ -2,9 +2,8 @@
 
 Keep them short, specific and friendly. Placeholders use ``str.format`` names. A text
 that names a chat command writes ``{cmd:NAME}``: :class:`bot.commands.CommandStyle` spells
-it for the platform (``/model`` on Telegram, ``/voicebot model`` on Slack). The error texts
-the engine raises (``MODEL_NOT_FOUND``, ``NO_ROOM_FOR_AUDIO``, ``NEEDS_AUDIO_*``) still
-spell commands the Telegram way until errors carry their template (see MODEL_NOT_FOUND).
+it for the platform (``/model`` on Telegram, ``/voicebot model`` on Slack); an error's
+``user_message`` keeps the field, and :meth:`bot.errors.BotError.shown` spells it.
 Adapters may add platform-specific texts here too (grouped by a comment), never inline.
 """
 
@@ -59,10 +58,10 @@ FILE_FOREIGN_HOST = "I can't download that file: it isn't stored where I expecte
 MODEL_ERROR = "The model couldn't answer this time. Please try again."
 MODEL_AUTH = "The bot's DashScope API key was refused. Please tell the bot's operator."
 MODEL_QUOTA = "The model's quota is used up or access was denied. Please tell the bot's operator."
-# MODEL_NOT_FOUND, NO_ROOM_FOR_AUDIO and NEEDS_AUDIO_ASR / _CAPTION name commands in
-# Telegram's spelling: the engine raises them as finished strings, and Slack's error notices
-# respell them (presenters.with_command_prefix) until errors carry a {cmd:…} template.
-MODEL_NOT_FOUND = "That model isn't available right now. An admin can pick another with /model."
+# Error texts name commands as {cmd:NAME}; BotError.shown(style) spells them per platform.
+MODEL_NOT_FOUND = (
+    "That model isn't available right now. An admin can pick another with {cmd:model}."
+)
 MODEL_BAD_REQUEST = "The model couldn't accept this request."
 MODEL_PAYLOAD_TOO_LARGE = "That recording is too large to send to the model (10 MB limit)."
 CONTENT_FILTERED = (
@@ -83,14 +82,15 @@ TEXT_TOO_LONG = (
 )
 NO_ROOM_FOR_AUDIO = (
     "This chat's system prompt leaves no room for audio with this model. "
-    "An admin can shorten it with /settings."
+    "An admin can shorten it with {cmd:settings}."
 )
 NOTHING_TO_ANSWER = "Send me a voice message, or ask me something about one."
 NEEDS_AUDIO_ASR = (
-    "{model} only transcribes audio. Send a voice message, or choose another model with /model."
+    "{model} only transcribes audio. Send a voice message, or choose another model with "
+    "{{cmd:model}}."
 )
 NEEDS_AUDIO_CAPTION = (
-    "{model} only describes audio. Send a recording, or choose another model with /model."
+    "{model} only describes audio. Send a recording, or choose another model with {{cmd:model}}."
 )
 INSTRUCTION_IGNORED = "{model} doesn't follow instructions, so I didn't use your text."
 ASR_DETECTED = "Detected {details}."

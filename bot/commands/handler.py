@@ -73,7 +73,7 @@ class CommandHandler:
         try:
             return await run(command)
         except BotError as exc:
-            return Answer(text=exc.user_message)
+            return Answer(text=exc.shown(self._profile.style))
 
     async def press(self, action: ButtonAction) -> Answer:
         """The answer to a pressed button: the message's new text and buttons, and a notice.
@@ -100,7 +100,7 @@ class CommandHandler:
                 counts = await self._engine.forget(action.chat, action.user_id, self._admins)
                 return Answer(text=presenters.forget_summary(counts))
         except BotError as exc:
-            return Answer(notice=exc.user_message, alert=True)
+            return Answer(notice=exc.shown(self._profile.style), alert=True)
         return Answer()  # not ours (adapters pass only ACTIONS): acknowledged, nothing changes
 
     # --- commands -------------------------------------------------------------------------

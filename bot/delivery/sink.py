@@ -40,6 +40,7 @@ from bot.errors import (
     FormattingRejected,
     MessageGone,
     NotModified,
+    SpellsCommands,
     Undelivered,
 )
 from bot.metrics import Metrics
@@ -78,9 +79,16 @@ class StreamingSink:
     """A :class:`~bot.engine.ports.ReplySink` for one reply on one surface."""
 
     def __init__(
-        self, *, surface: Surface, policy: DeliveryPolicy, metrics: Metrics, platform: str
+        self,
+        *,
+        surface: Surface,
+        policy: DeliveryPolicy,
+        metrics: Metrics,
+        platform: str,
+        style: SpellsCommands,
     ) -> None:
         self.surface = surface
+        self._style = style  # how error notices spell chat commands
         self._policy = policy
         self._metrics = metrics
         self._platform = platform
@@ -123,7 +131,8 @@ class StreamingSink:
             with contextlib.suppress(Undelivered):
                 ids = await self._deliver(shown)
         try:
-            ids.extend(await self._with_retries(lambda: self.surface.notice(error.user_message)))
+            notice = error.shown(self._style)
+            ids.extend(await self._with_retries(lambda: self.surface.notice(notice)))
         except Undelivered as exc:
             log.warning("delivery.notice_failed", platform=self._platform, error=exc.code)
         return ids

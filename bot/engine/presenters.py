@@ -7,7 +7,6 @@ Telegram, ``/voicebot new`` on Slack.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from bot import texts
@@ -25,24 +24,6 @@ def help_text(*, model: str, prefix: str = "/", intro: str = texts.HELP_INTRO) -
     """What the bot does and its commands (``prefix`` + name: a ``CommandStyle.prefix``)."""
     commands = "\n".join(f"{prefix}{name} — {what}" for name, what in texts.HELP_COMMANDS)
     return texts.HELP_TEXT.format(intro=intro, commands=commands, model=model)
-
-
-# Legacy, for Slack's error notices only (bot/adapters/slack/replier.py): the engine raises
-# errors as finished strings in Telegram's spelling (texts.MODEL_NOT_FOUND …), so they
-# cannot be formatted with a CommandStyle yet. Delete this (and its test in
-# tests/engine/test_settings_usage.py) once errors carry a {cmd:…} template; nothing else
-# may use it: command answers are formatted with the platform's CommandStyle.
-_COMMAND_MENTION = re.compile(
-    r"(?<![\w/])/(" + "|".join(name for name, _ in texts.HELP_COMMANDS) + r")\b"
-)
-
-
-def with_command_prefix(text: str, prefix: str) -> str:
-    """Deprecated: respell the ``/model``-style mentions of an engine error for a platform
-    whose commands look different (Slack: ``/voicebot model``)."""
-    if prefix == "/":
-        return text
-    return _COMMAND_MENTION.sub(lambda m: f"{prefix}{m.group(1)}", text)
 
 
 def capabilities(spec: ModelSpec) -> str:

@@ -444,7 +444,7 @@ class _TurnRun:
                 self.deps,
                 stored.assistant_turn_id,
                 status=TurnStatus.UNDELIVERED if status is TurnStatus.COMPLETE else status,
-                message_ids=undelivered.shown,  # to be replaced when it is delivered
+                message_ids=undelivered.visible_ids,  # replaced when it is delivered
                 error_code=undelivered.code,
             )
             return replace(base, status="undelivered", error=undelivered, reply=reply)

@@ -12,10 +12,6 @@ from bot import texts
 from bot.commands import COMMAND_NAMES, CommandStyle
 from tests.commands.conftest import SLACK, TELEGRAM
 
-# Engine errors are raised as finished strings, so they still spell commands the Telegram
-# way (Slack's error notices respell them); every other text writes {cmd:NAME}.
-LEGACY_SPELLING = {"MODEL_NOT_FOUND", "NO_ROOM_FOR_AUDIO", "NEEDS_AUDIO_ASR", "NEEDS_AUDIO_CAPTION"}
-
 
 def _texts() -> dict[str, str]:
     return {k: v for k, v in vars(texts).items() if k.isupper() and isinstance(v, str)}
@@ -42,8 +38,6 @@ def test_texts_name_commands_through_the_style() -> None:
             values = dict.fromkeys(fields - {"cmd"}, "x")
             for style in (TELEGRAM.style, SLACK.style):
                 assert "{" not in style.format(text, **values), name
-        if name in LEGACY_SPELLING:
-            continue
         for command in COMMAND_NAMES:
             # A literal "/model" would read wrong on Slack.
             assert f" /{command}" not in text and not text.startswith(f"/{command}"), name

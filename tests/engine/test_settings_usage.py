@@ -129,17 +129,19 @@ async def test_presenters(h: Harness) -> None:
     assert "/voicebot usage — " in presenters.help_text(model="x", prefix="/voicebot ")
 
 
-def test_command_mentions_follow_the_platform_prefix() -> None:
-    from bot.engine.presenters import with_command_prefix
+def test_error_texts_spell_commands_for_the_platform() -> None:
+    from bot.commands.style import SLASH, CommandStyle
+    from bot.errors import ModelNotFoundError, UnknownModel, UnsupportedRequest
 
-    text = texts.MODEL_NOT_FOUND  # "… pick another with /model."
-    assert with_command_prefix(text, "/") == text
-    slack = with_command_prefix(text, "/voicebot ")
-    assert slack.endswith("pick another with /voicebot model.")
-    # Only whole command names, and never inside a path or URL.
-    assert with_command_prefix("see /models and a/model or /newer", "/x ") == (
-        "see /models and a/model or /newer"
+    slack = CommandStyle(prefix="/voicebot ")
+    err = ModelNotFoundError("gone")
+    assert err.shown(SLASH).endswith("pick another with /model.")
+    assert err.shown(slack).endswith("pick another with /voicebot model.")
+    asr = UnsupportedRequest(user_message=texts.NEEDS_AUDIO_ASR.format(model="qwen-audio-asr"))
+    assert asr.shown(slack) == (
+        "qwen-audio-asr only transcribes audio. Send a voice message, or choose another "
+        "model with /voicebot model."
     )
-    assert with_command_prefix("/new, /settings and /forget", "/x ") == (
-        "/x new, /x settings and /x forget"
-    )
+    # Other braces (a name a user typed) are left alone: no str.format over user text.
+    typed = UnknownModel("{0} {model", allowed=["a"])
+    assert "“{0} {model”" in typed.shown(slack)

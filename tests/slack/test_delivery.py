@@ -108,3 +108,13 @@ async def test_a_reply_slack_never_takes_is_delivered_at_the_next_message(
         assert await reply_statuses(db) == ["complete", "complete"]
     finally:
         await stop_bot(bot)
+
+
+async def test_an_error_notice_names_slacks_own_command(slow_bot: SlackBot) -> None:
+    slow_bot.dashscope.queue_error(status=404, code="ModelNotFound")
+    await slow_bot.send_event(slow_bot.text_message("hello"))
+    await slow_bot.turns(1)
+    [notice] = slow_bot.fake.bot_messages(DM)
+    assert notice.text == (
+        "That model isn't available right now. An admin can pick another with /voicebot model."
+    )

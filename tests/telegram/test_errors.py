@@ -52,7 +52,10 @@ async def test_telegram_limit_applies_even_with_a_higher_audio_limit(harness: Ha
     [
         ({"status": 429, "code": "Throttling.RateQuota"}, texts.MODEL_RATE_LIMITED),
         ({"status": 400, "code": "Arrearage"}, texts.MODEL_QUOTA),
-        ({"status": 404, "code": "ModelNotFound"}, texts.MODEL_NOT_FOUND),
+        (
+            {"status": 404, "code": "ModelNotFound"},
+            "That model isn't available right now. An admin can pick another with /model.",
+        ),
     ],
 )
 async def test_model_errors_become_short_replies(

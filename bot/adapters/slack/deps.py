@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot import texts
 from bot.adapters.slack.admins import SlackAdminCheck
+from bot.adapters.slack.commands import STYLE
 from bot.adapters.slack.files import SlackAudioFile, SlackDownloadError, needs_file_info
 from bot.adapters.slack.replier import MethodPauses, SlackSurface
 from bot.adapters.slack.threads import ThreadInspector
@@ -82,7 +83,11 @@ class SlackDeps:
             pauses=self.pauses,
         )
         return StreamingSink(
-            surface=surface, policy=self.delivery, metrics=self.metrics, platform="slack"
+            surface=surface,
+            policy=self.delivery,
+            metrics=self.metrics,
+            platform="slack",
+            style=STYLE,
         )
 
     async def run_turn(

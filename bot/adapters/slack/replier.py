@@ -26,9 +26,7 @@ import aiohttp
 import structlog
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.adapters.slack.commands import PREFIX
 from bot.adapters.slack.markup import split_point
-from bot.engine import presenters
 from bot.errors import (
     DeliveryError,
     DeliveryRateLimited,
@@ -176,8 +174,8 @@ class SlackSurface:
         return self.message_ids()
 
     async def notice(self, text: str) -> list[str]:
-        """A message of its own in the thread (error replies), with Slack's command names."""
-        body = presenters.with_command_prefix(text, PREFIX)
+        """A message of its own in the thread (error replies)."""
+        body = text
         resp = await self._api(
             self._client.chat_postMessage,
             channel=self._channel,

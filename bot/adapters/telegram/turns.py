@@ -19,6 +19,7 @@ from bot.adapters.telegram.drafts import DraftSurface
 from bot.adapters.telegram.edits import EditSurface
 from bot.adapters.telegram.pacing import Pacer
 from bot.adapters.telegram.updates import Addressed, chat_ref, thread_key, topic_id
+from bot.commands.style import SLASH as STYLE
 from bot.config import Settings
 from bot.delivery.sink import DeliveryPolicy, StreamingSink
 from bot.engine.intake import Arrival
@@ -81,6 +82,7 @@ class TelegramContext:
             policy=DeliveryPolicy(timeout=self.settings.DELIVERY_TIMEOUT),
             metrics=self.metrics,
             platform="telegram",
+            style=STYLE,
         )
 
     def stop_turn(self, chat_id: int, draft_id: int) -> bool:

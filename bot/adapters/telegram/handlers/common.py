@@ -20,7 +20,8 @@ from bot import texts
 from bot.adapters.telegram.formatting import Chunk, render_notice
 from bot.adapters.telegram.turns import TelegramContext
 from bot.adapters.telegram.updates import topic_id
-from bot.commands import CommandHandler, CommandProfile, CommandStyle
+from bot.commands import CommandHandler, CommandProfile
+from bot.commands.style import SLASH
 from bot.retrying import retrying
 
 T = TypeVar("T")
@@ -29,7 +30,7 @@ T = TypeVar("T")
 ATTEMPTS = 4
 MAX_RETRY_AFTER = 30.0
 
-STYLE = CommandStyle(prefix="/")
+STYLE = SLASH  # Telegram spells commands "/model"
 
 
 def command_profile(username: str | None) -> CommandProfile:
