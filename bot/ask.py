@@ -28,7 +28,7 @@ from bot.engine.ports import ChatRef, FinalReply, IncomingTurn, TurnOutcome
 from bot.errors import BotError, ConversationNotFound, UnknownModel
 
 # Every terminal conversation lives in one chat of its own; ids are the database's.
-CLI_CHAT = ChatRef(platform="cli", chat_id="local", kind="cli", title="voicebot ask")
+CLI_CHAT = ChatRef(platform="cli", chat_id="local", kind="cli", title="voicebot ask", operator=True)
 
 
 class FileAudio:

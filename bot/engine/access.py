@@ -30,7 +30,7 @@ class AccessPolicy:
         return f"{platform}:{user_id}" in self._admins
 
     def is_allowed(self, chat: ChatRef, user_id: str) -> bool:
-        if chat.platform == "cli" or self.is_bot_admin(chat.platform, user_id):
+        if chat.operator or self.is_bot_admin(chat.platform, user_id):
             return True
         if not self._users and not self._chats:
             return True

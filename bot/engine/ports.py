@@ -19,15 +19,17 @@ from bot.llm.types import AudioInfo, Usage
 class ChatRef:
     """A chat on a platform: a Telegram chat, a Slack channel or DM."""
 
-    platform: str  # "telegram" | "slack" | "cli"
+    platform: str  # the adapter's name, e.g. "telegram"
     chat_id: str  # the platform's id, as text
-    kind: str  # telegram: private/group/supergroup/channel; slack: im/mpim/channel/group
+    kind: str  # the platform's word for the chat (stored and shown, never interpreted)
     title: str | None = None
+    private: bool = False  # one-to-one with the bot: the user is its chat's admin
+    operator: bool = False  # the operator's own terminal: access lists do not apply
 
     @property
     def is_private(self) -> bool:
         """A one-to-one chat, where the user is the admin of their own chat."""
-        return self.kind in ("private", "im", "cli")
+        return self.private or self.operator
 
 
 class AudioSource(Protocol):

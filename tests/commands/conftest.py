@@ -17,9 +17,9 @@ __all__ = ["engine_factory", "h"]  # the engine fixtures, re-exported for pytest
 
 TELEGRAM = command_profile("voicebot_test")
 
-TG_PRIVATE = ChatRef(platform="telegram", chat_id="100", kind="private")
+TG_PRIVATE = ChatRef(platform="telegram", chat_id="100", kind="private", private=True)
 TG_GROUP = ChatRef(platform="telegram", chat_id="-200", kind="supergroup", title="Team")
-SLACK_DM = ChatRef(platform="slack", chat_id="D0DM", kind="im")
+SLACK_DM = ChatRef(platform="slack", chat_id="D0DM", kind="im", private=True)
 SLACK_CHANNEL = ChatRef(platform="slack", chat_id="C0CHAN", kind="channel")
 
 

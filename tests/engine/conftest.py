@@ -124,7 +124,7 @@ class Sink:
         return self.error.user_message
 
 
-PRIVATE = ChatRef(platform="telegram", chat_id="100", kind="private")
+PRIVATE = ChatRef(platform="telegram", chat_id="100", kind="private", private=True)
 GROUP = ChatRef(platform="telegram", chat_id="-200", kind="supergroup", title="Team")
 
 

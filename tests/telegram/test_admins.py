@@ -69,7 +69,7 @@ async def test_private_chats_and_anonymous_admins_need_no_call(
     telegram_fake: FakeTelegram, tg_bot: Bot
 ) -> None:
     admins = TelegramAdmins(bot=tg_bot)
-    private = ChatRef(platform="telegram", chat_id="42", kind="private")
+    private = ChatRef(platform="telegram", chat_id="42", kind="private", private=True)
     assert await admins.is_admin(private, "42")
     assert not await admins.is_admin(private, "43")
     assert await admins.is_admin(GROUP, "1087968824")  # posts as the group: an admin

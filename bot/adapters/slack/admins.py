@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 from cachetools import TTLCache
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine.ports import ChatRef
 
@@ -25,7 +24,9 @@ class SlackAdminCheck:
     lock.
     """
 
-    def __init__(self, *, client: Any, ttl: float = 60.0, size: int = CACHE_SIZE) -> None:
+    def __init__(
+        self, *, client: AsyncWebClient, ttl: float = 60.0, size: int = CACHE_SIZE
+    ) -> None:
         self._client = client
         self._cache: TTLCache[str, bool] = TTLCache(maxsize=size, ttl=ttl)
 

@@ -8,7 +8,7 @@ stops receiving and closes sessions (the engine drains the turns in flight).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Protocol
 
 import aiohttp
 import structlog
@@ -53,6 +53,15 @@ def build_client(*, token: str, base_url: str, retries: bool = True) -> AsyncWeb
     )
 
 
+class _SocketMode(Protocol):
+    """What this platform uses of Bolt's AsyncSocketModeHandler (whose methods are not
+    annotated upstream)."""
+
+    async def connect_async(self) -> None: ...
+
+    async def close_async(self) -> None: ...
+
+
 class SlackPlatform:
     """Slack for the engine: one workspace, one bot token."""
 
@@ -73,7 +82,7 @@ class SlackPlatform:
         self._token = settings.SLACK_BOT_TOKEN.get_secret_value()
         self.client = build_client(token=self._token, base_url=settings.SLACK_API_BASE)
         self._session: aiohttp.ClientSession | None = None
-        self._socket: Any = None  # AsyncSocketModeHandler (untyped)
+        self._socket: _SocketMode | None = None
         http_mode = settings.SLACK_MODE == "http"
         secret = settings.SLACK_SIGNING_SECRET
         self.app = AsyncApp(
@@ -132,8 +141,9 @@ class SlackPlatform:
         app_token = self._settings.SLACK_APP_TOKEN
         if app_token is None:
             raise ConfigError("SLACK_APP_TOKEN", "required when SLACK_MODE=socket")
-        self._socket = AsyncSocketModeHandler(self.app, app_token.get_secret_value())
-        await self._socket.connect_async()
+        socket: _SocketMode = AsyncSocketModeHandler(self.app, app_token.get_secret_value())
+        self._socket = socket
+        await socket.connect_async()
         log.info("slack.socket_mode.connected")
 
     async def stop(self) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import structlog
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import texts
 from bot.adapters.slack.admins import SlackAdminCheck
@@ -31,10 +32,10 @@ class SlackDeps:
     """The engine and the Slack-side helpers every listener uses."""
 
     engine: Engine
-    client: Any  # slack_sdk AsyncWebClient
+    client: AsyncWebClient
     # The same Web API without slack-sdk's retry handlers, for replies: the delivery sink
     # is their one retry layer.
-    reply_client: Any
+    reply_client: AsyncWebClient
     delivery: DeliveryPolicy
     session: Callable[[], aiohttp.ClientSession]  # for file downloads, opened lazily
     token: str

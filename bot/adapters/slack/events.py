@@ -35,7 +35,7 @@ def channel_kind(channel_id: str, channel_type: str | None = None) -> str:
 
 
 def chat_ref(channel_id: str, kind: str) -> ChatRef:
-    return ChatRef(platform=PLATFORM, chat_id=channel_id, kind=kind)
+    return ChatRef(platform=PLATFORM, chat_id=channel_id, kind=kind, private=kind == "im")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,15 +8,15 @@ small handler around them. Bolt verifies the signature (``v0=`` HMAC of
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.app.async_app import AsyncApp
 
 EVENTS_PATH = "/slack/events"
 
 
-def events_handler(app: Any) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def events_handler(app: AsyncApp) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """An aiohttp handler dispatching events, commands and interactivity to ``app``."""
 
     async def handle(request: web.Request) -> web.StreamResponse:

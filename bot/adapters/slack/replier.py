@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
 import structlog
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.adapters.slack.markup import split_point
 from bot.errors import (
@@ -120,7 +122,7 @@ class SlackSurface:
     def __init__(
         self,
         *,
-        client: Any,
+        client: AsyncWebClient,
         channel: str,
         thread_ts: str | None,
         recipient_team_id: str | None,
@@ -370,7 +372,9 @@ class SlackSurface:
         self._shown = content
         self._stream_open = False
 
-    async def _api(self, method: Any, **kwargs: Any) -> Any:
+    async def _api(
+        self, method: Callable[..., Awaitable[AsyncSlackResponse]], **kwargs: Any
+    ) -> AsyncSlackResponse:
         name = getattr(method, "__name__", "")
         await self._pauses.wait(name, self._channel)
         try:

@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from cachetools import TTLCache
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.slack.events import is_bot_message, message_files
 from bot.adapters.slack.files import is_audio_file
@@ -37,7 +38,9 @@ class ThreadInspector:
     lock.
     """
 
-    def __init__(self, *, client: Any, ttl: float = 600.0, size: int = CACHE_SIZE) -> None:
+    def __init__(
+        self, *, client: AsyncWebClient, ttl: float = 600.0, size: int = CACHE_SIZE
+    ) -> None:
         self._client = client
         self._joined: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=size, ttl=ttl)
 

@@ -20,7 +20,13 @@ PLATFORM = "telegram"
 def chat_ref(chat: Chat) -> ChatRef:
     """The engine's view of a Telegram chat."""
     title = (chat.title or chat.full_name) if chat.type != "private" else None
-    return ChatRef(platform=PLATFORM, chat_id=str(chat.id), kind=chat.type, title=title)
+    return ChatRef(
+        platform=PLATFORM,
+        chat_id=str(chat.id),
+        kind=chat.type,
+        title=title,
+        private=chat.type == "private",
+    )
 
 
 def topic_id(message: Message) -> int | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from slack_bolt.app.async_app import AsyncApp
 
 from bot.adapters.slack.deps import SlackDeps
 from bot.adapters.slack.listeners.commands import register as register_commands
@@ -10,7 +10,7 @@ from bot.adapters.slack.listeners.messages import register as register_messages
 from bot.adapters.slack.listeners.shortcuts import register as register_shortcuts
 
 
-def register(app: Any, deps: SlackDeps) -> None:
+def register(app: AsyncApp, deps: SlackDeps) -> None:
     """Attach every listener to the Bolt ``AsyncApp``."""
     register_messages(app, deps)
     register_commands(app, deps)

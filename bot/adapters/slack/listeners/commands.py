@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from slack_bolt.app.async_app import AsyncApp
 
 from bot.adapters.slack import commands
 from bot.adapters.slack.deps import SlackDeps
@@ -16,7 +17,7 @@ log = structlog.get_logger(__name__)
 COMMAND = "/voicebot"
 
 
-def register(app: Any, deps: SlackDeps) -> None:
+def register(app: AsyncApp, deps: SlackDeps) -> None:
     handler = CommandHandler(engine=deps.engine, admins=deps.admins, profile=commands.PROFILE)
 
     async def on_command(ack: Any, command: dict[str, Any], respond: Any) -> None:

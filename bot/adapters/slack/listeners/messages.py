@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
 
 from bot.adapters.slack.deps import SlackDeps
 from bot.adapters.slack.events import SlackMessage, instruction, read_message
@@ -20,7 +22,7 @@ from bot.engine.ports import IncomingTurn
 log = structlog.get_logger(__name__)
 
 
-def register(app: Any, deps: SlackDeps) -> None:
+def register(app: AsyncApp, deps: SlackDeps) -> None:
     async def on_message(body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
         await handle_message(deps, body=body, event=event, context=context, via_mention=False)
 
@@ -42,7 +44,7 @@ async def handle_message(
     *,
     body: dict[str, Any],
     event: dict[str, Any],
-    context: Any,
+    context: AsyncBoltContext,
     via_mention: bool,
 ) -> None:
     """Decide whether the message is for the bot; if so, answer it (once)."""
@@ -65,7 +67,7 @@ async def _handle(
     arrival: Arrival,
     *,
     body: dict[str, Any],
-    context: Any,
+    context: AsyncBoltContext,
     via_mention: bool,
 ) -> None:
     bot_user_id: str | None = context.get("bot_user_id")
@@ -107,7 +109,7 @@ async def _addressed_in_channel(
     deps: SlackDeps,
     msg: SlackMessage,
     file: dict[str, Any] | None,
-    context: Any,
+    context: AsyncBoltContext,
     via_mention: bool,
 ) -> tuple[bool, dict[str, Any] | None]:
     """Whether a channel message is for the bot, and the clip to analyse with it."""

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import structlog
+from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from bot import texts
@@ -27,7 +28,7 @@ _BLOCK = "question"
 _ACTION = "question_input"
 
 
-def register(app: Any, deps: SlackDeps) -> None:
+def register(app: AsyncApp, deps: SlackDeps) -> None:
     async def on_shortcut(ack: Any, body: dict[str, Any], respond: Any) -> None:
         await ack()
         await open_modal(deps, body=body, respond=respond)
