@@ -48,7 +48,7 @@ from bot.audio.convert import Deadline, analyse, assemble
 from bot.audio.decode import SAMPLE_RATE
 from bot.audio.encode import encode_clip, max_clip_seconds
 from bot.audio.overlap import FirstSpanFeed
-from bot.audio.pauses import first_span_min_end
+from bot.audio.pauses import Span, first_span_min_end
 from bot.audio.types import AudioInput, ConvertedAudio
 from bot.errors import AudioEmpty, AudioTimeout, AudioTooLarge
 
@@ -216,34 +216,24 @@ class AudioPipeline:
                 fmt = self.output_format
                 chosen = analysis.chosen
                 streamed = 1 if first is not None and chosen else 0
-                # Segments are independent: encode them side by side on the pool.
-                others = [
-                    self._submit(
-                        partial(
-                            encode_clip,
-                            samples[span.start : span.end],
-                            rate=SAMPLE_RATE,
-                            fmt=fmt,
-                            check=deadline,
-                        )
+
+                def encoding(span: Span) -> Callable[[], bytes]:
+                    return partial(
+                        encode_clip,
+                        samples[span.start : span.end],
+                        rate=SAMPLE_RATE,
+                        fmt=fmt,
+                        check=deadline,
                     )
-                    for span in chosen[streamed:]
-                ]
+
+                # Segments are independent: encode them side by side on the pool.
+                others = [self._submit(encoding(span)) for span in chosen[streamed:]]
                 encoded = list(await asyncio.gather(*others))
                 if streamed:
                     assert first is not None
                     blob = await first
                     if blob is None:
-                        span = chosen[0]
-                        blob = await self._run(
-                            partial(
-                                encode_clip,
-                                samples[span.start : span.end],
-                                rate=SAMPLE_RATE,
-                                fmt=fmt,
-                                check=deadline,
-                            )
-                        )
+                        blob = await self._run(encoding(chosen[0]))
                     encoded.insert(0, blob)
         except TimeoutError:
             raise AudioTimeout(f"conversion over {self.timeout:.0f} s") from None

@@ -9,12 +9,25 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.engine.domain import GroupPolicy
 from bot.engine.ports import ChatRef
 from bot.storage import repositories as repo
 from bot.storage.database import Database
 from bot.storage.repositories import ForgetCounts, UsageRow
-from bot.storage.tables import ChatSettings
+from bot.storage.tables import Chat, ChatSettings
+
+
+async def chat_row(session: AsyncSession, chat: ChatRef) -> Chat:
+    """The chat's row, created on first sight (inside the caller's transaction)."""
+    return await repo.get_or_create_chat(
+        session,
+        platform=chat.platform,
+        external_id=chat.chat_id,
+        kind=chat.kind,
+        title=chat.title,
+    )
 
 
 async def claim_event(db: Database, *, platform: str, event_id: str) -> bool:
@@ -45,13 +58,7 @@ async def change_settings(
 ) -> ChatSettings:
     """Apply validated ``changes`` (``None`` resets a key) and return the stored row."""
     async with db.sessions() as session, session.begin():
-        row = await repo.get_or_create_chat(
-            session,
-            platform=chat.platform,
-            external_id=chat.chat_id,
-            kind=chat.kind,
-            title=chat.title,
-        )
+        row = await chat_row(session, chat)
         stored = await repo.get_or_create_chat_settings(session, row.id)
         for key, value in changes.items():
             if key == "group_policy" and value is None:

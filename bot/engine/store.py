@@ -14,6 +14,7 @@ from sqlalchemy import update
 from bot.audio.types import Segment
 from bot.catalog import ModelSpec
 from bot.config import Settings
+from bot.engine.chat_store import chat_row
 from bot.engine.domain import TurnRole, TurnStatus
 from bot.engine.history import ClipMeta, PastPair, RequestPlan
 from bot.engine.ports import IncomingTurn
@@ -78,13 +79,7 @@ async def load_context(db: Database, settings: Settings, turn: IncomingTurn) -> 
     chat = turn.chat
     thread_key = turn.thread_key or ""
     async with db.sessions() as session, session.begin():
-        row = await repo.get_or_create_chat(
-            session,
-            platform=chat.platform,
-            external_id=chat.chat_id,
-            kind=chat.kind,
-            title=chat.title,
-        )
+        row = await chat_row(session, chat)
         view = effective(
             await repo.get_chat_settings(session, row.id),
             default_model=settings.DEFAULT_MODEL,

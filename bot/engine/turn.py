@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import structlog
 
@@ -161,6 +162,25 @@ class _TurnRun:
         )
         return await self.deliver(ctx, base, stored, generated, notes)
 
+    async def ended(
+        self,
+        status: Literal["refused", "failed"],
+        ctx: store.TurnContext,
+        labels: tuple[str, str, str],
+        error: BotError,
+    ) -> _Ended:
+        """Tell the user why the turn ends here, count it, and say how it ended."""
+        shown = await safe_fail(self.sink, error, "")
+        self.deps.metrics.turns.labels(*labels, status).inc()
+        return _Ended(
+            TurnOutcome(
+                status=status,
+                conversation_id=ctx.conversation_id,
+                error=error,
+                message_ids=shown,
+            )
+        )
+
     # --- 1. admit: context, pending deliveries, the turn's kind -------------------------
 
     async def admit(self) -> tuple[store.TurnContext, TurnShape]:
@@ -234,16 +254,7 @@ class _TurnRun:
                 instruction=replay_instruction(ctx.spec),
             )
         except BotError as exc:
-            shown = await safe_fail(self.sink, exc, "")
-            self.deps.metrics.turns.labels(*labels, "refused").inc()
-            raise _Ended(
-                TurnOutcome(
-                    status="refused",
-                    conversation_id=ctx.conversation_id,
-                    error=exc,
-                    message_ids=shown,
-                )
-            ) from exc
+            raise await self.ended("refused", ctx, labels, exc) from exc
         sent = tuple(clips[: plan.current_clips])
         notes = list(shape.notes)
         if prepared is not None:
@@ -279,17 +290,7 @@ class _TurnRun:
             )
         except Exception as exc:
             log.error("turn.store_failed", error=type(exc).__name__)
-            err = BotError(type(exc).__name__)
-            shown = await safe_fail(self.sink, err, "")
-            self.deps.metrics.turns.labels(*labels, "failed").inc()
-            raise _Ended(
-                TurnOutcome(
-                    status="failed",
-                    conversation_id=ctx.conversation_id,
-                    error=err,
-                    message_ids=shown,
-                )
-            ) from exc
+            raise await self.ended("failed", ctx, labels, BotError(type(exc).__name__)) from exc
 
     # --- 5. stream the model's reply --------------------------------------------------------
 

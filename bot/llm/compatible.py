@@ -10,7 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from bot.llm.types import AudioPart, ChatMessage, GenerationParams, TextPart, Usage
-from bot.llm.wire import Chunk, audio_data_url, audio_info_from, float_or_none, int_or_none
+from bot.llm.wire import (
+    Chunk,
+    audio_data_url,
+    audio_info_from,
+    content_text,
+    finish_reason_of,
+    float_or_none,
+    int_or_none,
+)
 
 __all__ = [
     "DONE",
@@ -103,9 +111,9 @@ def _parse(obj: Any, field: str) -> Chunk:
         choice = choices[0]
         body = choice.get(field)
         if isinstance(body, dict):
-            chunk.text = _content_text(body.get("content"))
+            chunk.text = content_text(body.get("content"))
             chunk.audio_info = audio_info_from(body.get("annotations"))
-        chunk.finish_reason = _finish(choice.get("finish_reason"))
+        chunk.finish_reason = finish_reason_of(choice.get("finish_reason"))
     return chunk
 
 
@@ -121,25 +129,6 @@ def parse_usage(usage: dict[str, Any]) -> Usage:
         total_tokens=int_or_none(usage.get("total_tokens")),
         seconds=float_or_none(usage.get("seconds")),
     )
-
-
-def _finish(value: Any) -> str | None:
-    if value is None or value == "null" or value == "":
-        return None
-    return str(value)
-
-
-def _content_text(content: Any) -> str | None:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = [
-            item["text"]
-            for item in content
-            if isinstance(item, dict) and isinstance(item.get("text"), str)
-        ]
-        return "".join(texts) if texts else None
-    return None
 
 
 def _request_id(obj: dict[str, Any]) -> str | None:

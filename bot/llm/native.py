@@ -11,7 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from bot.llm.types import AudioPart, ChatMessage, GenerationParams, TextPart, Usage
-from bot.llm.wire import Chunk, audio_data_url, audio_info_from, float_or_none, int_or_none
+from bot.llm.wire import (
+    Chunk,
+    audio_data_url,
+    audio_info_from,
+    content_text,
+    finish_reason_of,
+    float_or_none,
+    int_or_none,
+)
 
 __all__ = ["PATH", "build_body", "headers", "parse_message", "parse_usage"]
 
@@ -89,34 +97,14 @@ def parse_message(obj: Any) -> Chunk:
         choice = choices[0]
         message = choice.get("message")
         if isinstance(message, dict):
-            chunk.text = _content_text(message.get("content"))
+            chunk.text = content_text(message.get("content"))
             chunk.audio_info = audio_info_from(message.get("annotations"))
-        chunk.finish_reason = _finish(choice.get("finish_reason"))
+        chunk.finish_reason = finish_reason_of(choice.get("finish_reason"))
     elif "text" in output:  # result_format=text, should a server ignore our choice
         text = output.get("text")
         chunk.text = text if isinstance(text, str) else None
-        chunk.finish_reason = _finish(output.get("finish_reason"))
+        chunk.finish_reason = finish_reason_of(output.get("finish_reason"))
     return chunk
-
-
-def _finish(value: Any) -> str | None:
-    # While streaming the service sends the *string* "null".
-    if value is None or value == "null" or value == "":
-        return None
-    return str(value)
-
-
-def _content_text(content: Any) -> str | None:
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        return None
-    texts = [
-        item["text"]
-        for item in content
-        if isinstance(item, dict) and isinstance(item.get("text"), str)
-    ]
-    return "".join(texts) if texts else None
 
 
 def parse_usage(usage: dict[str, Any]) -> Usage:

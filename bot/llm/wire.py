@@ -95,3 +95,25 @@ def audio_info_from(annotations: Any) -> AudioInfo | None:
                 emotion=str(emotion) if emotion is not None else None,
             )
     return None
+
+
+def finish_reason_of(value: Any) -> str | None:
+    """A finish reason, or ``None`` while the reply goes on (streams send the *string*
+    "null" until the last event)."""
+    if value is None or value == "null" or value == "":
+        return None
+    return str(value)
+
+
+def content_text(content: Any) -> str | None:
+    """The text of a message ``content``: a string, or the text items of a list."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return None
+    texts = [
+        item["text"]
+        for item in content
+        if isinstance(item, dict) and isinstance(item.get("text"), str)
+    ]
+    return "".join(texts) if texts else None

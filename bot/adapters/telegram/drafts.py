@@ -34,22 +34,10 @@ class DraftSurface(TelegramSurface):
         self._draft_pacer = draft_pacer
         # Any non-zero id; the stop button's update names it, so it must be unique enough.
         self.draft_id = random.randint(1, 2**31 - 1)
-        self._sent: list[tuple[int, Chunk]] = []  # messages Telegram confirmed, in order
         self._drafts_ok = True
 
     def ready_in(self) -> float:
         return max(self._draft_pacer.delay(self.chat_id), 0.0)
-
-    def message_ids(self) -> list[str]:
-        return [str(mid) for mid, _ in self._sent]
-
-    def forget(self) -> None:
-        self._sent = []
-        self._notice_sent = 0
-
-    async def discard(self) -> None:
-        await self._delete([mid for mid, _ in self._sent])
-        self.forget()
 
     async def progress(self, text: str, *, plain: bool) -> None:
         chunks = self._render(text, plain=plain)

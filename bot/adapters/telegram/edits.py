@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
 from bot.adapters.telegram.formatting import Chunk
@@ -19,21 +17,6 @@ class EditSurface(TelegramSurface):
     Each message's confirmed content is remembered: an edit is sent only where it differs,
     so a retried final text repeats nothing Telegram already showed.
     """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._sent: list[tuple[int, Chunk]] = []  # (message_id, what Telegram confirmed)
-
-    def message_ids(self) -> list[str]:
-        return [str(mid) for mid, _ in self._sent]
-
-    def forget(self) -> None:
-        self._sent = []
-        self._notice_sent = 0
-
-    async def discard(self) -> None:
-        await self._delete([mid for mid, _ in self._sent])
-        self.forget()
 
     async def progress(self, text: str, *, plain: bool) -> None:
         await self._apply(self._render(text, plain=plain))

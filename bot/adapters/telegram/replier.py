@@ -104,6 +104,19 @@ class TelegramSurface:
         self.reply_to = reply_to
         self._pacer = pacer
         self._notice_sent = 0
+        # The reply's messages Telegram confirmed, in order, with what each one shows.
+        self._sent: list[tuple[int, Chunk]] = []
+
+    def message_ids(self) -> list[str]:
+        return [str(mid) for mid, _ in self._sent]
+
+    def forget(self) -> None:
+        self._sent = []
+        self._notice_sent = 0
+
+    async def discard(self) -> None:
+        await self._delete([mid for mid, _ in self._sent])
+        self.forget()
 
     def ready_in(self) -> float:
         return self._pacer.delay(self.chat_id)
