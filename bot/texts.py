@@ -113,7 +113,6 @@ SETTING_RULE_TEXT = "at most {limit} characters"
 SETTING_RULE_LANGUAGE = "a language code such as en, zh or de"
 SETTINGS_HEADER = "Settings for this chat:"
 SETTINGS_DEFAULT = "default"
-SETTINGS_NOT_SET = "not set"
 SETTINGS_ON = "on"
 SETTINGS_OFF = "off"
 SETTINGS_HOW_TO_CHANGE = (
