@@ -2,17 +2,22 @@
 
 PostgreSQL is the server at VOICEBOT_TEST_POSTGRES_URL (default: the local one on
 127.0.0.1:5432, trust auth). Each test gets a database of its own, cloned from a migrated
-template, so tests never see each other's rows. If PostgreSQL is unreachable the tests
-fail: they never skip silently.
+template, so tests never see each other's rows. The clones are made a little ahead of need
+and dropped after use by a thread of their own (:class:`_PgClones`), so a test does not
+wait for ``CREATE DATABASE``. If PostgreSQL is unreachable the tests fail: they never skip
+silently.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import os
 import shutil
 import threading
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -90,6 +95,82 @@ def pg_template() -> Iterator[str]:
     _run(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+class _PgClones:
+    """Clones of the template, made ``ahead`` at a time on a loop in a thread of its own.
+
+    :meth:`take` hands out the oldest one (waiting for it if it is still being made) and
+    orders the next; :meth:`drop` drops a used one in the background.
+    """
+
+    def __init__(self, template: str, *, ahead: int = 2) -> None:
+        self._template = template
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._ready: deque[concurrent.futures.Future[str]] = deque()
+        self._drops: list[concurrent.futures.Future[None]] = []
+        for _ in range(ahead):
+            self._order()
+
+    def _order(self) -> None:
+        self._ready.append(asyncio.run_coroutine_threadsafe(self._create(), self._loop))
+
+    async def _create(self) -> str:
+        name = f"voicebot_t_{uuid.uuid4().hex[:12]}"
+        await _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
+        return name
+
+    async def take(self) -> str:
+        made = self._ready.popleft()
+        self._order()
+        return await asyncio.wrap_future(made)
+
+    def take_now(self) -> str:
+        """:meth:`take` for synchronous fixtures."""
+        made = self._ready.popleft()
+        self._order()
+        return made.result(timeout=60)
+
+    def drop(self, name: str) -> None:
+        self._drops.append(
+            asyncio.run_coroutine_threadsafe(
+                _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'), self._loop
+            )
+        )
+
+    def close(self) -> None:
+        """Drop what is left (the clones never taken too), then stop the thread."""
+        for made in self._ready:
+            # A clone that could not be made has nothing to drop.
+            with contextlib.suppress(Exception):
+                self.drop(made.result(timeout=60))
+        for dropped in self._drops:
+            dropped.result(timeout=60)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+@pytest.fixture(scope="session")
+def pg_clones(pg_template: str) -> Iterator[_PgClones]:
+    """Migrated databases (clones of the template)."""
+    clones = _PgClones(pg_template)
+    try:
+        yield clones
+    finally:
+        clones.close()
+
+
+@pytest.fixture(scope="session")
+def pg_empty() -> Iterator[_PgClones]:
+    """Empty databases (what ``CREATE DATABASE`` makes: clones of ``template1``)."""
+    clones = _PgClones("template1")
+    try:
+        yield clones
+    finally:
+        clones.close()
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
@@ -109,10 +190,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
         return
-    name = f"voicebot_t_{uuid.uuid4().hex[:12]}"
-    _run(_pg_exec(f'CREATE DATABASE "{name}"'))
+    clones: _PgClones = request.getfixturevalue("pg_empty")
+    name = clones.take_now()
     yield _pg_url(name)
-    _run(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    clones.drop(name)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -126,12 +207,11 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         yield database
         await database.dispose()
         return
-    tpl: str = request.getfixturevalue("pg_template")
-    name = f"voicebot_t_{uuid.uuid4().hex[:12]}"
-    await _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{tpl}"')
+    clones: _PgClones = request.getfixturevalue("pg_clones")
+    name = await clones.take()
     database = Database(url=_pg_url(name))
     try:
         yield database
     finally:
         await database.dispose()
-        await _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        clones.drop(name)

@@ -3,7 +3,9 @@
 The bot binds ``HTTP_PORT=0`` (the kernel picks a free port; no port is chosen and then
 released) and logs one JSON object a line on stderr; :class:`BotProcess` reads the port
 from the ``http.started`` line and waits for the ``ready`` line, then for ``/readyz``.
-Waits get headroom from the machine (:func:`patience`), never a fixed number of seconds.
+:class:`LoggedBot` does the same for synchronous tests (the black-box acceptance suite),
+with the output in a log file. Waits get headroom from the machine (:func:`patience`),
+never a fixed number of seconds.
 """
 
 from __future__ import annotations
@@ -11,13 +13,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
-from collections.abc import Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from bot.config import Settings
 
@@ -142,3 +149,162 @@ class BotProcess:
             self.proc.kill()
             await self.proc.wait()
         await self._reader
+
+
+def metric_value(text: str, name: str, labels: Mapping[str, str] | None = None) -> float:
+    """The sum of the samples named ``name`` with (at least) ``labels`` in a ``/metrics``
+    page; 0 when there is none yet (a counter nobody incremented is not exported)."""
+    want = dict(labels or {})
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in want.items()):
+                total += sample.value
+    return total
+
+
+class LoggedBot:
+    """A running ``python -m bot run`` for synchronous tests; its output goes to a file.
+
+    Like :class:`BotProcess`: ``HTTP_PORT=0`` unless ``env`` says otherwise, JSON logs, the
+    port read from the ``http.started`` line. :meth:`wait_ready` then waits for the
+    ``ready`` line and ``/readyz``; :meth:`wait_log` and :meth:`wait_metric` are the
+    synchronisation points a test has on a process it only sees from outside.
+    """
+
+    def __init__(
+        self, env: Mapping[str, str], *, cwd: Path, log: Path | None = None, command: str = "run"
+    ) -> None:
+        full = dict(env)
+        full.setdefault("HTTP_PORT", "0")
+        full["LOG_FORMAT"] = "json"
+        self.log_path = log or cwd / "bot.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", command],
+            cwd=cwd,
+            env=full,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.port: int | None = None
+        self._entries: list[dict[str, Any]] = []
+        self._read_to = 0
+        self._partial = b""
+
+    # --- the log ------------------------------------------------------------------------
+
+    def logs(self) -> list[dict[str, Any]]:
+        """Every JSON log entry so far (other output lines are skipped)."""
+        with self.log_path.open("rb") as f:
+            f.seek(self._read_to)
+            data = f.read()
+        self._read_to += len(data)
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                self._entries.append(entry)
+                if entry.get("event") == "http.started" and self.port is None:
+                    self.port = int(entry["port"])
+        return self._entries
+
+    def output(self, tail: int = 6000) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-tail:]
+
+    def wait_log(
+        self,
+        event: str | Callable[[dict[str, Any]], bool],
+        *,
+        count: int = 1,
+        within: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Until ``count`` log entries are named ``event`` (or match it); those entries."""
+        matches = event if callable(event) else (lambda e: e.get("event") == event)
+        deadline = time.monotonic() + (patience() if within is None else within)
+        while True:
+            exited = self.proc.poll() is not None  # before reading: nothing is missed
+            found = [e for e in self.logs() if matches(e)]
+            if len(found) >= count:
+                return found
+            if exited:
+                raise AssertionError(
+                    f"voicebot exited ({self.proc.returncode}) before {event!r}:\n{self.output()}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {event!r} in the bot's log:\n{self.output()}")
+            time.sleep(0.05)
+
+    # --- HTTP ---------------------------------------------------------------------------
+
+    @property
+    def base(self) -> str:
+        assert self.port is not None, "the bot has not bound its HTTP port yet"
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=10) as r:
+                return int(r.status), r.read().decode(errors="replace")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+
+    def wait_ready(self, *, within: float | None = None) -> None:
+        """Until the bot logged ``ready`` and ``/readyz`` answers 200."""
+        deadline = time.monotonic() + (patience() if within is None else within)
+        self.wait_log("http.started", within=deadline - time.monotonic())
+        self.wait_log("ready", within=deadline - time.monotonic())
+        while True:
+            status, body = self.get("/readyz")
+            if status == 200:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"/readyz answers {status} {body}:\n{self.output()}")
+            time.sleep(0.05)
+
+    def metric(self, name: str, labels: Mapping[str, str] | None = None) -> float:
+        """A metric as ``/metrics`` shows it now (see :func:`metric_value`)."""
+        status, text = self.get("/metrics")
+        assert status == 200, text
+        return metric_value(text, name, labels)
+
+    def wait_metric(
+        self,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        *,
+        at_least: float,
+        within: float | None = None,
+    ) -> float:
+        """Until the metric reaches ``at_least``; returns its value."""
+        deadline = time.monotonic() + (patience() if within is None else within)
+        while True:
+            value = self.metric(name, labels)
+            if value >= at_least:
+                return value
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"{name}{labels or ''} is {value}, not >= {at_least}")
+            time.sleep(0.05)
+
+    # --- the end ------------------------------------------------------------------------
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, float]:
+        """Send ``sig``; the exit status and how long the process took to exit."""
+        start = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=patience(15))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        return code, time.monotonic() - start
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()

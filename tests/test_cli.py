@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -83,8 +84,11 @@ def test_run_without_api_key_exits_2(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("argv", [["--version"], ["--help"]])
 def test_console_script_basics(tmp_path: Path, argv: list[str]) -> None:
+    # The console script installed with this interpreter, not whichever one PATH finds.
+    script = Path(sysconfig.get_path("scripts")) / "voicebot"
+    assert script.is_file(), f"no console script at {script} (pip install -e .)"
     result = subprocess.run(
-        ["voicebot", *argv],
+        [str(script), *argv],
         env=_env(tmp_path),
         cwd=tmp_path,
         capture_output=True,

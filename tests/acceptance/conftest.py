@@ -2,7 +2,9 @@
 
 ``test_delivery_matrix.py`` runs many cases concurrently inside ONE ``voicebot run`` per
 platform; its tests carry ``xdist_group`` marks so that each platform's cases land on one
-xdist worker. Those marks only take effect with ``--dist loadgroup``; ``loadgroup`` is
+xdist worker. ``test_slack_blackbox.py`` and ``test_telegram_blackbox.py`` are one group
+each for the same reason: their module's ``voicebot run`` then starts once, not once per
+worker. Those marks only take effect with ``--dist loadgroup``; ``loadgroup`` is
 ``load`` plus "keep a group together", so when the default ``load`` is in force we switch
 to it (tests without a group are scheduled exactly as before). Workers parse the command
 line again, so the controller tells them through ``workerinput``.

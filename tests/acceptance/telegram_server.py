@@ -28,6 +28,8 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from tests.process import patience
+
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup "
     "are exactly the same as a current content and reply markup of the message"
@@ -495,9 +497,9 @@ class FakeTelegram:
             )
 
     def wait_for(
-        self, predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = ""
+        self, predicate: Callable[[], Any], *, timeout: float | None = None, what: str = ""
     ) -> Any:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (patience(20) if timeout is None else timeout)
         while True:
             result = predicate()
             if result:

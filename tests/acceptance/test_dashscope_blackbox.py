@@ -485,7 +485,7 @@ def test_dashscope_client_errors_are_not_retried(
     result = ask(tmp_path, dashscope, str(dashscope_audio["short"]), "--json")
     assert_one_line_error(result)
     assert result.stdout.strip() == ""
-    assert len(dashscope.requests) == 1
+    assert [r.answered for r in dashscope.requests] == [status]  # served once, not retried
 
 
 def test_dashscope_midstream_error_event(
@@ -502,6 +502,8 @@ def test_dashscope_midstream_error_event(
     assert_one_line_error(result)
     assert result.stdout.strip() == ""  # no partial garbage in --json mode
     assert len(dashscope.requests) == 1  # text already streamed: not sent again
+    # The error event was served: the stream ended, never with its final event.
+    assert dashscope.stream_finished.is_set() and dashscope.requests[0].finished_at is None
 
 
 def test_dashscope_connection_dropped_midstream(
@@ -511,6 +513,9 @@ def test_dashscope_connection_dropped_midstream(
     result = ask(tmp_path, dashscope, str(dashscope_audio["short"]), "--json")
     assert_one_line_error(result)
     assert result.stdout.strip() == ""
+    # The connection was cut: no stream was ever finished.
+    assert dashscope.stream_finished.is_set()
+    assert dashscope.requests and all(r.finished_at is None for r in dashscope.requests)
 
 
 def test_dashscope_internal_error(
@@ -527,7 +532,7 @@ def test_dashscope_internal_error(
     result = ask(tmp_path, dashscope, str(dashscope_audio["short"]), "--json")
     assert_one_line_error(result)
     assert result.stdout.strip() == ""
-    assert len(dashscope.requests) >= 1
+    assert dashscope.requests and all(r.answered == 500 for r in dashscope.requests)
 
 
 def test_dashscope_unknown_model_sends_nothing(

@@ -11,9 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +29,11 @@ from tests.acceptance.telegram_server import (
     FakeTelegram,
 )
 from tests.audio.synth import FORMATS, encode, speech_like
+from tests.process import LoggedBot, patience
+
+# One worker runs the whole module: one ``voicebot run`` serves all its tests (module
+# fixture), instead of one per xdist worker (see tests/acceptance/conftest.py).
+pytestmark = pytest.mark.xdist_group("telegram-blackbox")
 
 WEBHOOK_SECRET = "qa_Secret-123"
 # Variables the product reads; none of them may leak in from the developer's environment.
@@ -48,19 +50,11 @@ _PRODUCT_NAMES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class TelegramBotProcess:
-    """``voicebot run`` as a subprocess, in its own working directory."""
+class TelegramBotProcess(LoggedBot):
+    """``voicebot run`` as a subprocess, in its own working directory (HTTP_PORT=0, JSON logs
+    in ``bot.log``)."""
 
     def __init__(self, workdir: Path, servers: FakeServers, **extra: str) -> None:
-        self.workdir = workdir
-        self.port = _free_port()
         env = {
             k: v
             for k, v in os.environ.items()
@@ -74,46 +68,26 @@ class TelegramBotProcess:
             DASHSCOPE_MAX_RETRIES="1",
             DATABASE_URL=f"sqlite+aiosqlite:///{workdir / 'bot.db'}",
             HTTP_HOST="127.0.0.1",
-            HTTP_PORT=str(self.port),
             TELEGRAM_EDIT_INTERVAL="0.2",
             USER_RATE_LIMIT="0",
             AUDIO_WORKERS="1",
             LOG_LEVEL="INFO",
         )
         env.update(extra)
-        self.log = (workdir / "bot.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "run"],
-            cwd=workdir,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        super().__init__(env, cwd=workdir)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def wait_handled(self, update: dict[str, Any], *, times: int = 1) -> None:
+        """Until the bot is done with ``update`` (its turn finished, if it made one), or
+        with ``times`` deliveries of it.
 
-    def logs(self) -> str:
-        self.log.flush()
-        return (self.workdir / "bot.log").read_text(errors="replace")[-4000:]
-
-    def wait_healthy(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"voicebot run exited early:\n{self.logs()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"voicebot run never became healthy:\n{self.logs()}")
+        aiogram logs every update it has finished with, handled or not; the ids of one bot
+        are unique, so the line names this update only."""
+        done = f"Update id={update['update_id']} is "
+        self.wait_log(lambda e: str(e.get("event", "")).startswith(done), count=times)
 
     def post(self, path: str, body: Any, headers: dict[str, str]) -> int:
         req = urllib.request.Request(
-            f"{self.url}{path}",
+            f"{self.base}{path}",
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json", **headers},
             method="POST",
@@ -127,20 +101,7 @@ class TelegramBotProcess:
 
     def terminate(self) -> tuple[int, float]:
         """SIGTERM; the exit status and how long it took to exit."""
-        start = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        return code, time.monotonic() - start
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        return self.stop(signal.SIGTERM)
 
 
 # ---------------------------------------------------------------------------------------
@@ -185,7 +146,7 @@ def telegram_env(
     ]
     bot = TelegramBotProcess(tmp_path_factory.mktemp("telegram_polling"), servers)
     try:
-        bot.wait_healthy()
+        bot.wait_ready()
         servers.telegram.wait_for(
             lambda: servers.telegram.calls_to("getUpdates", ok=None), what="first getUpdates"
         )
@@ -203,6 +164,11 @@ def tg(telegram_env: tuple[FakeServers, TelegramBotProcess]) -> FakeTelegram:
 @pytest.fixture
 def ds(telegram_env: tuple[FakeServers, TelegramBotProcess]) -> FakeDashScope:
     return telegram_env[0].dashscope
+
+
+@pytest.fixture
+def bot(telegram_env: tuple[FakeServers, TelegramBotProcess]) -> TelegramBotProcess:
+    return telegram_env[1]
 
 
 _ids = iter(range(7001, 9000))
@@ -240,7 +206,9 @@ def final_texts(tg: FakeTelegram, chat_id: int) -> list[str]:
     return [m.text for m in tg.bot_messages(chat_id)]
 
 
-def wait_text(tg: FakeTelegram, chat_id: int, needle: str, timeout: float = 20.0) -> str:
+def wait_text(tg: FakeTelegram, chat_id: int, needle: str, timeout: float | None = None) -> str:
+    timeout = patience(20) if timeout is None else timeout
+
     def found() -> str | None:
         return next((t for t in final_texts(tg, chat_id) if needle in t), None)
 
@@ -252,7 +220,9 @@ def wait_any_message(tg: FakeTelegram, chat_id: int, after: int = 0) -> list[str
     def some() -> list[str]:
         return [m.text for m in tg.bot_messages(chat_id) if m.message_id > after]
 
-    result: list[str] = tg.wait_for(some, what=f"a bot message in chat {chat_id}")
+    result: list[str] = tg.wait_for(
+        some, timeout=patience(20), what=f"a bot message in chat {chat_id}"
+    )
     return result
 
 
@@ -265,11 +235,6 @@ def last_user_content(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 def audio_parts(content: list[dict[str, Any]]) -> list[str]:
     return [str(p["audio"]) for p in content if isinstance(p, dict) and "audio" in p]
-
-
-def settle(seconds: float = 0.6) -> None:
-    """Let the bot finish whatever it would still send (for 'nothing happened' checks)."""
-    time.sleep(seconds)
 
 
 def command(
@@ -377,17 +342,18 @@ def test_telegram_text_reply_to_a_voice_note_analyses_it(
 
 
 def test_telegram_file_over_20_mb_is_refused_without_download(
-    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+    tg: FakeTelegram, ds: FakeDashScope, bot: TelegramBotProcess, telegram_voice: bytes
 ) -> None:
     user = new_user()
     chat = private_chat(user)
     before = len(ds.snapshot())
     fields = voice_fields(tg, telegram_voice, claimed_size=25 * 1024 * 1024)
-    tg.push_message(tg.user_message(chat, user, **fields))
+    update = tg.push_message(tg.user_message(chat, user, **fields))
     texts = wait_any_message(tg, chat["id"])
     assert texts[0].strip()
     assert re.search(r"20\s?MB|too (big|large)|large", texts[0], re.I), texts[0]
-    settle()
+    bot.wait_handled(update)
+    assert final_texts(tg, chat["id"]) == texts[:1]
     file_id = fields["voice"]["file_id"]
     assert not [c for c in tg.calls_to("getFile", ok=None) if c.get("file_id") == file_id]
     assert len(ds.snapshot()) == before
@@ -398,14 +364,13 @@ def test_telegram_file_over_20_mb_is_refused_without_download(
 
 
 def test_telegram_group_plain_voice_ignored_mention_answered(
-    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+    tg: FakeTelegram, ds: FakeDashScope, bot: TelegramBotProcess, telegram_voice: bytes
 ) -> None:
     user = new_user()
     chat = group_chat()
     before = len(ds.snapshot())
     plain = voice_fields(tg, telegram_voice)
-    tg.push_message(tg.user_message(chat, user, **plain))
-    settle(1.0)
+    bot.wait_handled(tg.push_message(tg.user_message(chat, user, **plain)))
     assert not tg.bot_messages(chat["id"])
     assert not [
         c for c in tg.calls_to("getFile", ok=None) if c.get("file_id") == plain["voice"]["file_id"]
@@ -504,11 +469,13 @@ def test_telegram_send_429_is_respected_and_reply_arrives(
     assert final_texts(tg, chat["id"]).count(ds.reply_text) == 1
 
 
-def _error_reply(tg: FakeTelegram, chat_id: int) -> str:
-    texts = wait_any_message(tg, chat_id)
-    settle()
+def _error_reply(tg: FakeTelegram, bot: TelegramBotProcess, update: dict[str, Any]) -> str:
+    chat_id = update["message"]["chat"]["id"]
+    wait_any_message(tg, chat_id)
+    bot.wait_handled(update)  # the turn is over: what the chat shows now is final
     texts = final_texts(tg, chat_id)
-    text = texts[-1]
+    assert len(texts) == 1, texts
+    text = texts[0]
     assert 0 < len(text) <= 500, text
     assert "Traceback" not in text and "request_id" not in text and "{" not in text
     return text
@@ -522,32 +489,45 @@ def _error_reply(tg: FakeTelegram, chat_id: int) -> str:
     ],
 )
 def test_telegram_dashscope_error_becomes_a_short_message(
-    tg: FakeTelegram, telegram_voice: bytes, marker: str, pattern: str
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: TelegramBotProcess,
+    telegram_voice: bytes,
+    marker: str,
+    pattern: str,
 ) -> None:
     user = new_user()
     chat = private_chat(user)
-    tg.push_message(
+    before = len(ds.snapshot())
+    update = tg.push_message(
         tg.user_message(
             chat, user, caption=f"{marker} summarise", **voice_fields(tg, telegram_voice)
         )
     )
-    text = _error_reply(tg, chat["id"])
+    text = _error_reply(tg, bot, update)
     assert re.search(pattern, text, re.I), text
+    # The model was asked (and answered with the scripted error).
+    asked = ds.snapshot()[before:]
+    assert asked and all(marker in FakeDashScope.texts(r) for r in asked)
 
 
 def test_telegram_dashscope_error_mid_stream_is_reported(
-    tg: FakeTelegram, telegram_voice: bytes
+    tg: FakeTelegram, ds: FakeDashScope, bot: TelegramBotProcess, telegram_voice: bytes
 ) -> None:
     user = new_user()
     chat = private_chat(user)
-    tg.push_message(
+    before = len(ds.snapshot())
+    update = tg.push_message(
         tg.user_message(chat, user, caption="QA-MIDSTREAM go", **voice_fields(tg, telegram_voice))
     )
-    texts = wait_any_message(tg, chat["id"])
-    settle()
+    wait_any_message(tg, chat["id"])
+    bot.wait_handled(update)
     texts = final_texts(tg, chat["id"])
     assert texts
     assert any(t.strip() != "Well, this is" for t in texts), "the user is told the reply broke off"
+    # The stream was the scripted one, cut by its error event (text already streamed: once).
+    (asked,) = ds.snapshot()[before:]
+    assert "QA-MIDSTREAM" in FakeDashScope.texts(asked)
 
 
 # ---------------------------------------------------------------------------------------
@@ -607,7 +587,7 @@ def test_telegram_model_by_name(tg: FakeTelegram, ds: FakeDashScope, telegram_vo
 
 
 def test_telegram_new_starts_a_fresh_conversation(
-    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+    tg: FakeTelegram, ds: FakeDashScope, bot: TelegramBotProcess, telegram_voice: bytes
 ) -> None:
     user = new_user()
     chat = private_chat(user)
@@ -616,12 +596,12 @@ def test_telegram_new_starts_a_fresh_conversation(
 
     before = len(ds.snapshot())
     last = tg.bot_messages(chat["id"])[-1].message_id
-    tg.push_message(tg.user_message(chat, user, text="And what else?"))
+    follow_up = tg.push_message(tg.user_message(chat, user, text="And what else?"))
     tg.wait_for(lambda: len(ds.snapshot()) > before, what="follow-up request")
     roles = [m["role"] for m in ds.snapshot()[before]["input"]["messages"]]
     assert "assistant" in roles, "a follow-up carries the conversation"
     wait_any_message(tg, chat["id"], after=last)
-    settle(0.5)
+    bot.wait_handled(follow_up)
 
     last = tg.bot_messages(chat["id"])[-1].message_id
     command(tg, chat, user, "/new")
@@ -635,7 +615,7 @@ def test_telegram_new_starts_a_fresh_conversation(
 
 
 def test_telegram_usage_and_forget(
-    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+    tg: FakeTelegram, ds: FakeDashScope, bot: TelegramBotProcess, telegram_voice: bytes
 ) -> None:
     user = new_user()
     chat = private_chat(user)
@@ -656,11 +636,11 @@ def test_telegram_usage_and_forget(
     assert len(buttons) >= 2, "confirm and cancel"
     yes = buttons[0]
     calls_before = len(tg.calls_to("answerCallbackQuery"))
-    callback(tg, user, confirm, yes["callback_data"])
+    press = callback(tg, user, confirm, yes["callback_data"])
     tg.wait_for(
         lambda: len(tg.calls_to("answerCallbackQuery")) > calls_before, what="answerCallbackQuery"
     )
-    settle()
+    bot.wait_handled(press)  # the chat is forgotten
 
     last = tg.bot_messages(chat["id"])[-1].message_id
     command(tg, chat, user, "/usage")
@@ -684,7 +664,7 @@ def test_telegram_webhook_secret_dedupe_and_sigterm(tmp_path: Path, telegram_voi
         TELEGRAM_WEBHOOK_SECRET=WEBHOOK_SECRET,
     )
     try:
-        bot.wait_healthy()
+        bot.wait_ready()
         hook = tg.wait_for(lambda: tg.calls_to("setWebhook"), what="setWebhook")[0]
         assert isinstance(hook, Call)
         assert hook.get("url") == "https://bot.example.com/telegram/webhook"
@@ -697,9 +677,10 @@ def test_telegram_webhook_secret_dedupe_and_sigterm(tmp_path: Path, telegram_voi
         )
         path = "/telegram/webhook"
         header = "X-Telegram-Bot-Api-Secret-Token"
+        # Refused: the update never reaches the bot (the checks at the end show it was not
+        # answered more than once, from the accepted delivery).
         assert bot.post(path, update, {header: "wrong"}) in (401, 403)
         assert bot.post(path, update, {}) in (401, 403)
-        settle()
         assert not ds.snapshot() and not tg.bot_messages(chat["id"])
 
         assert bot.post(path, update, {header: WEBHOOK_SECRET}) == 200
@@ -708,7 +689,14 @@ def test_telegram_webhook_secret_dedupe_and_sigterm(tmp_path: Path, telegram_voi
         )
         assert bot.post(path, update, {header: WEBHOOK_SECRET}) == 200  # Telegram's retry
         wait_text(tg, chat["id"], ds.reply_text)
-        settle(1.0)
+        # The bot is done with both deliveries, and knew the second for the same update.
+        bot.wait_handled(update, times=2)
+        assert bot.wait_log(
+            lambda e: (
+                e.get("event") == "telegram.duplicate_update"
+                and e.get("update_id") == update["update_id"]
+            )
+        )
         assert len(ds.snapshot()) == 1, "the same update is answered once"
         assert final_texts(tg, chat["id"]) == [ds.reply_text]
         assert not tg.calls_to("getUpdates", ok=None), "no polling in webhook mode"
@@ -723,7 +711,7 @@ def test_telegram_webhook_secret_dedupe_and_sigterm(tmp_path: Path, telegram_voi
         assert bot.post(path, update2, {header: WEBHOOK_SECRET}) == 200
         tg.wait_for(lambda: tg.calls_to("sendMessageDraft", chat_id=chat2["id"]), what="a draft")
         code, took = bot.terminate()
-        assert code == 0, bot.logs()
+        assert code == 0, bot.output()
         assert took < 10
         assert tg.bot_messages(chat2["id"]), "the reply in flight was finished or closed"
     finally:
@@ -807,12 +795,14 @@ def test_telegram_markdown_becomes_entities_with_utf16_offsets(
     assert not tg.calls_to("sendMessageDraft", chat_id=chat["id"], ok=False)
 
 
-def test_telegram_group_identical_edit_is_harmless(tg: FakeTelegram, telegram_voice: bytes) -> None:
+def test_telegram_group_identical_edit_is_harmless(
+    tg: FakeTelegram, bot: TelegramBotProcess, telegram_voice: bytes
+) -> None:
     user = new_user()
     chat = group_chat()
-    tg.push_message(_mention_voice(tg, chat, user, telegram_voice, "QA-SPACES"))
+    update = tg.push_message(_mention_voice(tg, chat, user, telegram_voice, "QA-SPACES"))
     wait_text(tg, chat["id"], "there")
-    settle()
+    bot.wait_handled(update)
     texts = final_texts(tg, chat["id"])
     assert len(texts) == 1 and texts[0].split() == ["Hello", "there"]
 
@@ -832,12 +822,14 @@ def test_telegram_forum_topic_reply_stays_in_the_topic(
     assert sends and all(c.get("message_thread_id") == "77" for c in sends)
 
 
-def test_telegram_stop_button_ends_the_reply(tg: FakeTelegram, telegram_voice: bytes) -> None:
+def test_telegram_stop_button_ends_the_reply(
+    tg: FakeTelegram, bot: TelegramBotProcess, telegram_voice: bytes
+) -> None:
     user = new_user()
     chat = private_chat(user)
     updates = [c for c in tg.calls_to("getUpdates", ok=None) if c.get("allowed_updates")]
     assert updates and "stopped_message_generation" in updates[-1].json("allowed_updates")
-    tg.push_message(
+    voice = tg.push_message(
         tg.user_message(chat, user, caption="QA-SLOW talk", **voice_fields(tg, telegram_voice))
     )
     draft = tg.wait_for(
@@ -848,8 +840,8 @@ def test_telegram_stop_button_ends_the_reply(tg: FakeTelegram, telegram_voice: b
             stopped_message_generation={"chat": chat, "draft_id": int(draft.get("draft_id"))}
         )
     )
-    texts = wait_any_message(tg, chat["id"])
-    settle(1.0)
+    wait_any_message(tg, chat["id"])
+    bot.wait_handled(voice)  # the stopped turn is over
     texts = final_texts(tg, chat["id"])
     assert len(texts) == 1
     assert "word39" not in texts[0], "generation stopped before the model finished"
@@ -870,6 +862,7 @@ def test_telegram_draft_429_still_delivers_the_final_message(
     tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
     wait_text(tg, chat["id"], ds.reply_text)
     assert final_texts(tg, chat["id"]) == [ds.reply_text]
+    assert len(tg.served("sendMessageDraft", chat_id=chat["id"])) == 1
 
 
 def test_telegram_blocked_user_does_not_stop_the_bot(
@@ -884,6 +877,8 @@ def test_telegram_blocked_user_does_not_stop_the_bot(
     tg.wait_for(
         lambda: tg.calls_to("sendMessage", chat_id=chat["id"], ok=False), what="a refused send"
     )
+    assert tg.served("sendMessage", chat_id=chat["id"])
+    assert not tg.bot_messages(chat["id"])
 
     user = new_user()
     other = private_chat(user)
@@ -892,7 +887,7 @@ def test_telegram_blocked_user_does_not_stop_the_bot(
 
 
 def test_telegram_non_audio_document_gets_a_short_message(
-    tg: FakeTelegram, ds: FakeDashScope
+    tg: FakeTelegram, ds: FakeDashScope, bot: TelegramBotProcess
 ) -> None:
     user = new_user()
     chat = private_chat(user)
@@ -908,10 +903,11 @@ def test_telegram_non_audio_document_gets_a_short_message(
             "file_size": len(png),
         }
     }
-    tg.push_message(tg.user_message(chat, user, **doc))
+    update = tg.push_message(tg.user_message(chat, user, **doc))
     texts = wait_any_message(tg, chat["id"])
     assert 0 < len(texts[0]) <= 500
-    settle()
+    bot.wait_handled(update)
+    assert final_texts(tg, chat["id"]) == texts[:1]
     assert len(ds.snapshot()) == before
 
 
@@ -945,18 +941,20 @@ def test_telegram_group_mention_in_reply_to_a_voice_note_analyses_it(
     assert any("what mood" in p.get("text", "") for p in content)
 
 
-def test_telegram_group_command_for_another_bot_is_ignored(tg: FakeTelegram) -> None:
+def test_telegram_group_command_for_another_bot_is_ignored(
+    tg: FakeTelegram, bot: TelegramBotProcess
+) -> None:
     user = new_user()
     chat = group_chat()
-    command(tg, chat, user, "/help@some_other_bot")
-    settle(1.0)
+    bot.wait_handled(command(tg, chat, user, "/help@some_other_bot"))
     assert not tg.bot_messages(chat["id"])
     command(tg, chat, user, f"/help@{tg.bot_username}")
-    wait_any_message(tg, chat["id"])
+    texts = wait_any_message(tg, chat["id"])
+    assert len(texts) == 1 and "/new" in texts[0]
 
 
 def test_telegram_group_model_button_needs_an_admin(
-    tg: FakeTelegram, ds: FakeDashScope, telegram_voice: bytes
+    tg: FakeTelegram, ds: FakeDashScope, bot: TelegramBotProcess, telegram_voice: bytes
 ) -> None:
     member, admin = new_user(), new_user()
     chat = group_chat()
@@ -968,9 +966,9 @@ def test_telegram_group_model_button_needs_an_admin(
         b for b in _keyboard_buttons(message.reply_markup) if "qwen2-audio-instruct" in b["text"]
     )
     answered = len(tg.calls_to("answerCallbackQuery"))
-    callback(tg, member, message, button["callback_data"])
+    press = callback(tg, member, message, button["callback_data"])
     tg.wait_for(lambda: len(tg.calls_to("answerCallbackQuery")) > answered, what="an answer")
-    settle()
+    bot.wait_handled(press)
 
     before = len(ds.snapshot())
     tg.push_message(_mention_voice(tg, chat, member, telegram_voice, "hi"))
@@ -979,9 +977,9 @@ def test_telegram_group_model_button_needs_an_admin(
     wait_text(tg, chat["id"], ds.reply_text)
 
     answered = len(tg.calls_to("answerCallbackQuery"))
-    callback(tg, admin, message, button["callback_data"])
+    press = callback(tg, admin, message, button["callback_data"])
     tg.wait_for(lambda: len(tg.calls_to("answerCallbackQuery")) > answered, what="an answer")
-    settle()
+    bot.wait_handled(press)
     before = len(ds.snapshot())
     tg.push_message(_mention_voice(tg, chat, member, telegram_voice, "again"))
     tg.wait_for(lambda: len(ds.snapshot()) > before, what="a model request")
@@ -1035,14 +1033,14 @@ def test_telegram_polling_sigterm_exits_zero_within_10_s(
     servers.dashscope.chunk_delay = 0.3
     bot = TelegramBotProcess(tmp_path, servers)
     try:
-        bot.wait_healthy()
+        bot.wait_ready()
         tg.wait_for(lambda: tg.calls_to("getUpdates", ok=None), what="polling")
         user = new_user()
         chat = private_chat(user)
         tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
         tg.wait_for(lambda: tg.calls_to("sendMessageDraft", chat_id=chat["id"]), what="a draft")
         code, took = bot.terminate()
-        assert code == 0, bot.logs()
+        assert code == 0, bot.output()
         assert took < 10
         assert tg.bot_messages(chat["id"]), "the reply in flight was finished or closed"
     finally:
@@ -1061,6 +1059,8 @@ def test_telegram_command_reply_survives_429(tg: FakeTelegram) -> None:
     command(tg, chat, user, "/help")
     texts = wait_any_message(tg, chat["id"])
     assert "/new" in texts[0]
+    assert len(tg.served("sendMessage", chat_id=chat["id"])) == 1
+    assert len(texts) == 1, "the help is shown once"
 
 
 def test_telegram_group_first_send_429_and_chat_action_429(
@@ -1073,6 +1073,8 @@ def test_telegram_group_first_send_429_and_chat_action_429(
     tg.push_message(_mention_voice(tg, chat, user, telegram_voice, "hi"))
     wait_text(tg, chat["id"], ds.reply_text)
     assert final_texts(tg, chat["id"]) == [ds.reply_text]
+    for method in ("sendMessage", "sendChatAction"):
+        assert len(tg.served(method, chat_id=chat["id"])) == 1, method
 
 
 def test_telegram_final_send_survives_a_bad_gateway(
@@ -1083,6 +1085,8 @@ def test_telegram_final_send_survives_a_bad_gateway(
     fail_in_chat(tg, "sendMessage", chat, ApiError(502, "Bad Gateway"))
     tg.push_message(tg.user_message(chat, user, **voice_fields(tg, telegram_voice)))
     wait_text(tg, chat["id"], ds.reply_text)
+    assert len(tg.served("sendMessage", chat_id=chat["id"])) == 1
+    assert final_texts(tg, chat["id"]) == [ds.reply_text]  # shown once
 
 
 def test_telegram_button_is_answered_when_the_admin_check_fails(tg: FakeTelegram) -> None:
@@ -1093,6 +1097,14 @@ def test_telegram_button_is_answered_when_the_admin_check_fails(tg: FakeTelegram
     message = tg.bot_messages(chat["id"])[-1]
     button = _keyboard_buttons(message.reply_markup)[-1]
     fail_in_chat(tg, "getChatMember", chat, ApiError(400, "Bad Request: member not found"))
-    answered = len(tg.calls_to("answerCallbackQuery"))
-    callback(tg, member, message, button["callback_data"])
-    tg.wait_for(lambda: len(tg.calls_to("answerCallbackQuery")) > answered, what="an answer")
+    press = callback(tg, member, message, button["callback_data"])
+    query_id = press["callback_query"]["id"]
+
+    def answered() -> list[Call]:
+        return [
+            c for c in tg.calls_to("answerCallbackQuery") if c.get("callback_query_id") == query_id
+        ]
+
+    (answer,) = tg.wait_for(answered, what="the answer to the press")
+    assert len(tg.served("getChatMember", chat_id=chat["id"])) == 1
+    assert answer.get("text"), "the user is told why nothing changed"

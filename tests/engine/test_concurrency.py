@@ -27,7 +27,9 @@ async def test_turns_of_one_conversation_run_in_arrival_order(h: Harness) -> Non
     tasks = []
     for turn, sink in zip(arrivals, sinks, strict=True):
         tasks.append(asyncio.create_task(h.engine.handle_turn(turn, sink)))
-        await asyncio.sleep(0.01)  # arrival order
+        # Arrival order: handle_turn takes its place in the conversation's line before its
+        # first await, and one pass of the event loop runs the new task up to there.
+        await asyncio.sleep(0)
     outcomes = await asyncio.gather(*tasks)
     assert [o.status for o in outcomes] == ["complete"] * 3
     assert [s.shown for s in sinks] == ["first", "second", "third"]
@@ -94,8 +96,8 @@ async def test_reserved_places_decide_the_order_not_who_calls_first() -> None:
 
     # The later place calls first, the earlier one only after some awaiting.
     late = asyncio.create_task(run("second", second))
-    await asyncio.sleep(0.01)
-    assert order == []  # it waits for the place ahead of it
+    await asyncio.sleep(0)  # one pass of the loop: the task runs as far as it can go
+    assert order == [] and not late.done()  # it waits for the place ahead of it
     unused.release()  # an event that turned out not to be a turn passes its place on
     tail = asyncio.create_task(run("last", last))
     await run("first", first)

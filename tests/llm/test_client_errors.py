@@ -145,25 +145,25 @@ async def test_retry_after_longer_than_allowed_is_not_waited_for(
 
 
 async def test_connection_refused_is_connection_lost_after_retries(wav_1s: bytes) -> None:
-    # A port nothing listens on: bind, read the port, close.
+    # A port nothing listens on: bound (so no one else can take it) but never listening,
+    # for the whole test; connecting to it is refused.
     import socket
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    client = DashScopeClient(
-        api_key="k",
-        base_url=f"http://127.0.0.1:{port}/api/v1",
-        max_retries=1,
-        backoff_base=0.01,
-        connect_timeout=1.0,
-    )
-    try:
-        with pytest.raises(errors.ModelConnectionLost):
-            await collect(client, [user(AudioPart(wav_1s, "wav"))])
-    finally:
-        await client.aclose()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        client = DashScopeClient(
+            api_key="k",
+            base_url=f"http://127.0.0.1:{port}/api/v1",
+            max_retries=1,
+            backoff_base=0.01,
+            connect_timeout=1.0,
+        )
+        try:
+            with pytest.raises(errors.ModelConnectionLost):
+                await collect(client, [user(AudioPart(wav_1s, "wav"))])
+        finally:
+            await client.aclose()
 
 
 async def test_clip_over_10_mb_refused_before_any_network_call(

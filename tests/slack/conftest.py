@@ -14,12 +14,17 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from slack_bolt.listener.async_listener_completion_handler import (
+    AsyncListenerCompletionHandler,
+)
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 
 from bot.adapters.slack.app import SlackPlatform
 from bot.bootstrap import build_core, build_platforms, shutdown
@@ -95,6 +100,36 @@ class SlackBot:
             return outcome
 
         platform.deps.run_turn = counting  # type: ignore[method-assign]
+        # Count the deliveries Bolt has finished with (events, commands, actions): their
+        # listener ran to the end, turn included. A delivery Bolt drops before any
+        # listener (the bot's own messages, bad signatures) is never counted.
+        self.processed = 0
+        self._processed = asyncio.Condition()
+        runner = platform.app.listener_runner
+        runner.listener_completion_handler = _Counting(
+            runner.listener_completion_handler, self._count_processed
+        )
+
+    async def _count_processed(self) -> None:
+        async with self._processed:
+            self.processed += 1
+            self._processed.notify_all()
+
+    async def deliveries_done(self, count: int, within: float = 30.0) -> None:
+        """Wait until the bot has finished with ``count`` deliveries since it started."""
+
+        async def wait() -> None:
+            async with self._processed:
+                await self._processed.wait_for(lambda: self.processed >= count)
+
+        await asyncio.wait_for(wait(), within)
+
+    def duplicates(self) -> float:
+        """Deliveries the bot recognised as already processed (the metric)."""
+        value = self.core.metrics.registry.get_sample_value(
+            "voicebot_duplicate_events_total", {"platform": "slack"}
+        )
+        return value or 0.0
 
     async def turns(self, count: int = 1, within: float = 30.0) -> list[TurnOutcome]:
         """Wait until ``count`` turns have finished (replies final, stored)."""
@@ -298,6 +333,22 @@ class SlackBot:
 
     def mention(self) -> str:
         return f"<@{self.fake.bot_user_id}>"
+
+
+class _Counting(AsyncListenerCompletionHandler):
+    """Bolt's completion handler, then a count of the finished listener run."""
+
+    def __init__(
+        self, inner: AsyncListenerCompletionHandler, done: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._inner = inner
+        self._done = done
+
+    async def handle(self, request: AsyncBoltRequest, response: BoltResponse | None) -> None:
+        try:
+            await self._inner.handle(request=request, response=response)
+        finally:
+            await self._done()
 
 
 def _channel_type(channel: str) -> str:

@@ -3,13 +3,14 @@ up to a bound."""
 
 from __future__ import annotations
 
-import asyncio
-
+import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.adapters.slack import admins, threads
 from bot.adapters.slack.admins import SlackAdminCheck
 from bot.adapters.slack.threads import ThreadInspector
 from bot.engine.ports import ChatRef
+from tests.clock import FakeClock, ttl_caches_on
 from tests.fakes.slack import FakeSlack
 
 CHANNEL = ChatRef(platform="slack", chat_id="C1", kind="channel")
@@ -20,16 +21,19 @@ def _client(fake: FakeSlack) -> AsyncWebClient:
 
 
 async def test_admin_answers_are_kept_for_the_ttl_and_failures_not_at_all(
-    fake_slack: FakeSlack,
+    fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    check = SlackAdminCheck(client=_client(fake_slack), ttl=0.5)
+    clock = FakeClock()
+    ttl_caches_on(clock, monkeypatch, admins)
+    check = SlackAdminCheck(client=_client(fake_slack), ttl=60.0)
     assert not await check.is_admin(CHANNEL, "U1")  # users.info fails: denied, not kept
     fake_slack.add_user("U1", admin=True)
     assert await check.is_admin(CHANNEL, "U1")
     fake_slack.users["U1"]["is_admin"] = False
+    clock.advance(59.0)
     assert await check.is_admin(CHANNEL, "U1")  # the kept answer
     assert len(fake_slack.calls_to("users.info")) == 2
-    await asyncio.sleep(0.6)
+    clock.advance(1.0)
     assert not await check.is_admin(CHANNEL, "U1")  # expired: asked again
     assert len(fake_slack.calls_to("users.info")) == 3
 
@@ -45,19 +49,23 @@ async def test_admin_answers_are_bounded(fake_slack: FakeSlack) -> None:
     assert len(fake_slack.calls_to("users.info")) == 4
 
 
-async def test_joined_threads_are_remembered_for_the_ttl_and_bounded() -> None:
-    threads = ThreadInspector(client=None, ttl=1.0, size=2)
-    threads.mark_joined("C1", "1.1")
-    assert threads.known_joined("C1", "1.1")
-    assert not threads.known_joined("C1", "2.2")
-    threads.mark_joined("C1", "2.2")
-    threads.mark_joined("C1", "3.3")  # a third thread: the oldest is forgotten
-    assert not threads.known_joined("C1", "1.1")
-    assert threads.known_joined("C1", "2.2") and threads.known_joined("C1", "3.3")
-    await asyncio.sleep(0.6)
-    threads.mark_joined("C1", "3.3")  # marking again starts the ttl anew
-    await asyncio.sleep(0.6)
-    assert not threads.known_joined("C1", "2.2")
-    assert threads.known_joined("C1", "3.3")
-    await asyncio.sleep(0.6)
-    assert not threads.known_joined("C1", "3.3")
+async def test_joined_threads_are_remembered_for_the_ttl_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    ttl_caches_on(clock, monkeypatch, threads)
+    inspector = ThreadInspector(client=None, ttl=600.0, size=2)
+    inspector.mark_joined("C1", "1.1")
+    assert inspector.known_joined("C1", "1.1")
+    assert not inspector.known_joined("C1", "2.2")
+    inspector.mark_joined("C1", "2.2")
+    inspector.mark_joined("C1", "3.3")  # a third thread: the oldest is forgotten
+    assert not inspector.known_joined("C1", "1.1")
+    assert inspector.known_joined("C1", "2.2") and inspector.known_joined("C1", "3.3")
+    clock.advance(300.0)
+    inspector.mark_joined("C1", "3.3")  # marking again starts the ttl anew
+    clock.advance(300.0)
+    assert not inspector.known_joined("C1", "2.2")
+    assert inspector.known_joined("C1", "3.3")
+    clock.advance(300.0)
+    assert not inspector.known_joined("C1", "3.3")

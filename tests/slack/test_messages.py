@@ -54,8 +54,9 @@ async def test_channel_policy_mentions_and_threads(bot: SlackBot) -> None:
     f = bot.fake.add_file(clip())
     await bot.send_event(bot.file_message(f, channel=CHANNEL))
     await bot.send_event(bot.text_message("hello all", channel=CHANNEL))
-    await asyncio.sleep(0.3)
+    await bot.deliveries_done(2)
     assert not bot.fake.bot_messages(CHANNEL) and not bot.dashscope.requests
+    assert not bot.fake.downloads
 
     # A clip that mentions the bot: answered in a new thread under it, streamed.
     g = bot.fake.add_file(clip(seed=1))
@@ -76,16 +77,17 @@ async def test_channel_policy_mentions_and_threads(bot: SlackBot) -> None:
     # In another thread it does not take part in: still ignored.
     other = bot.fake.seed_message(CHANNEL, text="unrelated")
     await bot.send_event(bot.text_message("chatting", channel=CHANNEL, thread_ts=other.ts))
-    await asyncio.sleep(0.3)
+    await bot.deliveries_done(5)
     assert len(bot.fake.bot_messages(CHANNEL)) == 2
+    assert len(bot.dashscope.requests) == 2
 
 
 async def test_mention_in_thread_holding_a_clip_analyses_that_clip(bot: SlackBot) -> None:
     f = bot.fake.add_file(clip(3.0))
     parent = bot.file_message(f, channel=CHANNEL)
     await bot.send_event(parent)  # not for the bot
-    await asyncio.sleep(0.2)
-    assert not bot.dashscope.requests
+    await bot.deliveries_done(1)
+    assert not bot.dashscope.requests and not bot.fake.downloads
     ask = bot.text_message(
         f"{bot.mention()} who is speaking?",
         channel=CHANNEL,
@@ -107,9 +109,10 @@ async def test_mention_arriving_as_message_and_app_mention_gets_one_reply(bot: S
     mention.pop("channel_type")
     await asyncio.gather(bot.send_event(event), bot.send_event(mention))
     await bot.replies(CHANNEL)
-    await asyncio.sleep(0.3)
+    await bot.deliveries_done(2)
     assert len(bot.fake.bot_messages(CHANNEL)) == 1
     assert len(bot.dashscope.requests) == 1
+    assert bot.duplicates() == 1  # the second one named a message already answered
 
 
 async def test_retries_and_redeliveries_reply_once(bot: SlackBot) -> None:
@@ -121,10 +124,10 @@ async def test_retries_and_redeliveries_reply_once(bot: SlackBot) -> None:
     # Same message under a new event id (a redelivery): still the same client_msg_id/ts.
     await bot.send_event(event)
     await bot.replies(DM)
-    await asyncio.sleep(0.3)
+    await bot.deliveries_done(4)
     assert len(bot.fake.bot_messages(DM)) == 1
     assert len(bot.dashscope.requests) == 1
-    assert bot.core.metrics.duplicate_events.labels("slack")._value.get() >= 3
+    assert bot.duplicates() == 3
 
 
 async def test_long_reply_continues_in_new_messages(bot: SlackBot) -> None:

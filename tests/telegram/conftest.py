@@ -9,7 +9,6 @@ webhook POSTs to the bot's own HTTP server.
 from __future__ import annotations
 
 import functools
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,9 @@ from bot.adapters.telegram.app import TelegramPlatform
 from bot.bootstrap import build_core, shutdown
 from bot.config import Settings
 from bot.core import Core
+from bot.http import paths
 from bot.http.server import HttpServer
+from bot.metrics import Metrics
 from bot.storage.database import Database
 from tests.audio import synth
 from tests.fakes.dashscope import FakeDashScope
@@ -30,13 +31,6 @@ __all__ = ["telegram_fake"]  # the fixture, re-exported for pytest
 
 
 WEBHOOK_SECRET = "s3cret_TOKEN-value"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @functools.lru_cache(maxsize=8)
@@ -95,21 +89,33 @@ class Harness:
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
     async def start(self, **overrides: Any) -> Running:
-        """Build and start a bot; webhook mode registers the bot's own URL."""
-        port = _free_port()
-        if overrides.get("TELEGRAM_MODE") == "webhook":
-            overrides.setdefault("TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET)
-            overrides.setdefault(
-                "TELEGRAM_WEBHOOK_URL", f"http://127.0.0.1:{port}/telegram/webhook"
-            )
-        settings = self.settings(HTTP_PORT=port, **overrides)
-        core = await build_core(settings, migrate=False)
-        http = HttpServer(host="127.0.0.1", port=port, database=core.database, metrics=core.metrics)
-        platform = TelegramPlatform.from_core(core=core, http=http)
+        """Build and start a bot; webhook mode registers the bot's own URL.
+
+        As ``voicebot run`` does: the HTTP server first, on a port the kernel picks (the
+        webhook URL needs it), then the core and the platform, then ready."""
+        metrics = Metrics()
+        webhook = overrides.get("TELEGRAM_MODE") == "webhook"
+        http = HttpServer(host="127.0.0.1", port=0, metrics=metrics)
+        if webhook:
+            http.expect(paths.TELEGRAM_WEBHOOK)
         await http.start()
-        await platform.start()
+        try:
+            if webhook:
+                overrides.setdefault("TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET)
+                overrides.setdefault(
+                    "TELEGRAM_WEBHOOK_URL",
+                    f"http://127.0.0.1:{http.bound_port}{paths.TELEGRAM_WEBHOOK}",
+                )
+            settings = self.settings(HTTP_PORT=http.bound_port, **overrides)
+            core = await build_core(settings, migrate=False, metrics=metrics)
+        except BaseException:
+            await http.stop()
+            raise
+        platform = TelegramPlatform.from_core(core=core, http=http)
         running = Running(core=core, http=http, platform=platform)
-        self.bots.append(running)
+        self.bots.append(running)  # stopped by the fixture, whatever happens next
+        await platform.start()
+        http.mark_ready(database=core.database)
         return running
 
     # --- people and places ----------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,8 +9,10 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 
+from bot.adapters.telegram import admins as admins_module
 from bot.adapters.telegram.admins import TelegramAdmins
 from bot.engine.ports import ChatRef
+from tests.clock import FakeClock, ttl_caches_on
 from tests.fakes.telegram import FakeTelegram
 
 GROUP_ID = -100123
@@ -32,15 +33,20 @@ def _asked(tg: FakeTelegram) -> int:
     return len(tg.calls_of("getChatMember", ok=None))
 
 
-async def test_an_answer_is_kept_for_the_ttl(telegram_fake: FakeTelegram, tg_bot: Bot) -> None:
-    admins = TelegramAdmins(bot=tg_bot, ttl=0.5)
+async def test_an_answer_is_kept_for_the_ttl(
+    telegram_fake: FakeTelegram, tg_bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    ttl_caches_on(clock, monkeypatch, admins_module)
+    admins = TelegramAdmins(bot=tg_bot, ttl=60.0)
     telegram_fake.set_member(GROUP_ID, 7, "administrator")
     assert await admins.is_admin(GROUP, "7")
     telegram_fake.set_member(GROUP_ID, 7, "member")  # demoted
+    clock.advance(59.0)
     assert await admins.is_admin(GROUP, "7")  # the kept answer
     assert _asked(telegram_fake) == 1
-    await asyncio.sleep(0.6)
-    assert not await admins.is_admin(GROUP, "7")
+    clock.advance(1.0)
+    assert not await admins.is_admin(GROUP, "7")  # expired: asked again
     assert _asked(telegram_fake) == 2
 
 

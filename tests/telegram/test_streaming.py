@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from bot import texts
 from tests.fakes.dashscope import Reply
 from tests.fakes.telegram import NOT_MODIFIED, utf16_len
@@ -182,9 +180,4 @@ async def test_typing_until_first_text(harness: Harness, bot: Running) -> None:
 
 async def _settled(harness: Harness) -> None:
     """Wait until no turn is in flight (the reply is final, notices included)."""
-    context = harness.bots[0].platform.context
-    for _ in range(200):
-        if not context.running:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("a turn is still running")
+    await harness.until(harness.idle)
