@@ -112,6 +112,8 @@ async def test_run_serves_answers_and_stops_cleanly_on_sigterm(
     assert dashscope_fake.api_key not in logs and telegram_fake.token not in logs
 
 
+# Nothing here depends on the database backend (the SIGTERM test runs on both).
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_sigint_on_an_idle_bot(bot_process: BotProcess) -> None:
     await bot_process.wait_ready()
     code, took = await bot_process.stop(signal.SIGINT)
@@ -119,6 +121,8 @@ async def test_sigint_on_an_idle_bot(bot_process: BotProcess) -> None:
     assert took < 10.0
 
 
+# Nothing here depends on the database backend (the SIGTERM test runs on both).
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_run_serves_telegram_and_slack_from_one_process(
     launch: Launch,
     telegram_fake: FakeTelegram,
@@ -176,6 +180,8 @@ async def test_run_serves_telegram_and_slack_from_one_process(
     assert took < 10.0
 
 
+# Nothing here depends on the database backend (the SIGTERM test runs on both).
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_healthz_answers_before_ready_and_readyz_only_once_started(
     launch: Launch, telegram_fake: FakeTelegram
 ) -> None:
