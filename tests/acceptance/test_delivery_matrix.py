@@ -44,7 +44,6 @@ import hashlib
 import hmac
 import itertools
 import json
-import os
 import re
 import sqlite3
 import threading
@@ -76,7 +75,7 @@ from tests.acceptance.telegram_server import (
     Injection,
 )
 from tests.audio.synth import FORMATS, encode, speech_like
-from tests.process import LoggedBot
+from tests.process import LoggedBot, clean_env
 
 DELIVERY_TIMEOUT = 8.0  # what the bot is told; every wait below is derived from it
 RETRY_AFTER = 1  # seconds, in every rate-limit answer
@@ -93,34 +92,6 @@ FIRST_DEADLINE = STREAM_SECONDS + 2 * DELIVERY_TIMEOUT + 12
 NEXT_DEADLINE = 2 * DELIVERY_TIMEOUT + 12
 TERMINAL = {"complete", "undelivered", "failed", "stopped"}
 SLACK_SECRET = "d41d8cd98f00b204e9800998ecf8427e"
-
-# Variables the product reads; none may leak in from the developer's environment.
-_PRODUCT_PREFIXES = (
-    "TELEGRAM_",
-    "SLACK_",
-    "DASHSCOPE_",
-    "DATABASE_",
-    "HTTP_",
-    "LOG_",
-    "AUDIO_",
-    "VOICE_",
-    "ADMIN_",
-    "WEB_",
-    "VOICEBOT_",
-)
-_PRODUCT_NAMES = {
-    "AUTO_MIGRATE",
-    "DEFAULT_MODEL",
-    "ALLOWED_MODELS",
-    "BOT_ADMINS",
-    "ALLOWED_USERS",
-    "ALLOWED_CHATS",
-    "USER_RATE_LIMIT",
-    "USER_RATE_WINDOW",
-    "WORKER_CONCURRENCY",
-    "JOB_STALL_SECONDS",
-    "DELIVERY_TIMEOUT",
-}
 
 
 # =======================================================================================
@@ -424,11 +395,7 @@ class BotProcess(LoggedBot):
     def __init__(self, workdir: Path, **settings: str) -> None:
         self.workdir = workdir
         self.db = workdir / "bot.db"
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(_PRODUCT_PREFIXES) and k not in _PRODUCT_NAMES
-        }
+        env = clean_env()
         env.update(
             DATABASE_URL=f"sqlite+aiosqlite:///{self.db}",
             HTTP_HOST="127.0.0.1",

@@ -8,7 +8,6 @@ the bot sent over the wire to Telegram and DashScope).
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import time
@@ -29,25 +28,13 @@ from tests.acceptance.telegram_server import (
     FakeTelegram,
 )
 from tests.audio.synth import FORMATS, encode, speech_like
-from tests.process import LoggedBot, patience
+from tests.process import LoggedBot, clean_env, patience
 
 # One worker runs the whole module: one ``voicebot run`` serves all its tests (module
 # fixture), instead of one per xdist worker (see tests/acceptance/conftest.py).
 pytestmark = pytest.mark.xdist_group("telegram-blackbox")
 
 WEBHOOK_SECRET = "qa_Secret-123"
-# Variables the product reads; none of them may leak in from the developer's environment.
-_PRODUCT_PREFIXES = ("TELEGRAM_", "SLACK_", "DASHSCOPE_", "DATABASE_", "HTTP_", "LOG_", "AUDIO_")
-_PRODUCT_NAMES = {
-    "AUTO_MIGRATE",
-    "DEFAULT_MODEL",
-    "ALLOWED_MODELS",
-    "BOT_ADMINS",
-    "ALLOWED_USERS",
-    "ALLOWED_CHATS",
-    "USER_RATE_LIMIT",
-    "USER_RATE_WINDOW",
-}
 
 
 class TelegramBotProcess(LoggedBot):
@@ -55,11 +42,7 @@ class TelegramBotProcess(LoggedBot):
     in ``bot.log``)."""
 
     def __init__(self, workdir: Path, servers: FakeServers, **extra: str) -> None:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(_PRODUCT_PREFIXES) and k not in _PRODUCT_NAMES
-        }
+        env = clean_env()
         env.update(
             TELEGRAM_BOT_TOKEN=servers.telegram.token,
             TELEGRAM_API_BASE=servers.telegram_base,
