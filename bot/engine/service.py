@@ -115,6 +115,11 @@ class Engine:
         )
         return Arrival(platform=chat.platform, place=place, claim_one=self.claim_event, runner=self)
 
+    def arrive_event(self, platform: str) -> Arrival:
+        """An event that is no turn and names no chat (a button press…): claimed once,
+        in no conversation's line."""
+        return Arrival(platform=platform, place=None, claim_one=self.claim_event, runner=self)
+
     async def handle_turn(
         self,
         turn: IncomingTurn,

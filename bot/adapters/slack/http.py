@@ -13,7 +13,9 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
 
-EVENTS_PATH = "/slack/events"
+from bot.http import paths
+
+EVENTS_PATH = paths.SLACK_EVENTS
 
 
 def events_handler(app: AsyncApp) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -30,15 +30,13 @@ from bot.adapters.telegram.handlers import build_router
 from bot.adapters.telegram.turns import TelegramContext
 from bot.adapters.telegram.updates import PLATFORM, chat_ref, thread_key
 from bot.core import Core
-from bot.engine.ports import ChatRef
 from bot.engine.service import Engine
+from bot.http import paths
 from bot.http.server import HttpServer
 
 log = structlog.get_logger(__name__)
 
-WEBHOOK_PATH = "/telegram/webhook"
-# Updates that are not messages (button presses…) are claimed under the platform alone.
-_NO_CHAT = ChatRef(platform=PLATFORM, chat_id="-", kind="-")
+WEBHOOK_PATH = paths.TELEGRAM_WEBHOOK
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # Of the platform's stop budget (bootstrap allows 4 s): let turns finish or close as
 # stopped while the session can still deliver their final text.
@@ -107,7 +105,7 @@ class ClaimOnce(BaseMiddleware):
                 ordered=not (message.text or "").startswith("/"),
             )
         else:  # button presses and the like: claimed, but not turns
-            arrival = self._engine.arrive(_NO_CHAT, None, ordered=False)
+            arrival = self._engine.arrive_event(PLATFORM)
         data["arrival"] = arrival
         try:
             # update_id is per bot; the bot id keeps two bots on one database apart.
