@@ -77,8 +77,11 @@ async def test_a_stream_rate_limited_three_times_shows_the_reply_exactly_once(
     elif method == "chat.startStream":
         assert calls == 3 and fake.calls_to("chat.postMessage")  # then posted instead
     else:
-        assert calls >= 1  # refused; what it carried went with a later call
-    assert not fake._scripts.get(method) or method == "chat.appendStream"
+        # At least one append was refused; what it carried went with a later call.
+        left = sum(script.times for script in fake._scripts.get(method, []))
+        assert calls >= 1 and left < 3
+    if method != "chat.appendStream":
+        assert not fake._scripts.get(method)  # all three refusals were served
     assert await reply_statuses(db) == ["complete"]
 
 
