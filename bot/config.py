@@ -88,6 +88,15 @@ class Settings(BaseSettings):
     # after that the turn is stored ``undelivered`` and delivered at the chat's next message.
     DELIVERY_TIMEOUT: float = Field(default=60.0, gt=0)
 
+    # --- the turn queue (bot.queue): in-process on SQLite, procrastinate on PostgreSQL
+    # Turns (jobs) one process runs at once.
+    WORKER_CONCURRENCY: int = Field(default=50, ge=1, le=1000)
+    # A job whose worker sent no heartbeat for this long is run again (elsewhere).
+    JOB_STALL_SECONDS: float = Field(default=30.0, ge=2, le=3600)
+    # Fallback poll for jobs (procrastinate); new jobs and freed conversations wake
+    # workers at once through LISTEN/NOTIFY.
+    JOB_POLL_INTERVAL: float = Field(default=1.0, gt=0, le=60)
+
     # --- Telegram
     TELEGRAM_BOT_TOKEN: SecretStr | None = None
     TELEGRAM_API_BASE: str = "https://api.telegram.org"

@@ -16,6 +16,8 @@ show ``exc.user_message`` to the user and never the library's own text.
     ├── InvalidSetting                   a setting value out of range
     ├── ConversationNotFound             `ask --conversation` with an unknown id
     ├── ShuttingDown                     a turn that arrived while the bot is stopping
+    ├── QueueUnavailable                 the turn queue could not store an event (retry later)
+    ├── TurnAbandoned                    a turn whose runs crashed MAX_ATTEMPTS times
     ├── DeliveryError                    a chat platform did not show what we sent
     │   ├── DeliveryRateLimited          429 / ratelimited, with the platform's retry_after
     │   ├── DeliveryTransient            5xx, a dropped connection, a timeout
@@ -143,6 +145,18 @@ class ShuttingDown(BotError):
     """The bot is stopping and takes no new turns."""
 
     default_user_message = texts.SHUTTING_DOWN
+
+
+class QueueUnavailable(BotError):
+    """The turn queue could not store an event: the platform must deliver it again."""
+
+    default_user_message = texts.SHUTTING_DOWN
+
+
+class TurnAbandoned(BotError):
+    """Every run of a turn crashed or stalled: it is given up, with an apology."""
+
+    default_user_message = texts.TURN_ABANDONED
 
 
 # --- delivery to chat platforms ------------------------------------------------------

@@ -89,5 +89,44 @@ class Metrics:
             registry=self.registry,
         )
 
+        # --- the turn queue (bot.queue)
+        self.queue_depth = Gauge(
+            "voicebot_queue_depth",
+            "Accepted jobs not started yet (all replicas; sampled).",
+            registry=self.registry,
+        )
+        self.jobs_running = Gauge(
+            "voicebot_jobs_running", "Jobs this process runs now.", registry=self.registry
+        )
+        self.job_latency = Histogram(
+            "voicebot_job_latency_seconds",
+            "From an event's acceptance to the start of its job.",
+            ["backend"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=self.registry,
+        )
+        self.jobs = Counter(
+            "voicebot_jobs_total",
+            "Jobs run by this process, by outcome (done, retried, given_up, interrupted).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.stalled_recovered = Counter(
+            "voicebot_stalled_jobs_recovered_total",
+            "Jobs a dead process left running that were queued again.",
+            registry=self.registry,
+        )
+        self.leader_changes = Counter(
+            "voicebot_leader_changes_total",
+            "Times this process became or stopped being the Telegram polling leader.",
+            ["change"],
+            registry=self.registry,
+        )
+        self.is_leader = Gauge(
+            "voicebot_polling_leader",
+            "1 while this process is the one polling Telegram.",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -100,6 +100,11 @@ REPLY_STOPPED = "(stopped)"
 REPLY_CUT_AT_LIMIT = "(The reply reached its length limit.)"
 EMPTY_REPLY = "The model sent back an empty reply. Please try again."
 SHUTTING_DOWN = "I'm restarting right now. Please send that again in a minute."
+TURN_ABANDONED = (
+    "Sorry, I couldn't answer that message: I tried three times and it failed each time. "
+    "Please try again, perhaps with a shorter recording."
+)
+REPLY_RESTARTED = "I was interrupted while answering, so this answer was restarted."
 DELIVERED_LATE = "Here is my answer to your earlier message, which I couldn't deliver then:"
 
 # --- settings ------------------------------------------------------------------------
