@@ -16,7 +16,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -88,6 +88,12 @@ class TerminalSink:
             self.out.write("\n")
             self.out.flush()
         return []
+
+    def track(self, on_visible: Callable[[list[str]], Awaitable[None]]) -> None:
+        del on_visible  # stdout keeps no messages to record
+
+    async def remove(self, message_ids: Sequence[str]) -> None:
+        del message_ids
 
     async def deliver_late(
         self, text: str, *, reply_to: str | None, stale: Sequence[str] = ()

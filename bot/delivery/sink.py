@@ -101,11 +101,27 @@ class StreamingSink:
         self._has_text = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
         self._indicator: asyncio.Task[None] | None = None
+        self._on_visible: Callable[[list[str]], Awaitable[None]] | None = None
+        self._reported: list[str] = []
 
     # --- ReplySink ---------------------------------------------------------------------
 
     async def start(self) -> None:
         self._indicator = asyncio.create_task(self._indicate(), name="reply-indicator")
+
+    def track(self, on_visible: Callable[[list[str]], Awaitable[None]]) -> None:
+        """Call ``on_visible`` with the reply's message ids whenever they change while it
+        streams, so a crash leaves a record of what the user sees (the engine stores it
+        and a restarted turn removes it)."""
+        self._on_visible = on_visible
+
+    async def remove(self, message_ids: Sequence[str]) -> None:
+        """Delete messages an earlier run of this turn showed (best effort)."""
+        if message_ids:
+            try:
+                await self.surface.remove(message_ids)
+            except Exception as exc:
+                log.info("delivery.remove_failed", platform=self._platform, error=_code(exc))
 
     async def update(self, text: str, delta: str) -> None:
         del delta  # every surface needs the whole text
@@ -292,6 +308,17 @@ class StreamingSink:
             )
         else:
             self._confirmed = text
+            await self._report_visible()
+
+    async def _report_visible(self) -> None:
+        ids = self.surface.message_ids()
+        if self._on_visible is None or ids == self._reported:
+            return
+        self._reported = list(ids)
+        try:
+            await self._on_visible(list(ids))
+        except Exception as exc:  # a record of progress; the reply goes on without it
+            log.warning("delivery.track_failed", platform=self._platform, error=type(exc).__name__)
 
     async def _indicate(self) -> None:
         every = self.surface.indicate_every

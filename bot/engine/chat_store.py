@@ -95,6 +95,6 @@ async def prune_events(db: Database, *, before: dt.datetime) -> int:
         return await repo.prune_events(session, before=before)
 
 
-async def recover_interrupted(db: Database) -> int:
+async def recover_interrupted(db: Database, *, before: dt.datetime) -> int:
     async with db.sessions.begin() as session:
-        return await repo.fail_interrupted_turns(session)
+        return await repo.fail_interrupted_turns(session, before=before)

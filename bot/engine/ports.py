@@ -7,7 +7,7 @@ Nothing here imports a platform SDK.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -76,6 +76,9 @@ class IncomingTurn:
     fresh_conversation: bool = False
     # A one-turn model override (``voicebot ask --model``); must be in ALLOWED_MODELS.
     model: str | None = None
+    # Runs of this turn's job before this one (bot.queue): an earlier run may have stored
+    # the turn and shown part of its answer, which this run reuses or finalises.
+    attempt: int = 0
 
     @property
     def recordings(self) -> tuple[AudioSource, ...]:
@@ -130,6 +133,15 @@ class ReplySink(Protocol):
 
     async def fail(self, error: BotError, partial_text: str) -> list[str]:
         """Show ``error.user_message`` (keeping ``partial_text`` if any was shown)."""
+        ...
+
+    def track(self, on_visible: Callable[[list[str]], Awaitable[None]]) -> None:
+        """Have ``on_visible`` called with the ids of the messages the reply occupies
+        whenever they change while it streams (a record for crash recovery)."""
+        ...
+
+    async def remove(self, message_ids: Sequence[str]) -> None:
+        """Delete messages an earlier, interrupted run of this turn showed (best effort)."""
         ...
 
     async def deliver_late(

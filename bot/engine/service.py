@@ -29,7 +29,7 @@ from bot.engine.settings import (
     coerce_value,
     effective,
 )
-from bot.engine.turn import TurnDeps, run_turn, safe_fail
+from bot.engine.turn import TurnDeps, abandon_turn, run_turn, safe_fail
 from bot.engine.usage import UsageReport
 from bot.errors import AccessDenied, BotError, InvalidSetting, NotChatAdmin, ShuttingDown
 from bot.llm.types import ModelClient
@@ -42,6 +42,9 @@ log = structlog.get_logger(__name__)
 
 # How long processed platform event ids are kept for exactly-once handling.
 EVENT_RETENTION = dt.timedelta(days=7)
+# No turn runs this long (model and delivery timeouts are minutes): a reply still pending
+# or streaming after it has no job left to finish it (e.g. a killed ``voicebot ask``).
+ORPHAN_AGE = dt.timedelta(minutes=30)
 
 
 class Engine:
@@ -192,6 +195,14 @@ class Engine:
             if not self._active:
                 self._idle.set()
 
+    async def abandon(self, turn: IncomingTurn, sink: ReplySink) -> TurnOutcome:
+        """The turn's job is given up (every run crashed): apologise, store it failed."""
+        try:
+            return await abandon_turn(self._deps, turn, sink)
+        except Exception as exc:  # the apology is best effort; the job ends either way
+            log.error("turn.abandon_failed", error=type(exc).__name__)
+            return TurnOutcome(status="failed", error=BotError(type(exc).__name__))
+
     async def claim_event(self, platform: str, event_id: str) -> bool:
         """``True`` the first time an event id is seen (across restarts), else ``False``."""
         first = await chat_store.claim_event(self.database, platform=platform, event_id=event_id)
@@ -270,10 +281,11 @@ class Engine:
             log.info("engine.events_pruned", count=count)
         return count
 
-    async def recover(self) -> int:
-        """At start-up: replies a crash left half-done are marked failed (never replayed
-        to the model as complete answers). Returns how many."""
-        count = await chat_store.recover_interrupted(self.database)
+    async def recover(self, *, older_than: dt.timedelta = ORPHAN_AGE) -> int:
+        """Replies left half-done for longer than ``older_than`` are marked failed (never
+        replayed to the model as complete answers). Younger ones belong to jobs that the
+        turn queue runs again (bot.queue), which finish them. Returns how many."""
+        count = await chat_store.recover_interrupted(self.database, before=utcnow() - older_than)
         if count:
             log.warning("engine.recovered_interrupted_turns", count=count)
         return count

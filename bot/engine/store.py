@@ -33,6 +33,38 @@ log = structlog.get_logger(__name__)
 _TEXT_NOT_SENT = (TurnKind.TRANSCRIPTION.value, TurnKind.CAPTION.value)
 
 
+# Where an earlier run of the same turn ended with something the user saw: nothing to redo.
+_ANSWERED = frozenset(
+    {TurnStatus.COMPLETE, TurnStatus.STOPPED, TurnStatus.FAILED, TurnStatus.UNDELIVERED}
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EarlierRun:
+    """What an interrupted earlier run of this turn's job left stored (bot.queue)."""
+
+    user_turn_id: int
+    user_status: TurnStatus
+    assistant_turn_id: int | None
+    status: TurnStatus | None  # the reply's
+    text: str | None
+    message_ids: tuple[str, ...]  # the messages the user saw it in (to be replaced)
+
+    @property
+    def answered(self) -> bool:
+        """The earlier run got as far as an answer the user saw (or will see late)."""
+        return (
+            self.user_status is TurnStatus.FAILED
+            or self.assistant_turn_id is None
+            or self.status in _ANSWERED
+        )
+
+    @property
+    def generated(self) -> bool:
+        """The model's reply is stored whole; only its delivery was cut short."""
+        return self.status is TurnStatus.DELIVERING and bool((self.text or "").strip())
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TurnContext:
     chat_row_id: int
@@ -40,6 +72,34 @@ class TurnContext:
     view: ChatSettingsView
     spec: ModelSpec
     history: tuple[PastPair, ...]
+    earlier: EarlierRun | None = None
+
+
+def earlier_run(turns: Sequence[Turn], source_message_id: str | None) -> EarlierRun | None:
+    """The last stored run of the turn answering ``source_message_id``, if any."""
+    if not source_message_id:
+        return None
+    user = next(
+        (
+            t
+            for t in reversed(turns)
+            if t.role == TurnRole.USER.value and t.source_message_id == source_message_id
+        ),
+        None,
+    )
+    if user is None:
+        return None
+    reply = next(
+        (t for t in turns if t.seq == user.seq + 1 and t.role == TurnRole.ASSISTANT.value), None
+    )
+    return EarlierRun(
+        user_turn_id=user.id,
+        user_status=TurnStatus(user.status),
+        assistant_turn_id=reply.id if reply is not None else None,
+        status=TurnStatus(reply.status) if reply is not None else None,
+        text=reply.text if reply is not None else None,
+        message_ids=tuple(reply.reply_message_ids or ()) if reply is not None else (),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +165,8 @@ async def load_context(db: Database, settings: Settings, turn: IncomingTurn) -> 
             view=view,
             spec=spec,
             history=past_pairs(turns),
+            # Only a resumed job can find its own turn stored (bot.queue).
+            earlier=earlier_run(turns, turn.source_message_id) if turn.attempt > 0 else None,
         )
 
 
@@ -190,6 +252,37 @@ async def store_turn_pair(
             user_turn_id=user.id,
             assistant_turn_id=reply.id,
             history_audio={i: AudioPart(*data[i]) for i in ids},
+        )
+
+
+async def reuse_turn_pair(
+    db: Database, ctx: TurnContext, earlier: EarlierRun, *, plan: RequestPlan
+) -> StoredTurns:
+    """An interrupted run stored this turn already: answer it again in the same rows
+    (the user turn and its clips as they are; the reply back to ``pending``)."""
+    assert earlier.assistant_turn_id is not None
+    async with db.sessions() as session, session.begin():
+        await session.execute(
+            update(Turn)
+            .where(Turn.id == earlier.assistant_turn_id)
+            .values(status=TurnStatus.PENDING.value, text=None, error_code=None)
+        )
+        ids = [c.clip_id for p in plan.history for c in p.clips if c.clip_id is not None]
+        data = await repo.clip_data(session, ids)
+        return StoredTurns(
+            user_turn_id=earlier.user_turn_id,
+            assistant_turn_id=earlier.assistant_turn_id,
+            history_audio={i: AudioPart(*data[i]) for i in ids},
+        )
+
+
+async def record_visible(db: Database, assistant_turn_id: int, message_ids: Sequence[str]) -> None:
+    """The messages a reply occupies while it streams (replaced if its run dies)."""
+    async with db.sessions() as session, session.begin():
+        await session.execute(
+            update(Turn)
+            .where(Turn.id == assistant_turn_id)
+            .values(reply_message_ids=list(message_ids))
         )
 
 

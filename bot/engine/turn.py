@@ -15,6 +15,12 @@ whatever step fails:
    model, usage, finish reason and timings, and record usage;
 6. deliver the final text: ``complete`` once the platform confirmed all of it, else
    ``undelivered`` (the text is kept and delivered at the thread's next message).
+
+A turn whose job is run again (its process died mid-turn, see :mod:`bot.queue`) finds what
+the earlier run stored: an answer the user already saw ends it there (never answered
+twice); a reply generated whole is delivered from storage; otherwise it is answered again
+in the same rows, from the stored clips (no second download or conversion), after the
+half-streamed messages are removed, with a note that the answer was restarted.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from bot.engine.requests import (
     shape_turn,
 )
 from bot.engine.streaming import ReplyState, SinkBroken, has_usage, observe, stream_reply
-from bot.errors import AudioError, BotError, ModelError, Undelivered
+from bot.errors import AudioError, BotError, ModelError, TurnAbandoned, Undelivered
 from bot.llm.types import ModelClient
 from bot.metrics import Metrics
 from bot.storage.database import Database
@@ -137,12 +143,27 @@ class _TurnRun:
     async def execute(self) -> TurnOutcome:
         ctx, shape = await self.admit()
         labels = (self.platform, ctx.spec.name, shape.kind.value)
+        earlier = ctx.earlier
+        if earlier is not None:
+            if earlier.answered:
+                log.info("turn.already_answered", assistant_turn_id=earlier.assistant_turn_id)
+                return TurnOutcome(
+                    status="duplicate",
+                    conversation_id=ctx.conversation_id,
+                    user_turn_id=earlier.user_turn_id,
+                    assistant_turn_id=earlier.assistant_turn_id,
+                )
+            if earlier.generated:
+                return await self.redeliver(ctx, earlier)
+            log.info("turn.restarted", assistant_turn_id=earlier.assistant_turn_id)
+            await self.sink.remove(earlier.message_ids)
         await self.show_working(ctx)
         prepared = await self.hear(ctx, shape, labels)
         heard = await self.plan(ctx, shape, prepared, labels)
         stored = await self.commit(ctx, shape, heard, labels)
         generated = await self.generate(ctx, heard, stored)
-        notes = (*heard.notes, *self.reply_notes(generated))
+        restarted = (texts.REPLY_RESTARTED,) if earlier is not None else ()
+        notes = (*heard.notes, *self.reply_notes(generated), *restarted)
         await self.store_reply(ctx, heard, stored, generated)
         observe(
             self.deps.metrics,
@@ -180,6 +201,38 @@ class _TurnRun:
                 message_ids=shown,
             )
         )
+
+    async def redeliver(self, ctx: store.TurnContext, earlier: store.EarlierRun) -> TurnOutcome:
+        """The earlier run stored the whole reply but died delivering it: deliver it."""
+        assert earlier.assistant_turn_id is not None
+        body = f"{earlier.text}\n\n_{texts.REPLY_RESTARTED}_"
+        base = TurnOutcome(
+            status="complete",
+            conversation_id=ctx.conversation_id,
+            user_turn_id=earlier.user_turn_id,
+            assistant_turn_id=earlier.assistant_turn_id,
+        )
+        try:
+            ids = tuple(
+                await self.sink.deliver_late(
+                    body, reply_to=self.turn.source_message_id, stale=earlier.message_ids
+                )
+            )
+        except Exception as exc:
+            undelivered = exc if isinstance(exc, Undelivered) else Undelivered(cause=exc)
+            await _record_delivery(
+                self.deps,
+                earlier.assistant_turn_id,
+                status=TurnStatus.UNDELIVERED,
+                message_ids=undelivered.visible_ids,
+                error_code=undelivered.code,
+            )
+            return replace(base, status="undelivered", error=undelivered)
+        await _record_delivery(
+            self.deps, earlier.assistant_turn_id, status=TurnStatus.COMPLETE, message_ids=ids
+        )
+        log.info("turn.redelivered", assistant_turn_id=earlier.assistant_turn_id)
+        return replace(base, message_ids=ids)
 
     # --- 1. admit: context, pending deliveries, the turn's kind -------------------------
 
@@ -279,6 +332,11 @@ class _TurnRun:
         labels: tuple[str, str, str],
     ) -> store.StoredTurns:
         try:
+            earlier = ctx.earlier
+            if earlier is not None:
+                return await store.reuse_turn_pair(
+                    self.deps.database, ctx, earlier, plan=heard.plan
+                )
             return await store.store_turn_pair(
                 self.deps.database,
                 ctx,
@@ -306,6 +364,12 @@ class _TurnRun:
         deps.metrics.in_flight.inc()
         error: BotError | None = None
         stopped = False
+        turn_id = stored.assistant_turn_id
+
+        async def visible(ids: list[str]) -> None:
+            await store.record_visible(deps.database, turn_id, ids)
+
+        self.sink.track(visible)
         try:
             await store.mark_streaming(deps.database, stored.assistant_turn_id)
             state.started_at = utcnow()
@@ -453,6 +517,27 @@ class _TurnRun:
             self.deps, stored.assistant_turn_id, status=status, message_ids=message_ids
         )
         return replace(base, status=reply.status, reply=reply, message_ids=message_ids)
+
+
+async def abandon_turn(deps: TurnDeps, turn: IncomingTurn, sink: ReplySink) -> TurnOutcome:
+    """Every run of this turn's job crashed or stalled: end it with an apology, stored as
+    ``failed`` (an answer the user already saw is left alone)."""
+    error = TurnAbandoned()
+    ctx = await store.load_context(deps.database, deps.settings, replace(turn, attempt=1))
+    earlier = ctx.earlier
+    if earlier is not None and earlier.answered:
+        return TurnOutcome(status="duplicate", conversation_id=ctx.conversation_id)
+    if earlier is not None and earlier.assistant_turn_id is not None:
+        await sink.remove(earlier.message_ids)
+        await _record_delivery(
+            deps, earlier.assistant_turn_id, status=TurnStatus.FAILED, error_code="abandoned"
+        )
+    log.warning("turn.abandoned", conversation_id=ctx.conversation_id)
+    deps.metrics.turns.labels(turn.chat.platform, ctx.spec.name, "-", "failed").inc()
+    shown = await safe_fail(sink, error, "")
+    return TurnOutcome(
+        status="failed", conversation_id=ctx.conversation_id, error=error, message_ids=shown
+    )
 
 
 async def _record_delivery(

@@ -78,6 +78,8 @@ class Sink:
     finish_error: BotError | None = None  # the platform never confirms the final text
     late: list[tuple[str, str | None]] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    on_visible: Callable[[list[str]], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         self.calls.append("start")
@@ -104,6 +106,13 @@ class Sink:
         self.error = error
         self.partial = partial_text
         return ["err-1"]
+
+    def track(self, on_visible: Callable[[list[str]], Awaitable[None]]) -> None:
+        self.on_visible = on_visible
+
+    async def remove(self, message_ids: Sequence[str]) -> None:
+        self.calls.append("remove")
+        self.removed.extend(message_ids)
 
     async def deliver_late(
         self, text: str, *, reply_to: str | None, stale: Sequence[str] = ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 from sqlalchemy import func, select
 
@@ -137,6 +138,10 @@ async def test_drain_waits_then_stops_what_is_left(h: Harness) -> None:
     assert late.status == "refused" and late_sink.shown == texts.SHUTTING_DOWN
 
 
+# "Created before one second from now": every turn of the test counts as old.
+CRASHED_LONG_AGO = -dt.timedelta(seconds=1)
+
+
 async def test_replies_interrupted_by_a_crash_are_marked_failed_at_start_up(h: Harness) -> None:
     await h.turn(audio=Audio(voice(2.0)))
     # A crash mid-reply: the process died with the assistant turn still "streaming".
@@ -148,7 +153,7 @@ async def test_replies_interrupted_by_a_crash_are_marked_failed_at_start_up(h: H
         assert crashed is not None
         crashed.status = "streaming"
 
-    assert await h.engine.recover() == 1
+    assert await h.engine.recover(older_than=CRASHED_LONG_AGO) == 1
     stored = await h.turns(out.conversation_id)  # type: ignore[arg-type]
     assert (stored[3].status, stored[3].error_code, stored[3].text) == (
         "failed",
@@ -156,7 +161,7 @@ async def test_replies_interrupted_by_a_crash_are_marked_failed_at_start_up(h: H
         "half an ans",
     )
     assert stored[3].finished_at is not None
-    assert await h.engine.recover() == 0  # idempotent
+    assert await h.engine.recover(older_than=CRASHED_LONG_AGO) == 0  # idempotent
     # The half reply never goes back to the model as a complete answer.
     await followup_sees_no_failed_turns(h, complete_pairs=1)
 
@@ -196,7 +201,7 @@ async def test_a_reply_whose_delivery_a_crash_cut_short_is_delivered_after_resta
         crashed = await s.get(type(stored[1]), stored[1].id)
         assert crashed is not None
         crashed.status = "delivering"  # the process died while delivering the final text
-    assert await h.engine.recover() == 1
+    assert await h.engine.recover(older_than=CRASHED_LONG_AGO) == 1
     assert [t.status for t in await h.turns(out.conversation_id)] == ["complete", "undelivered"]  # type: ignore[arg-type]
     h.fake.queue_reply(chunks=["next"])
     _, sink = await h.turn(text="q2")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -157,18 +158,19 @@ async def set_delivery(
 # --- recovery -----------------------------------------------------------------------------
 
 
-async def fail_interrupted_turns(session: AsyncSession) -> int:
-    """Mark replies a crash left ``pending``/``streaming`` as ``failed`` ("interrupted"),
-    and those it left ``delivering`` as ``undelivered``.
+async def fail_interrupted_turns(session: AsyncSession, *, before: dt.datetime) -> int:
+    """Mark replies created before ``before`` that were left ``pending``/``streaming`` as
+    ``failed`` ("interrupted"), and those left ``delivering`` as ``undelivered``.
 
-    Called once at start-up, before any turn runs: one process serves a bot token, so no
-    reply can legitimately be in flight then. Their text stays as stored (it may be partial).
+    Only old ones: a younger reply may be running on another replica, or its job will be
+    run again by the turn queue. Their text stays as stored (it may be partial).
     """
     result = await session.execute(
         update(Turn)
         .where(
             Turn.role == TurnRole.ASSISTANT.value,
             Turn.status.in_([TurnStatus.PENDING.value, TurnStatus.STREAMING.value]),
+            Turn.created_at < before,
         )
         .values(status=TurnStatus.FAILED.value, error_code="interrupted", finished_at=utcnow())
         .execution_options(synchronize_session=False)
@@ -178,7 +180,11 @@ async def fail_interrupted_turns(session: AsyncSession) -> int:
     # delivered at the chat's next message.
     result = await session.execute(
         update(Turn)
-        .where(Turn.role == TurnRole.ASSISTANT.value, Turn.status == TurnStatus.DELIVERING.value)
+        .where(
+            Turn.role == TurnRole.ASSISTANT.value,
+            Turn.status == TurnStatus.DELIVERING.value,
+            Turn.created_at < before,
+        )
         .values(status=TurnStatus.UNDELIVERED.value, error_code="interrupted")
         .execution_options(synchronize_session=False)
     )
