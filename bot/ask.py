@@ -92,6 +92,9 @@ class TerminalSink:
     def track(self, on_visible: Callable[[list[str]], Awaitable[None]]) -> None:
         del on_visible  # stdout keeps no messages to record
 
+    def interrupt(self) -> None:
+        return None  # nothing runs in the background
+
     async def remove(self, message_ids: Sequence[str]) -> None:
         del message_ids
 

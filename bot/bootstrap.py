@@ -11,6 +11,7 @@ import importlib
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 
@@ -41,6 +42,17 @@ def plan(settings: Settings) -> tuple[list[str], list[str]]:
     started.append(
         f"database: {db_kind}"
         + (" (migrations applied first)" if settings.AUTO_MIGRATE else " (AUTO_MIGRATE=false)")
+    )
+    from bot.queue import backend_for
+
+    started.append(
+        "turn queue: "
+        + (
+            "in-process (one process; unfinished turns resume at the next start)"
+            if backend_for(settings.DATABASE_URL) == "inprocess"
+            else "procrastinate on PostgreSQL (any number of replicas; "
+            f"{settings.WORKER_CONCURRENCY} turns at once each)"
+        )
     )
     started.append(
         f"HTTP server on {settings.HTTP_HOST}:{settings.HTTP_PORT} (/healthz, /readyz, /metrics)"
@@ -119,6 +131,8 @@ async def build_core(
         audio=audio,
         metrics=metrics,
     )
+    from bot.queue import build_queue
+
     return Core(
         settings=settings,
         database=database,
@@ -126,6 +140,7 @@ async def build_core(
         model_client=model_client,
         audio=audio,
         engine=engine,
+        queue=build_queue(settings=settings, database=database, metrics=metrics),
     )
 
 
@@ -192,7 +207,6 @@ async def run_forever(settings: Settings) -> int:
         preload.cancel()
         await http.stop()
         raise
-    await core.engine.recover()
     housekeeping = asyncio.create_task(_housekeeping(core))
     platforms: list[Platform] = []
     stop = asyncio.Event()
@@ -202,10 +216,7 @@ async def run_forever(settings: Settings) -> int:
     try:
         await preload
         platforms = build_platforms(core, http)
-        for platform in platforms:
-            await platform.start()
-            log.info("platform.started", platform=platform.name)
-        http.mark_ready(database=core.database)
+        await serve(core=core, http=http, platforms=platforms)
         log.info("ready", seconds=round(time.monotonic() - launched, 3))
         await stop.wait()
         log.info("shutdown.begin")
@@ -218,10 +229,39 @@ async def run_forever(settings: Settings) -> int:
     return 0
 
 
+async def serve(*, core: Core, http: HttpServer, platforms: list[Platform]) -> None:
+    """Run jobs (resuming those a dead process left), then receive, then say ready."""
+    await core.queue.start()
+    for platform in platforms:
+        await platform.start()
+        log.info("platform.started", platform=platform.name)
+    http.mark_ready(database=core.database, report=lambda: readiness(core, platforms))
+
+
+def readiness(core: Core, platforms: list[Platform]) -> tuple[bool, dict[str, Any]]:
+    """``/readyz``: ready while the turn queue is connected; what each part reports."""
+    health = core.queue.health()
+    fields: dict[str, Any] = {
+        "queue": {
+            "backend": health.backend,
+            "connected": health.connected,
+            "running": health.running,
+            **health.details,
+        }
+    }
+    for platform in platforms:
+        report = platform.readiness()
+        if report:
+            fields[platform.name] = report
+    return health.connected, fields
+
+
 async def _housekeeping(core: Core) -> None:
-    """Prune old exactly-once records at start-up and then every few hours."""
+    """Prune old exactly-once records, and fail replies no job will finish, at start-up
+    and then every few hours."""
     while True:
         try:
+            await core.engine.recover()
             await core.engine.prune_events()
         except Exception as exc:  # a database hiccup must not stop the bot
             log.warning("housekeeping.failed", error=type(exc).__name__)
@@ -244,8 +284,15 @@ async def shutdown(*, core: Core, http: HttpServer, platforms: list[Platform]) -
             log.warning(f"platform.{step}_failed", platform=platform.name, error=type(exc).__name__)
 
     await asyncio.gather(*(each("stop", STOP_RECEIVING_SECONDS, p, p.stop) for p in platforms))
+    # The queue starts no more jobs; those not started stay queued (for the other
+    # replicas, or the next start). Running turns get the grace period. With one process
+    # (in-process queue) the engine then closes the rest as "stopped"; with replicas they
+    # are interrupted instead, and another replica answers them afresh (never both).
+    drain = asyncio.create_task(core.queue.drain(grace=DRAIN_SECONDS))
     try:
-        await core.engine.drain(timeout=DRAIN_SECONDS)
+        if core.queue.backend == "inprocess":
+            await core.engine.drain(timeout=DRAIN_SECONDS)
+        await drain
     except Exception as exc:
         log.warning("engine.drain_failed", error=type(exc).__name__)
     await asyncio.gather(*(each("aclose", CLOSE_SECONDS, p, p.aclose) for p in platforms))

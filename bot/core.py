@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.audio.pipeline import AudioPipeline
 from bot.config import Settings
 from bot.engine.service import Engine
 from bot.llm.client import DashScopeClient
 from bot.metrics import Metrics
+from bot.queue.port import TurnQueue
 from bot.storage.database import Database
 
 
@@ -36,6 +37,10 @@ class Platform(Protocol):
         """Release sessions and connections, once in-flight replies are delivered."""
         ...
 
+    def readiness(self) -> dict[str, Any]:
+        """Fields for ``/readyz`` (e.g. whether this replica polls Telegram)."""
+        ...
+
 
 @dataclass(kw_only=True)
 class Core:
@@ -47,8 +52,11 @@ class Core:
     model_client: DashScopeClient
     audio: AudioPipeline
     engine: Engine
+    queue: TurnQueue  # every accepted platform event becomes a job here
 
     async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.queue.aclose()
         with contextlib.suppress(Exception):
             await self.model_client.aclose()
         with contextlib.suppress(Exception):

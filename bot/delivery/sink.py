@@ -115,6 +115,14 @@ class StreamingSink:
         and a restarted turn removes it)."""
         self._on_visible = on_visible
 
+    def interrupt(self) -> None:
+        """The turn was cancelled (a shutdown handing it to another replica): stop the
+        indicator and the previews at once; nothing more is shown."""
+        self._closing.set()
+        for task in (self._pump_task, self._indicator):
+            if task is not None:
+                task.cancel()
+
     async def remove(self, message_ids: Sequence[str]) -> None:
         """Delete messages an earlier run of this turn showed (best effort)."""
         if message_ids:

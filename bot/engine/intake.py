@@ -8,13 +8,19 @@
 3. **Answer**: the turn runs when its place comes up.
 
 Adapters only translate: they call :meth:`Engine.arrive`, :meth:`Arrival.claim` and
-:meth:`Arrival.answer`, and release the arrival if they end up not answering. This is the
-seam where a durable turn queue takes over from the in-process line.
+:meth:`Arrival.answer`, and release the arrival if they end up not answering.
+
+With the durable turn queue (:mod:`bot.queue`) steps 1 and 2 happen when the event is
+accepted (``TurnQueue.accept`` claims the ids and stores the job in one transaction, in
+arrival order per conversation); the job's run then gets an arrival from
+:meth:`Engine.arrive_job`, already claimed and in its place, which carries the job's
+attempt to the turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -45,13 +51,15 @@ class Arrival:
         *,
         platform: str,
         place: Place | None,
-        claim_one: Callable[[str, str], Awaitable[bool]],
+        claim_one: Callable[[str, str], Awaitable[bool]] | None,
         runner: _Runs,
+        attempt: int = 0,
     ) -> None:
         self.platform = platform
         self._place = place
-        self._claim_one = claim_one
+        self._claim_one = claim_one  # None: claimed already (a queued job's run)
         self._runner = runner
+        self.attempt = attempt
 
     async def claim(self, keys: Sequence[str]) -> bool:
         """``True`` if none of the ids naming this event was seen before.
@@ -60,6 +68,8 @@ class Arrival:
         the first one already taken stops the rest: two deliveries of one message racing
         each other cannot take one key each and both lose.
         """
+        if self._claim_one is None:
+            return True
         for key in keys:
             if key and not await self._claim_one(self.platform, key):
                 log.info("intake.duplicate", platform=self.platform)
@@ -72,6 +82,8 @@ class Arrival:
     ) -> TurnOutcome:
         """Run the turn in this event's place (the place is released when it ends)."""
         place, self._place = self._place, None
+        if self.attempt:
+            turn = dataclasses.replace(turn, attempt=self.attempt)
         return await self._runner.handle_turn(turn, sink, stop=stop, place=place)
 
     def release(self) -> None:

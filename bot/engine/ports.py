@@ -140,6 +140,11 @@ class ReplySink(Protocol):
         whenever they change while it streams (a record for crash recovery)."""
         ...
 
+    def interrupt(self) -> None:
+        """The turn was cancelled mid-way (it will be run again): stop at once, show
+        nothing more."""
+        ...
+
     async def remove(self, message_ids: Sequence[str]) -> None:
         """Delete messages an earlier, interrupted run of this turn showed (best effort)."""
         ...

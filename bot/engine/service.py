@@ -123,6 +123,11 @@ class Engine:
         in no conversation's line."""
         return Arrival(platform=platform, place=None, claim_one=self.claim_event, runner=self)
 
+    def arrive_job(self, platform: str, *, attempt: int) -> Arrival:
+        """A queued job's event (bot.queue): claimed when it was accepted, and run in its
+        conversation's order by the queue; ``attempt`` runs of it came before."""
+        return Arrival(platform=platform, place=None, claim_one=None, runner=self, attempt=attempt)
+
     async def handle_turn(
         self,
         turn: IncomingTurn,

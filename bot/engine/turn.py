@@ -125,6 +125,10 @@ async def run_turn(
         return await run.execute()
     except _Ended as end:
         return end.outcome
+    except asyncio.CancelledError:
+        # Its job runs again (bot.queue): what was shown is replaced then.
+        sink.interrupt()
+        raise
 
 
 class _TurnRun:

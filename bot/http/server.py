@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -36,6 +37,7 @@ class HttpServer:
         self._database = database
         self._metrics = metrics
         self._ready = database is not None
+        self._report: Callable[[], tuple[bool, dict[str, Any]]] | None = None
         self._routes: dict[tuple[str, str], Handler] = {}
         self._expected: set[str] = set()
         self._app = web.Application(client_max_size=4 * 1024 * 1024)
@@ -55,9 +57,14 @@ class HttpServer:
         """``path`` will get a handler soon: answer 503 (retry later) until it does."""
         self._expected.add(path)
 
-    def mark_ready(self, *, database: Database) -> None:
-        """Migrations ran and every platform started: ``/readyz`` reports the database."""
+    def mark_ready(
+        self, *, database: Database, report: Callable[[], tuple[bool, dict[str, Any]]] | None = None
+    ) -> None:
+        """Migrations ran and every platform started: ``/readyz`` reports the database,
+        and what ``report`` says (ready or not, and the fields to show: the turn queue,
+        Telegram polling leadership)."""
         self._database = database
+        self._report = report
         self._ready = True
 
     @property
@@ -106,7 +113,11 @@ class HttpServer:
             return web.json_response(
                 {"status": "unavailable", "database": "unreachable"}, status=503
             )
-        return web.json_response({"status": "ok", "database": "ok"})
+        ok, fields = self._report() if self._report is not None else (True, {})
+        return web.json_response(
+            {"status": "ok" if ok else "unavailable", "database": "ok", **fields},
+            status=200 if ok else 503,
+        )
 
     async def _metrics_view(self, _request: web.Request) -> web.Response:
         body = self._metrics.render()

@@ -39,6 +39,7 @@ __all__ = [
     "Conversation",
     "GroupPolicy",
     "ProcessedEvent",
+    "QueuedJob",
     "Turn",
     "TurnRole",
     "TurnStatus",
@@ -235,3 +236,24 @@ class UsageEntry(Base):
     output_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
     audio_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+
+class QueuedJob(Base):
+    """A turn-queue job accepted and not ended yet (the in-process queue, ``bot.queue``).
+
+    The row is deleted when its job ends (done or given up): at start-up, what is left
+    is exactly what a dead process left unfinished.
+    """
+
+    __tablename__ = "queued_jobs"
+    # Ids never reused on SQLite either (rows are deleted): they order jobs and name them in logs.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    handler: Mapped[str] = mapped_column(String(32))
+    lock: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Runs started so far, counted before each run: a run that crashed the process counts.
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    accepted_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    started_at: Mapped[dt.datetime | None] = mapped_column()

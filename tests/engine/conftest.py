@@ -110,6 +110,9 @@ class Sink:
     def track(self, on_visible: Callable[[list[str]], Awaitable[None]]) -> None:
         self.on_visible = on_visible
 
+    def interrupt(self) -> None:
+        self.calls.append("interrupt")
+
     async def remove(self, message_ids: Sequence[str]) -> None:
         self.calls.append("remove")
         self.removed.extend(message_ids)

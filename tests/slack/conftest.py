@@ -8,18 +8,20 @@ Events reach the bot the way Slack sends them: as signed HTTP requests to the bo
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import hashlib
 import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.listener.async_listener_completion_handler import (
     AsyncListenerCompletionHandler,
 )
@@ -27,11 +29,14 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from bot.adapters.slack.app import SlackPlatform
-from bot.bootstrap import build_core, build_platforms, shutdown
+from bot.adapters.slack.deps import SlackDeps
+from bot.adapters.slack.listeners import messages
+from bot.bootstrap import build_core, build_platforms, serve, shutdown
 from bot.config import Settings
 from bot.core import Core
 from bot.engine.ports import TurnOutcome
 from bot.http.server import HttpServer
+from bot.queue.port import Handler, Job, QueueHealth, RunningJob, TurnQueue
 from bot.storage.database import Database
 from tests.audio import synth
 from tests.fakes.dashscope import FakeDashScope
@@ -105,6 +110,8 @@ class SlackBot:
         # listener (the bot's own messages, bad signatures) is never counted.
         self.processed = 0
         self._processed = asyncio.Condition()
+        assert isinstance(core.queue, CountingQueue)
+        core.queue.on_done = self._count_processed
         runner = platform.app.listener_runner
         runner.listener_completion_handler = _Counting(
             runner.listener_completion_handler, self._count_processed
@@ -335,6 +342,87 @@ class SlackBot:
         return f"<@{self.fake.bot_user_id}>"
 
 
+_ACCEPTING: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "accepting", default=None
+)
+
+
+class CountingQueue:
+    """The bot's turn queue, counting the message deliveries the bot finished with.
+
+    A message event never reaches a Bolt listener: it is stored as a job (counted when
+    its run ends), dropped as a duplicate (counted then), or acknowledged as nothing for
+    the bot (counted by :func:`_counting_enqueue`).
+    """
+
+    def __init__(self, inner: TurnQueue) -> None:
+        self._inner = inner
+        self.backend = inner.backend
+        self.on_done: Callable[[], Awaitable[None]] | None = None
+
+    async def done(self) -> None:
+        if self.on_done is not None:
+            await self.on_done()
+
+    def register(self, name: str, handler: Handler) -> None:
+        async def run(job: RunningJob) -> None:
+            try:
+                await handler.run(job)
+            finally:
+                await self.done()
+
+        async def give_up(job: RunningJob, error: BaseException | None) -> None:
+            try:
+                await handler.give_up(job, error)
+            finally:
+                await self.done()
+
+        self._inner.register(name, Handler(run=run, give_up=give_up))
+
+    def accept(self, *, platform: str, keys: Sequence[str], job: Job) -> Awaitable[bool]:
+        accepted = self._inner.accept(platform=platform, keys=keys, job=job)
+        flag = _ACCEPTING.get()
+        if flag is not None:
+            flag.append(True)
+
+        async def wait() -> bool:
+            stored = await accepted
+            if not stored:
+                await self.done()
+            return stored
+
+        return wait()
+
+    async def start(self) -> None:
+        await self._inner.start()
+
+    async def drain(self, *, grace: float) -> None:
+        await self._inner.drain(grace=grace)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def health(self) -> QueueHealth:
+        return self._inner.health()
+
+
+_plain_enqueue = messages.enqueue
+
+
+async def _counting_enqueue(
+    deps: SlackDeps, *, body: dict[str, Any], context: AsyncBoltContext
+) -> bool:
+    flag: list[bool] = []
+    token = _ACCEPTING.set(flag)
+    try:
+        handled = await _plain_enqueue(deps, body=body, context=context)
+    finally:
+        _ACCEPTING.reset(token)
+    if handled and not flag and isinstance(deps.queue, CountingQueue):
+        await deps.queue.done()  # acknowledged: nothing in it for the bot
+    return handled
+
+
 class _Counting(AsyncListenerCompletionHandler):
     """Bolt's completion handler, then a count of the finished listener run."""
 
@@ -383,13 +471,15 @@ async def start_bot(
     values.update(overrides)
     settings = Settings.load(**values)
     core = await build_core(settings, migrate=False)
+    core.queue = CountingQueue(core.queue)
+    messages.enqueue = _counting_enqueue  # type: ignore[assignment]  # idempotent
     http = HttpServer(host="127.0.0.1", port=0, database=core.database, metrics=core.metrics)
     platforms = build_platforms(core, http)
     assert len(platforms) == 1 and isinstance(platforms[0], SlackPlatform)
     platform = platforms[0]
     platform.deps.reply_interval = 0.05  # fast tests; throttling is still exercised
     await http.start()
-    await platform.start()
+    await serve(core=core, http=http, platforms=[platform])
     if mode == "socket":
         await fake.wait_connected()
     return SlackBot(

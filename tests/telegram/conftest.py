@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.telegram.app import TelegramPlatform
-from bot.bootstrap import build_core, shutdown
+from bot.bootstrap import build_core, serve, shutdown
 from bot.config import Settings
 from bot.core import Core
 from bot.http import paths
@@ -114,8 +114,7 @@ class Harness:
         platform = TelegramPlatform.from_core(core=core, http=http)
         running = Running(core=core, http=http, platform=platform)
         self.bots.append(running)  # stopped by the fixture, whatever happens next
-        await platform.start()
-        http.mark_ready(database=core.database)
+        await serve(core=core, http=http, platforms=[platform])
         return running
 
     # --- people and places ----------------------------------------------------------

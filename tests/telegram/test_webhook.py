@@ -64,11 +64,9 @@ async def test_shutdown_closes_a_webhook_reply_in_flight(harness: Harness) -> No
     await harness.until(lambda: tg.calls_of("sendMessageDraft"))
     assert bot.platform._in_flight.tasks  # the update is still being handled
     await bot.stop()
-    final = tg.sent_texts(chat["id"])
-    assert len(final) == 1
-    assert final[0].endswith(texts.REPLY_STOPPED)
     assert not bot.platform._in_flight.tasks
     assert bot.platform.bot.session._session is None or bot.platform.bot.session._session.closed
+    await _finished_once(harness, chat)
 
 
 async def test_in_flight_knows_the_task_handling_an_update() -> None:
@@ -125,3 +123,24 @@ def test_webhook_mode_refuses_to_run_without_a_secret(secret: str | None) -> Non
             webhook_url="https://bot.example/telegram/webhook",
             webhook_secret=secret,
         )
+
+
+async def _finished_once(harness: Harness, chat: dict[str, Any]) -> None:
+    """What a reply cut by a shutdown becomes, shown exactly once.
+
+    One process (SQLite): it is closed as stopped while the session can still deliver
+    it. Replicas (PostgreSQL): it is left to the queue, and the next replica to run its
+    job answers it afresh, saying so (never both).
+    """
+    tg = harness.tg
+    final = tg.sent_texts(chat["id"])
+    if harness.db.is_sqlite:
+        assert len(final) == 1
+        assert final[0].endswith(texts.REPLY_STOPPED)
+        return
+    assert final == []
+    harness.ds.queue(Reply(chunks=["the whole answer"]))
+    await harness.start()
+    [answer] = await harness.replies(chat, 1)
+    assert answer.startswith("the whole answer")
+    assert answer.endswith(texts.REPLY_RESTARTED)

@@ -8,7 +8,7 @@ stops receiving and closes sessions (the engine drains the turns in flight).
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import structlog
@@ -25,6 +25,7 @@ from bot.adapters.slack.admins import SlackAdminCheck
 from bot.adapters.slack.deps import SlackDeps
 from bot.adapters.slack.files import slack_file_hosts
 from bot.adapters.slack.http import EVENTS_PATH, events_handler
+from bot.adapters.slack.listeners import messages
 from bot.adapters.slack.threads import ThreadInspector
 from bot.config import Settings
 from bot.core import Core
@@ -33,6 +34,7 @@ from bot.engine.service import Engine
 from bot.errors import ConfigError
 from bot.http.server import HttpServer
 from bot.metrics import Metrics
+from bot.queue.port import Handler, RunningJob, TurnQueue
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +74,7 @@ class SlackPlatform:
         *,
         settings: Settings,
         engine: Engine,
+        queue: TurnQueue,
         metrics: Metrics,
         max_bytes: int,
         reply_interval: float = 1.0,
@@ -95,6 +98,7 @@ class SlackPlatform:
         )
         self.deps = SlackDeps(
             engine=engine,
+            queue=queue,
             client=self.client,
             reply_client=build_client(
                 token=self._token, base_url=settings.SLACK_API_BASE, retries=False
@@ -110,6 +114,15 @@ class SlackPlatform:
             reply_interval=reply_interval,
         )
         listeners.register(self.app, self.deps)
+        deps = self.deps
+
+        async def run(job: RunningJob) -> None:
+            await messages.run_job(deps, job)
+
+        async def give_up(job: RunningJob, error: BaseException | None) -> None:
+            await messages.give_up(deps, job, error)
+
+        queue.register("slack", Handler(run=run, give_up=give_up))
 
     @classmethod
     def from_core(cls, *, core: Core, http: HttpServer) -> SlackPlatform:
@@ -118,6 +131,7 @@ class SlackPlatform:
         platform = cls(
             settings=settings,
             engine=core.engine,
+            queue=core.queue,
             metrics=core.metrics,
             max_bytes=core.audio.max_bytes,
         )
@@ -151,6 +165,10 @@ class SlackPlatform:
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
+
+    def readiness(self) -> dict[str, Any]:
+        """Nothing to add: every replica receives Slack events."""
+        return {}
 
     async def aclose(self) -> None:
         """After the engine drained: close the file download session."""

@@ -23,6 +23,7 @@ from bot.engine.ports import IncomingTurn, TurnOutcome
 from bot.engine.service import Engine
 from bot.metrics import Metrics
 from bot.net.hosts import TokenHosts
+from bot.queue.port import TurnQueue
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +33,7 @@ class SlackDeps:
     """The engine and the Slack-side helpers every listener uses."""
 
     engine: Engine
+    queue: TurnQueue  # message events become jobs here before Slack is acknowledged
     client: AsyncWebClient
     # The same Web API without slack-sdk's retry handlers, for replies: the delivery sink
     # is their one retry layer.

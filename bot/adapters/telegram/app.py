@@ -4,8 +4,9 @@ Long polling is the default; it deletes any webhook first (Telegram refuses getU
 while one is set), which is also how the bot "goes back" from webhook mode. Webhook mode
 registers ``TELEGRAM_WEBHOOK_URL`` with a secret token and serves ``POST
 /telegram/webhook`` on the bot's own HTTP server with aiogram's ``SimpleRequestHandler``.
-Either way every update is claimed in the engine's processed-events table first, so none
-is handled twice, even after a restart.
+Either way every update is stored as a durable job (claimed in the processed-events table
+in the same transaction) before Telegram hears back, so none is lost or handled twice,
+even across crashes and replicas (:class:`Enqueue`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import BotCommand, TelegramObject, Update
+from aiogram.types import BotCommand, Message, TelegramObject, Update
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
@@ -30,9 +31,12 @@ from bot.adapters.telegram.handlers import build_router
 from bot.adapters.telegram.turns import TelegramContext
 from bot.adapters.telegram.updates import PLATFORM, chat_ref, thread_key
 from bot.core import Core
+from bot.engine.ordering import conversation_key
+from bot.engine.ports import IncomingTurn
 from bot.engine.service import Engine
 from bot.http import paths
 from bot.http.server import HttpServer
+from bot.queue.port import Handler, Job, RunningJob, TurnQueue
 
 log = structlog.get_logger(__name__)
 
@@ -79,11 +83,21 @@ def _retrieve_exception(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-class ClaimOnce(BaseMiddleware):
-    """Outer update middleware: skip updates the engine has already claimed."""
+class Enqueue(BaseMiddleware):
+    """Outer update middleware: every update becomes a durable job before it is confirmed.
 
-    def __init__(self, *, engine: Engine, bot_id: int) -> None:
+    On receipt (polling or webhook) the update's id is claimed and the update stored as a
+    job in one transaction (:meth:`TurnQueue.accept`); Telegram hears back only after
+    that, so a crash loses nothing and a redelivery is dropped as a duplicate. The job's
+    run feeds the update through the dispatcher again (``job`` in the handler data) to
+    the handlers. Messages of one conversation share its lock, so they are answered one
+    at a time in update order on whichever replica is free; commands other than /new,
+    and button presses, need no order.
+    """
+
+    def __init__(self, *, engine: Engine, queue: TurnQueue, bot_id: int) -> None:
         self._engine = engine
+        self._queue = queue
         self._bot_id = bot_id
 
     async def __call__(
@@ -94,27 +108,40 @@ class ClaimOnce(BaseMiddleware):
     ) -> Any:
         if not isinstance(event, Update):
             return await handler(event, data)
-        # Take the message's place in its conversation before the first await: updates of
-        # one getUpdates batch are handled concurrently, and must still be answered in
-        # update order. Commands take none (/new itself waits for the queued turns).
-        message = event.message
-        if message is not None:
-            arrival = self._engine.arrive(
-                chat_ref(message.chat),
-                thread_key(message),
-                ordered=not (message.text or "").startswith("/"),
-            )
-        else:  # button presses and the like: claimed, but not turns
-            arrival = self._engine.arrive_event(PLATFORM)
-        data["arrival"] = arrival
-        try:
-            # update_id is per bot; the bot id keeps two bots on one database apart.
-            if not await arrival.claim([f"{self._bot_id}:{event.update_id}"]):
-                log.info("telegram.duplicate_update", update_id=event.update_id)
-                return UNHANDLED
+        job: RunningJob | None = data.get("job")
+        if job is not None:
+            data["arrival"] = self._engine.arrive_job(PLATFORM, attempt=job.attempt)
             return await handler(event, data)
-        finally:
-            arrival.release()  # no-op once the turn ran
+        # accept() fixes the update's place in its conversation when called (before any
+        # await): updates of one batch keep their order however long each claim takes.
+        accepted = self._queue.accept(
+            platform=PLATFORM,
+            # update_id is per bot; the bot id keeps two bots on one database apart.
+            keys=[f"{self._bot_id}:{event.update_id}"],
+            job=Job(
+                handler=PLATFORM,
+                payload=event.model_dump(mode="json", exclude_none=True, by_alias=True),
+                lock=_lock(event.message),
+            ),
+        )
+        if not await accepted:
+            log.info("telegram.duplicate_update", update_id=event.update_id)
+        return UNHANDLED
+
+
+def _lock(message: Message | None) -> str | None:
+    """The conversation a message belongs to; commands other than /new have none."""
+    if message is None:
+        return None
+    text = message.text or ""
+    if text.startswith("/") and text.split(maxsplit=1)[0].split("@")[0] != "/new":
+        return None
+    return conversation_key(
+        platform=PLATFORM,
+        chat_id=str(message.chat.id),
+        thread_key=thread_key(message),
+        conversation_id=None,
+    )
 
 
 class TelegramPlatform:
@@ -147,8 +174,11 @@ class TelegramPlatform:
         self._accepting = False
         # Not register()ed on an app: that would close the Bot session on the app's
         # shutdown, and aclose() does that after the engine has drained.
+        # Not in the background: Telegram hears back only once the update is stored as
+        # a job (the dispatcher's Enqueue middleware), so a crash before that makes
+        # Telegram deliver it again.
         self._webhook = SimpleRequestHandler(
-            dispatcher, bot, handle_in_background=True, secret_token=webhook_secret
+            dispatcher, bot, handle_in_background=False, secret_token=webhook_secret
         )
 
     @classmethod
@@ -168,7 +198,7 @@ class TelegramPlatform:
         dispatcher["tg"] = context
         in_flight = InFlight()
         dispatcher.update.outer_middleware(in_flight)
-        dispatcher.update.outer_middleware(ClaimOnce(engine=engine, bot_id=bot.id))
+        dispatcher.update.outer_middleware(Enqueue(engine=engine, queue=core.queue, bot_id=bot.id))
         dispatcher.include_router(build_router())
         secret = settings.TELEGRAM_WEBHOOK_SECRET
         platform = cls(
@@ -182,7 +212,37 @@ class TelegramPlatform:
         )
         if settings.TELEGRAM_MODE == "webhook":
             http.add_route("POST", WEBHOOK_PATH, platform.handle_webhook)
+        core.queue.register(PLATFORM, Handler(run=platform.run_job, give_up=platform.give_up))
         return platform
+
+    # --- jobs (bot.queue) -------------------------------------------------------------------
+
+    async def run_job(self, job: RunningJob) -> None:
+        """Handle a stored update: the handlers run as for a fresh one (raising makes the
+        queue run it again)."""
+        update = Update.model_validate(job.payload, context={"bot": self.bot})
+        await self.dispatcher.feed_update(self.bot, update, job=job)
+
+    async def give_up(self, job: RunningJob, error: BaseException | None) -> None:
+        """Every run of this update failed: tell the chat, once."""
+        log.warning(
+            "telegram.job_given_up",
+            job_id=job.id,
+            error=type(error).__name__ if error is not None else "crashed",
+        )
+        update = Update.model_validate(job.payload, context={"bot": self.bot})
+        message = update.message
+        if message is None:
+            return
+        user = message.from_user
+        turn = IncomingTurn(
+            chat=chat_ref(message.chat),
+            user_id=str(user.id if user is not None else message.chat.id),
+            thread_key=thread_key(message),
+            text=message.text or message.caption,
+            source_message_id=str(message.message_id),
+        )
+        await self.context.engine.abandon(turn, self.context.sink_for(message, self.bot))
 
     # --- Platform -------------------------------------------------------------------------
 
@@ -208,6 +268,9 @@ class TelegramPlatform:
             self.dispatcher.start_polling(
                 bot,
                 polling_timeout=POLLING_TIMEOUT,
+                # One at a time: the next getUpdates confirms an update only after it
+                # was stored as a job.
+                handle_as_tasks=False,
                 handle_signals=False,
                 close_bot_session=False,
                 allowed_updates=allowed,
@@ -225,6 +288,10 @@ class TelegramPlatform:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._polling
             self._polling = None
+
+    def readiness(self) -> dict[str, Any]:
+        """In polling mode: whether this replica is the one polling."""
+        return {}
 
     async def aclose(self) -> None:
         """After the engine drained: let handlers wrap up, then close the Bot API session."""
