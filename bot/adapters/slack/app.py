@@ -25,7 +25,7 @@ from bot.adapters.slack.admins import SlackAdminCheck
 from bot.adapters.slack.deps import SlackDeps
 from bot.adapters.slack.files import slack_file_hosts
 from bot.adapters.slack.http import EVENTS_PATH, events_handler
-from bot.adapters.slack.listeners import messages
+from bot.adapters.slack.listeners import messages, shortcuts
 from bot.adapters.slack.threads import ThreadInspector
 from bot.config import Settings
 from bot.core import Core
@@ -117,10 +117,16 @@ class SlackPlatform:
         deps = self.deps
 
         async def run(job: RunningJob) -> None:
-            await messages.run_job(deps, job)
+            if job.payload.get("kind") == shortcuts.JOB_KIND:
+                await shortcuts.run_job(deps, job)
+            else:
+                await messages.run_job(deps, job)
 
         async def give_up(job: RunningJob, error: BaseException | None) -> None:
-            await messages.give_up(deps, job, error)
+            if job.payload.get("kind") == shortcuts.JOB_KIND:
+                await shortcuts.give_up(deps, job)
+            else:
+                await messages.give_up(deps, job, error)
 
         queue.register("slack", Handler(run=run, give_up=give_up))
 

@@ -8,6 +8,7 @@ clip, answered in that message's thread. The modal carries where the clip lives 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -16,13 +17,16 @@ from slack_sdk.errors import SlackApiError
 
 from bot import texts
 from bot.adapters.slack.deps import SlackDeps
-from bot.adapters.slack.events import channel_kind, chat_ref, message_files
+from bot.adapters.slack.events import PLATFORM, channel_kind, chat_ref, message_files
 from bot.adapters.slack.files import is_audio_file
-from bot.engine.ports import IncomingTurn
+from bot.engine.ordering import conversation_key
+from bot.engine.ports import ChatRef, IncomingTurn
+from bot.queue.port import Job, RunningJob
 
 log = structlog.get_logger(__name__)
 
 SHORTCUT_ID = "ask_about_audio"
+JOB_KIND = "question"  # a job's payload kind (message events carry none)
 MODAL_ID = "ask_about_audio_modal"
 _BLOCK = "question"
 _ACTION = "question_input"
@@ -34,8 +38,10 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         await open_modal(deps, body=body, respond=respond)
 
     async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        # Stored as a job first, then the modal closes: a crash in between makes Slack
+        # show an error, never a question silently dropped.
+        await enqueue(deps, body=body, view=view)
         await ack()  # closes the modal; the answer appears in the thread
-        await answer(deps, body=body, view=view)
 
     app.shortcut(SHORTCUT_ID)(on_shortcut)
     app.view(MODAL_ID)(on_submit)
@@ -87,31 +93,102 @@ async def open_modal(deps: SlackDeps, *, body: dict[str, Any], respond: Any) -> 
         deps.metrics.platform_errors.labels(platform="slack", error="views_open").inc()
 
 
-async def answer(deps: SlackDeps, *, body: dict[str, Any], view: dict[str, Any]) -> None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Question:
+    """A submitted question modal, read from its private metadata."""
+
+    channel: str
+    ts: str  # the clip's message
+    thread_ts: str  # the clip's thread: one conversation per thread, DMs included
+    file_id: str
+    user: str
+    text: str | None
+    team: str | None
+
+    @property
+    def chat(self) -> ChatRef:
+        return chat_ref(self.channel, channel_kind(self.channel))
+
+
+def _question(body: dict[str, Any], view: dict[str, Any]) -> _Question | None:
     meta = json.loads(view.get("private_metadata") or "{}")
-    value = (((view.get("state") or {}).get("values") or {}).get(_BLOCK, {}).get(_ACTION, {})).get(
-        "value"
-    )
+    state = (view.get("state") or {}).get("values") or {}
+    value = (state.get(_BLOCK, {}).get(_ACTION, {})).get("value")
     channel, ts, file_id = meta.get("channel"), meta.get("ts"), meta.get("file")
     user = (body.get("user") or {}).get("id")
     if not channel or not ts or not file_id or not user:
+        return None
+    return _Question(
+        channel=channel,
+        ts=ts,
+        thread_ts=meta.get("thread_ts") or ts,
+        file_id=file_id,
+        user=user,
+        text=(value or "").strip() or None,
+        team=meta.get("team") or (body.get("team") or {}).get("id"),
+    )
+
+
+async def enqueue(deps: SlackDeps, *, body: dict[str, Any], view: dict[str, Any]) -> None:
+    """Store the submitted question as a job (once per view submission)."""
+    question = _question(body, view)
+    if question is None:
         return
-    # The answer belongs to the clip's thread: one conversation per thread, DMs included.
-    thread_ts = meta.get("thread_ts") or ts
-    chat = chat_ref(channel, channel_kind(channel))
-    arrival = deps.engine.arrive(chat, thread_ts)
-    try:
-        if not await arrival.claim([f"view:{view.get('id')}:{view.get('hash', '')}"]):
-            return
-        turn = IncomingTurn(
-            chat=chat,
-            user_id=user,
-            thread_key=thread_ts,
-            text=(value or "").strip() or None,
-            audio=await deps.audio_source({"id": file_id}),
-            source_message_id=ts,
-        )
-        team = meta.get("team") or (body.get("team") or {}).get("id")
-        await deps.run_turn(turn, arrival, channel=channel, thread_ts=thread_ts, team_id=team)
-    finally:
-        arrival.release()
+    await deps.queue.accept(
+        platform=PLATFORM,
+        keys=[f"view:{view.get('id')}:{view.get('hash', '')}"],
+        job=Job(
+            handler=PLATFORM,
+            payload={"kind": JOB_KIND, "body": body, "view": view},
+            lock=conversation_key(
+                platform=PLATFORM,
+                chat_id=question.channel,
+                thread_key=question.thread_ts,
+                conversation_id=None,
+            ),
+        ),
+    )
+
+
+async def run_job(deps: SlackDeps, job: RunningJob) -> None:
+    """Answer a stored question about a clip, in the clip's thread."""
+    question = _question(job.payload["body"], job.payload["view"])
+    if question is None:
+        return
+    turn = IncomingTurn(
+        chat=question.chat,
+        user_id=question.user,
+        thread_key=question.thread_ts,
+        text=question.text,
+        audio=await deps.audio_source({"id": question.file_id}),
+        source_message_id=question.ts,
+    )
+    await deps.run_turn(
+        turn,
+        deps.engine.arrive_job(PLATFORM, attempt=job.attempt),
+        channel=question.channel,
+        thread_ts=question.thread_ts,
+        team_id=question.team,
+    )
+
+
+async def give_up(deps: SlackDeps, job: RunningJob) -> None:
+    """Every run of the question failed: apologise in the clip's thread."""
+    question = _question(job.payload["body"], job.payload["view"])
+    if question is None:
+        return
+    turn = IncomingTurn(
+        chat=question.chat,
+        user_id=question.user,
+        thread_key=question.thread_ts,
+        text=question.text,
+        source_message_id=question.ts,
+    )
+    sink = deps.replier(
+        channel=question.channel,
+        thread_ts=question.thread_ts,
+        team_id=question.team,
+        user_id=question.user,
+        listening=False,
+    )
+    await deps.engine.abandon(turn, sink)
