@@ -6,6 +6,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from bot.storage.database import Database
@@ -46,9 +47,16 @@ async def current_revision(db: Database) -> str | None:
         return await conn.run_sync(_rev)
 
 
+# Replicas starting together on one PostgreSQL take turns: the first migrates, the others
+# wait for it and then find nothing to do (a transaction-scoped advisory lock).
+MIGRATION_LOCK = 0x766F_6963_6562_6F74 & 0x7FFF_FFFF_FFFF_FFFF  # "voicebot"
+
+
 async def _run(db: Database, fn: Any, revision: str) -> None:
     cfg = alembic_config(db.url)
     async with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
 
         def _go(sync_conn: Connection) -> None:
             # env.py picks this connection up instead of opening its own.
