@@ -46,5 +46,14 @@ def configure_logging(*, level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # httpx logs every request URL at INFO; Telegram URLs contain the bot token.
-    for noisy in ("httpx", "httpcore", "aiohttp.access", "hpack", "alembic.runtime.plugins"):
+    # procrastinate logs every job (its arguments: message text) at INFO.
+    noisy_loggers = (
+        "httpx",
+        "httpcore",
+        "aiohttp.access",
+        "hpack",
+        "alembic.runtime.plugins",
+        "procrastinate",
+    )
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot import texts
 from tests.audio import synth
 from tests.fakes.dashscope import FakeDashScope
 from tests.fakes.slack import FakeSlack, fake_slack
@@ -72,7 +73,11 @@ async def bot_process(launch: Launch) -> BotProcess:
 
 
 async def test_run_serves_answers_and_stops_cleanly_on_sigterm(
-    bot_process: BotProcess, telegram_fake: FakeTelegram, dashscope_fake: FakeDashScope
+    bot_process: BotProcess,
+    launch: Launch,
+    db_url: str,
+    telegram_fake: FakeTelegram,
+    dashscope_fake: FakeDashScope,
 ) -> None:
     await bot_process.wait_ready()
     status, metrics = await bot_process.get("/metrics")
@@ -101,15 +106,28 @@ async def test_run_serves_answers_and_stops_cleanly_on_sigterm(
     code, took = await bot_process.stop(signal.SIGTERM)
     assert code == 0, bot_process.stderr
     assert took < 10.0
-    final = telegram_fake.sent_texts(chat["id"])
-    assert len(final) == 2
-    # What was streamed is kept as the reply, cut short and marked as stopped.
-    assert final[1].startswith("Still thinking")
-    assert "Still thinking " * 50 not in final[1]
-    assert final[1].rstrip().endswith("(stopped)")
     logs = bot_process.stderr
     assert "shutdown.done" in logs
     assert dashscope_fake.api_key not in logs and telegram_fake.token not in logs
+    final = telegram_fake.sent_texts(chat["id"])
+    if db_url.startswith("sqlite"):
+        # One process: what was streamed is kept as the reply, cut short, marked stopped.
+        assert len(final) == 2
+        assert final[1].startswith("Still thinking")
+        assert "Still thinking " * 50 not in final[1]
+        assert final[1].rstrip().endswith("(stopped)")
+        return
+    # Replicas (PostgreSQL): the cut turn stays queued, and the next replica to run it
+    # answers it afresh, from the stored recording, saying so. Never both.
+    assert len(final) == 1
+    dashscope_fake.queue_reply(chunks=["The ", "whole ", "answer."])
+    successor = await launch()
+    await telegram_fake.wait_for(lambda: len(telegram_fake.sent_texts(chat["id"])) >= 2, within=60)
+    await successor.stop(signal.SIGTERM)
+    final = telegram_fake.sent_texts(chat["id"])
+    assert len(final) == 2
+    assert final[1].startswith("The whole answer.")
+    assert final[1].rstrip().endswith(texts.REPLY_RESTARTED)
 
 
 # Nothing here depends on the database backend (the SIGTERM test runs on both).

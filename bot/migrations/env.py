@@ -45,10 +45,16 @@ def _url() -> str:
     return config.get_main_option("sqlalchemy.url") or ""
 
 
+def _include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Leave procrastinate's tables (migration 0003, not in the models) out of autogenerate."""
+    return not (type_ == "table" and (name or "").startswith("procrastinate_"))
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_name=_include_name,
         # SQLite cannot ALTER most things in place; batch mode rebuilds the table.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
