@@ -49,7 +49,7 @@ async def current_revision(db: Database) -> str | None:
 
 # Replicas starting together on one PostgreSQL take turns: the first migrates, the others
 # wait for it and then find nothing to do (a transaction-scoped advisory lock).
-MIGRATION_LOCK = 0x766F_6963_6562_6F74 & 0x7FFF_FFFF_FFFF_FFFF  # "voicebot"
+MIGRATION_LOCK = 0x766F_6963_652D_6D69  # "voice-mi"; other advisory locks use other keys
 
 
 async def _run(db: Database, fn: Any, revision: str) -> None:
