@@ -9,7 +9,10 @@ It follows /work/shared/reference/telegram-slack-facts.md (Bot API 10.3):
   ``{"ok":false,"error_code":N,"description":"…","parameters":{…}}``.
 - ``getUpdates`` long-polls (``timeout``, ``offset`` confirms, ``allowed_updates`` filters)
   and answers 409 while a webhook is set; with a webhook set, injected updates are POSTed to
-  it with ``X-Telegram-Bot-Api-Secret-Token``, as Telegram does.
+  it with ``X-Telegram-Bot-Api-Secret-Token``, as Telegram does. Concurrent long polls are
+  counted (:attr:`FakeTelegram.max_concurrent_polls`); with ``exclusive_polling`` a second
+  one while another is open (its client still connected) gets Telegram's 409 "terminated by
+  other getUpdates request" (:attr:`FakeTelegram.poll_conflicts` counts them).
 - Text is validated as Telegram does: 1–4096 UTF-16 code units after entity parsing (0–4096
   for drafts), entities inside the text, ``parse_mode`` never combined with ``entities``.
 - ``editMessageText`` answers "message is not modified" when nothing changes, ``getFile``
@@ -35,7 +38,7 @@ import hmac
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +50,7 @@ __all__ = [
     "ANONYMOUS_ADMIN_ID",
     "DOWNLOAD_LIMIT",
     "NOT_MODIFIED",
+    "POLL_CONFLICT",
     "Call",
     "FakeTelegram",
     "telegram_fake",
@@ -59,6 +63,10 @@ ANONYMOUS_ADMIN_ID = 1087968824
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup "
     "are exactly the same as a current content and reply markup of the message"
+)
+POLL_CONFLICT = (
+    "Conflict: terminated by other getUpdates request; "
+    "make sure that only one bot instance is running"
 )
 CANT_PARSE = (
     "Bad Request: can't parse entities: Can't find end of the entity starting at byte offset {n}"
@@ -158,8 +166,13 @@ class FakeTelegram:
         token: str = DEFAULT_TOKEN,
         username: str = "voice_test_bot",
         first_name: str = "Voice Bot",
+        exclusive_polling: bool = False,
     ) -> None:
         self.token = token
+        # Opt-in: refuse a getUpdates while another one is open, as Telegram does.
+        self.exclusive_polling = exclusive_polling
+        self.max_concurrent_polls = 0  # the most getUpdates open at once (always counted)
+        self.poll_conflicts = 0  # getUpdates refused with 409 for being concurrent
         self.bot_id = int(token.split(":", 1)[0])
         self.username = username
         self.first_name = first_name
@@ -180,6 +193,7 @@ class FakeTelegram:
         self._flood_last: dict[int, float] = {}
         self._new_update = asyncio.Event()
         self._changed = asyncio.Event()
+        self._open_polls: list[web.Request] = []  # getUpdates being answered
         self._runner: web.AppRunner | None = None
         self._closing = False
         self._client: aiohttp.ClientSession | None = None
@@ -469,9 +483,10 @@ class FakeTelegram:
             if handler is None:
                 raise ApiError(404, "Not Found")
             self._scripted(method, call.params)
-            result = handler(call.params)
-            if asyncio.iscoroutine(result):
-                result = await result
+            with self._poll(request, method):
+                result = handler(call.params)
+                if asyncio.iscoroutine(result):
+                    result = await result
         except ApiError as exc:
             call.error = exc.description
             self._changed.set()
@@ -479,6 +494,29 @@ class FakeTelegram:
         call.result = result
         self._changed.set()
         return web.json_response({"ok": True, "result": result})
+
+    @contextlib.contextmanager
+    def _poll(self, request: web.Request, method: str) -> Iterator[None]:
+        """Track a getUpdates while it is open; refuse a concurrent one if exclusive.
+
+        A long poll whose client went away (a poller that cancelled it) no longer counts,
+        although its handler may still be waiting out its timeout here.
+        """
+        if method != "getUpdates":
+            yield
+            return
+        self._open_polls = [
+            r for r in self._open_polls if r.transport is not None and not r.transport.is_closing()
+        ]
+        if self._open_polls and self.exclusive_polling:
+            self.poll_conflicts += 1
+            raise ApiError(409, POLL_CONFLICT)
+        self._open_polls.append(request)
+        self.max_concurrent_polls = max(self.max_concurrent_polls, len(self._open_polls))
+        try:
+            yield
+        finally:
+            self._open_polls = [r for r in self._open_polls if r is not request]
 
     async def _file(self, request: web.Request) -> web.Response:
         if not hmac.compare_digest(request.match_info["token"], self.token):

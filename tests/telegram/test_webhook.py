@@ -122,6 +122,8 @@ def test_webhook_mode_refuses_to_run_without_a_secret(secret: str | None) -> Non
             mode="webhook",
             webhook_url="https://bot.example/telegram/webhook",
             webhook_secret=secret,
+            database_url="sqlite+aiosqlite:///unused.db",
+            metrics=unused,
         )
 
 

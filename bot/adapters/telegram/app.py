@@ -28,6 +28,7 @@ from aiohttp import web
 
 from bot import texts
 from bot.adapters.telegram.handlers import build_router
+from bot.adapters.telegram.polling import LeaderPolling
 from bot.adapters.telegram.turns import TelegramContext
 from bot.adapters.telegram.updates import PLATFORM, chat_ref, thread_key
 from bot.core import Core
@@ -36,6 +37,8 @@ from bot.engine.ports import IncomingTurn
 from bot.engine.service import Engine
 from bot.http import paths
 from bot.http.server import HttpServer
+from bot.metrics import Metrics
+from bot.queue.leader import AdvisoryLockLeader, Leadership, SoleLeader
 from bot.queue.port import Handler, Job, RunningJob, TurnQueue
 
 log = structlog.get_logger(__name__)
@@ -159,6 +162,8 @@ class TelegramPlatform:
         mode: str,
         webhook_url: str | None,
         webhook_secret: str | None,
+        database_url: str,
+        metrics: Metrics,
     ) -> None:
         if mode == "webhook" and not webhook_secret:
             # SimpleRequestHandler accepts every request when it has no secret to check.
@@ -171,6 +176,9 @@ class TelegramPlatform:
         self._webhook_url = webhook_url
         self._webhook_secret = webhook_secret
         self._polling: asyncio.Task[None] | None = None
+        self._poller: LeaderPolling | None = None
+        self._database_url = database_url
+        self._metrics = metrics
         self._accepting = False
         # Not register()ed on an app: that would close the Bot session on the app's
         # shutdown, and aclose() does that after the engine has drained.
@@ -209,6 +217,8 @@ class TelegramPlatform:
             mode=settings.TELEGRAM_MODE,
             webhook_url=settings.TELEGRAM_WEBHOOK_URL,
             webhook_secret=secret.get_secret_value() if secret else None,
+            database_url=settings.DATABASE_URL,
+            metrics=core.metrics,
         )
         if settings.TELEGRAM_MODE == "webhook":
             http.add_route("POST", WEBHOOK_PATH, platform.handle_webhook)
@@ -264,26 +274,33 @@ class TelegramPlatform:
             return
         # Telegram refuses getUpdates while a webhook is set.
         await bot.delete_webhook(drop_pending_updates=False)
-        self._polling = asyncio.create_task(
-            self.dispatcher.start_polling(
-                bot,
-                polling_timeout=POLLING_TIMEOUT,
-                # One at a time: the next getUpdates confirms an update only after it
-                # was stored as a job.
-                handle_as_tasks=False,
-                handle_signals=False,
-                close_bot_session=False,
-                allowed_updates=allowed,
-            ),
-            name="telegram-polling",
+        # One replica polls at a time (Telegram answers 409 to a second poller); the
+        # others wait to take over (an advisory lock on PostgreSQL; SQLite: one process).
+        self._poller = LeaderPolling(
+            bot=bot,
+            dispatcher=self.dispatcher,
+            leadership=self._leadership(),
+            allowed_updates=allowed,
+            polling_timeout=POLLING_TIMEOUT,
         )
+        self._polling = asyncio.create_task(self._poller.run(), name="telegram-polling")
+
+    def _leadership(self) -> Leadership:
+        url = self._database_url
+        if url.startswith("postgresql"):
+            return AdvisoryLockLeader(
+                conninfo_or_url=url, key=f"telegram-polling:{self.bot.id}", metrics=self._metrics
+            )
+        return SoleLeader()
 
     async def stop(self) -> None:
         """Stop receiving (polling, webhook updates); turns in flight go on."""
         self._accepting = False
-        if self._polling is not None:
+        if self._poller is not None:
+            # Confirms what was stored, then hands leadership over at once.
             with contextlib.suppress(Exception):
-                await self.dispatcher.stop_polling()
+                await self._poller.stop()
+        if self._polling is not None:
             self._polling.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._polling
@@ -291,7 +308,9 @@ class TelegramPlatform:
 
     def readiness(self) -> dict[str, Any]:
         """In polling mode: whether this replica is the one polling."""
-        return {}
+        if self._poller is None:
+            return {"mode": self._mode}
+        return {"mode": self._mode, "polling": {"leader": self._poller.is_leader}}
 
     async def aclose(self) -> None:
         """After the engine drained: let handlers wrap up, then close the Bot API session."""
