@@ -128,6 +128,16 @@ def test_check_masks_secrets_and_says_what_run_would_start(
     assert "Telegram: long polling" in out
     assert "Slack: HTTP mode (POST /slack/events)" in out
     assert "database: PostgreSQL" in out
+    assert "turn queue: procrastinate on PostgreSQL" in out
+
+
+def test_check_says_sqlite_runs_the_queue_in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-very-secret-key")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:telegram-secret")
+    assert main(["check"]) == 0
+    assert "turn queue: in-process (one process" in capsys.readouterr().out
 
 
 def test_check_without_credentials_says_which_variables_to_set(
