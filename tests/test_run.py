@@ -37,6 +37,21 @@ def _voice(seconds: float) -> bytes:
 Launch = Callable[..., Awaitable[BotProcess]]
 
 
+async def _until(
+    probe: Callable[[], Awaitable[tuple[int, str]]],
+    done: Callable[[tuple[int, str]], bool],
+    within: float = 30.0,
+) -> None:
+    """Poll an endpoint until ``done`` holds (the leader lock is taken in the background)."""
+    deadline = time.monotonic() + within
+    while True:
+        got = await probe()
+        if done(got):
+            return
+        assert time.monotonic() < deadline, got
+        await asyncio.sleep(0.05)
+
+
 @pytest.fixture
 async def launch(
     db_url: str,
@@ -82,6 +97,18 @@ async def test_run_serves_answers_and_stops_cleanly_on_sigterm(
     await bot_process.wait_ready()
     status, metrics = await bot_process.get("/metrics")
     assert status == 200 and "voicebot_turns_total" in metrics
+    assert "voicebot_queue_depth" in metrics and "voicebot_job_latency_seconds" in metrics
+    # /readyz reports the queue, and that this (only) replica polls Telegram.
+    status, body = await bot_process.get("/readyz")
+    ready = json.loads(body)
+    assert status == 200 and ready["queue"]["connected"] is True
+    assert ready["queue"]["backend"] == (
+        "inprocess" if db_url.startswith("sqlite") else "procrastinate"
+    )
+    await _until(
+        lambda: bot_process.get("/readyz"),
+        lambda got: json.loads(got[1])["telegram"]["polling"]["leader"] is True,
+    )
 
     # A voice note through the running process: migrations were applied, the turn answered.
     user = telegram_fake.user(501, "Ann")

@@ -63,10 +63,12 @@ class TelegramBotProcess(LoggedBot):
         """Until the bot is done with ``update`` (its turn finished, if it made one), or
         with ``times`` deliveries of it.
 
-        aiogram logs every update it has finished with, handled or not; the ids of one bot
-        are unique, so the line names this update only."""
-        done = f"Update id={update['update_id']} is "
-        self.wait_log(lambda e: str(e.get("event", "")).startswith(done), count=times)
+        The bot logs the end of every stored update's job (``telegram.update_done``) and
+        every delivery it drops as a duplicate; the ids of one bot are unique, so the
+        line names this update only."""
+        uid = update["update_id"]
+        ends = ("telegram.update_done", "telegram.duplicate_update")
+        self.wait_log(lambda e: e.get("event") in ends and e.get("update_id") == uid, count=times)
 
     def post(self, path: str, body: Any, headers: dict[str, str]) -> int:
         req = urllib.request.Request(

@@ -232,6 +232,7 @@ class TelegramPlatform:
         queue run it again)."""
         update = Update.model_validate(job.payload, context={"bot": self.bot})
         await self.dispatcher.feed_update(self.bot, update, job=job)
+        log.info("telegram.update_done", update_id=update.update_id, attempt=job.attempt)
 
     async def give_up(self, job: RunningJob, error: BaseException | None) -> None:
         """Every run of this update failed: tell the chat, once."""
