@@ -234,6 +234,14 @@ class StreamingSink:
 
     async def _final_once(self, text: str) -> list[str]:
         try:
+            return await self._final_attempt(text)
+        finally:
+            # What the platform confirmed of it goes on record at once: a crash after
+            # this leaves the turn's next run the messages to replace.
+            await self._report_visible()
+
+    async def _final_attempt(self, text: str) -> list[str]:
+        try:
             ids = await self.surface.final(text, plain=self._plain)
         except FormattingRejected as exc:
             if not self._plain:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import texts
 from bot.audio.types import AudioConverter, Segment
@@ -59,6 +60,10 @@ from bot.storage.database import Database
 from bot.storage.tables import utcnow
 
 log = structlog.get_logger(__name__)
+
+# The database failing mid-turn ends the run, not the turn: its job runs again (bot.queue)
+# and resumes from what was stored, instead of telling the user something went wrong.
+STORAGE_ERRORS = (SQLAlchemyError,)
 
 
 @dataclass(kw_only=True)
@@ -125,8 +130,9 @@ async def run_turn(
         return await run.execute()
     except _Ended as end:
         return end.outcome
-    except asyncio.CancelledError:
-        # Its job runs again (bot.queue): what was shown is replaced then.
+    except BaseException:
+        # Cancelled, or the database failed: its job runs again (bot.queue) and replaces
+        # what was shown; nothing more is shown from here.
         sink.interrupt()
         raise
 
@@ -350,6 +356,8 @@ class _TurnRun:
                 prepared=heard.prepared,
                 sent=heard.sent,
             )
+        except STORAGE_ERRORS:
+            raise  # the job runs again (bot.queue) and resumes from what was stored
         except Exception as exc:
             log.error("turn.store_failed", error=type(exc).__name__)
             raise await self.ended("failed", ctx, labels, BotError(type(exc).__name__)) from exc
@@ -365,7 +373,6 @@ class _TurnRun:
         )
         params = generation_params(ctx.view, spec)
         state = ReplyState()
-        deps.metrics.in_flight.inc()
         error: BotError | None = None
         stopped = False
         turn_id = stored.assistant_turn_id
@@ -374,8 +381,9 @@ class _TurnRun:
             await store.record_visible(deps.database, turn_id, ids)
 
         self.sink.track(visible)
+        await store.mark_streaming(deps.database, stored.assistant_turn_id)
+        deps.metrics.in_flight.inc()
         try:
-            await store.mark_streaming(deps.database, stored.assistant_turn_id)
             state.started_at = utcnow()
             stopped = await stream_reply(
                 deps.model_client, spec.name, messages, params, self.sink, self.stop, state
@@ -386,7 +394,7 @@ class _TurnRun:
         except SinkBroken as exc:
             error = exc
             deps.metrics.platform_errors.labels(self.platform, "update").inc()
-        except Exception as exc:  # a bug or the database: the user still gets an answer
+        except Exception as exc:  # a bug: the user still gets an answer
             log.error("turn.stream_failed", error=type(exc).__name__)
             error = BotError(type(exc).__name__)
         finally:
@@ -440,13 +448,14 @@ class _TurnRun:
         try:
             await store.finish_assistant_turn(self.deps.database, ctx, self.turn, record)
         except Exception as exc:
-            # The user still gets the reply; the turn stays "streaming" until the next
-            # start-up marks it failed, so it is never replayed as a complete answer.
+            # The reply is not on record: the job runs again and answers it afresh,
+            # replacing what this run showed (never a reply stored complete but empty).
             log.error(
                 "turn.store_reply_failed",
                 assistant_turn_id=stored.assistant_turn_id,
                 error=type(exc).__name__,
             )
+            raise
 
     def log_finished(
         self,
@@ -527,7 +536,13 @@ async def abandon_turn(deps: TurnDeps, turn: IncomingTurn, sink: ReplySink) -> T
     """Every run of this turn's job crashed or stalled: end it with an apology, stored as
     ``failed`` (an answer the user already saw is left alone)."""
     error = TurnAbandoned()
-    ctx = await store.load_context(deps.database, deps.settings, replace(turn, attempt=1))
+    try:
+        ctx = await store.load_context(deps.database, deps.settings, replace(turn, attempt=1))
+    except STORAGE_ERRORS as exc:  # the apology needs no database
+        log.warning("turn.abandoned", error=type(exc).__name__)
+        return TurnOutcome(
+            status="failed", error=error, message_ids=await safe_fail(sink, error, "")
+        )
     earlier = ctx.earlier
     if earlier is not None and earlier.answered:
         return TurnOutcome(status="duplicate", conversation_id=ctx.conversation_id)
@@ -561,13 +576,15 @@ async def _record_delivery(
             error_code=error_code,
         )
     except Exception as exc:
-        # The reply stays "delivering"; the next start-up marks it undelivered, so it is
-        # delivered (again) rather than lost.
+        # The reply stays "delivering" with the messages it occupies on record: the job
+        # runs again and replaces them (one answer shown), rather than a later start-up
+        # delivering it a second time.
         log.error(
             "turn.store_delivery_failed",
             assistant_turn_id=assistant_turn_id,
             error=type(exc).__name__,
         )
+        raise
 
 
 async def _deliver_pending(

@@ -129,7 +129,8 @@ class PostgresQueue:
         self._connector = PsycopgConnector(
             conninfo=conninfo_from_url(settings.DATABASE_URL),
             min_size=1,
-            max_size=max(4, min(settings.WORKER_CONCURRENCY, 10)),
+            # Listening, fetching, heartbeats and finishing jobs: a few connections do.
+            max_size=5,
             json_loads=_load_args,
         )
         self._app = App(connector=self._connector)

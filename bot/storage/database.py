@@ -29,11 +29,10 @@ class Database:
             # A writer waits for the lock instead of failing with "database is locked".
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            # WORKER_CONCURRENCY (50) turns at once each hold a connection only inside a
-            # short transaction, but 200 conversations at once timed out in SQLAlchemy's
-            # default 5 + 10. 30 per replica (+ ≤ 10 of the queue's) keeps three replicas
-            # inside PostgreSQL's default max_connections of 100.
-            kwargs.update(pool_size=10, max_overflow=20)
+            # Turns hold a connection only inside short transactions. 5 + 15 here, 5 for
+            # the queue and 1 for the polling leader: three replicas stay well inside
+            # PostgreSQL's default max_connections of 100.
+            kwargs.update(pool_size=5, max_overflow=15)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

@@ -6,9 +6,14 @@ saw is finalised, never doubled.
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from bot import texts
+from bot.engine import store
 from bot.engine.domain import TurnStatus
 from bot.errors import TurnAbandoned
 from bot.storage.tables import AudioClip
@@ -128,3 +133,30 @@ async def test_young_half_done_replies_are_left_to_their_jobs(h: Harness) -> Non
     assert await h.engine.recover() == 0
     rows = await h.turns(first.conversation_id)
     assert rows[1].status == "streaming"
+
+
+async def test_a_database_failure_mid_turn_fails_the_run_and_the_rerun_answers(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = store.finish_assistant_turn
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("UPDATE turns", {}, ConnectionError("server closed"))
+
+    monkeypatch.setattr(store, "finish_assistant_turn", broken)
+    h.fake.queue_reply(chunks=["first try"])
+    # The run ends with the error (its job runs again), not with "something went wrong".
+    cut = Sink()
+    with pytest.raises(OperationalError):
+        await h.turn(sink=cut, text="q1", source_message_id="m1")
+    assert cut.calls[-1] == "interrupt" and cut.error is None
+
+    monkeypatch.setattr(store, "finish_assistant_turn", real)
+    h.fake.queue_reply(chunks=["second try"])
+    again, sink = await h.turn(text="q1", source_message_id="m1", attempt=1)
+    assert again.status == "complete"
+    assert sink.error is None
+    assert sink.final is not None and sink.final.text == "second try"
+    assert again.conversation_id is not None
+    rows = await h.turns(again.conversation_id)
+    assert [(t.role, t.status) for t in rows] == [("user", "complete"), ("assistant", "complete")]
