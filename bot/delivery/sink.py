@@ -332,7 +332,9 @@ class StreamingSink:
             return
         self._reported = list(ids)
         try:
-            await self._on_visible(list(ids))
+            # Shielded: a shutdown cancelling the turn right now must not cancel the record
+            # of a message the user already sees (the turn's next run replaces it).
+            await asyncio.shield(self._on_visible(list(ids)))
         except Exception as exc:  # a record of progress; the reply goes on without it
             log.warning("delivery.track_failed", platform=self._platform, error=type(exc).__name__)
 
