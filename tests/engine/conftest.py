@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -21,6 +22,15 @@ from bot.storage.database import Database
 from bot.storage.tables import AudioClip, Turn
 from tests.audio import synth
 from tests.fakes.dashscope import FakeDashScope
+
+
+@functools.cache
+def long_voice(seconds: float, seed: int = 0) -> bytes:
+    """Speech-like audio of ``seconds`` as a 16 kHz WAV: minutes of it without an encoder
+    (for tests about lengths and budgets, where the container is beside the point)."""
+    x = synth.speech_like(seconds, rate=16_000, seed=seed)[0]
+    pcm = (x * 32767).clip(-32768, 32767).astype(np.int16)
+    return synth.wav_bytes(pcm, rate=16_000, width=2)
 
 
 @functools.lru_cache(maxsize=32)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from bot import texts
 from bot.engine.ports import ChatRef
 from bot.storage.tables import Chat, Turn
-from tests.engine.conftest import GROUP, Audio, EngineFactory, Harness, voice
+from tests.engine.conftest import GROUP, Audio, EngineFactory, Harness, long_voice, voice
 from tests.fakes.dashscope import Reply
 
 
@@ -288,7 +288,7 @@ async def test_several_recordings_in_one_message_are_heard_together(h: Harness) 
 
 async def test_recordings_share_one_budget_and_the_rest_is_reported(h: Harness) -> None:
     # 3 + 4 minutes: more than one request holds (6,144 tokens at 25 per second).
-    first, second = Audio(voice(180.0)), Audio(voice(240.0, seed=2))
+    first, second = Audio(long_voice(180.0)), Audio(long_voice(240.0, seed=2))
     out, sink = await h.turn(audio=first, more_audio=(second,), text="summarise both")
     assert out.status == "complete", sink.shown
     sent = user_audio(h.fake.last_request)
