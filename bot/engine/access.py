@@ -49,8 +49,8 @@ class AccessPolicy:
 class RateLimiter:
     """A sliding-window limit per user: at most ``limit`` turns per ``window`` seconds.
 
-    In-process state, like the conversation locks: one bot process per deployment.
-    ``limit=0`` switches it off.
+    In-process state: with several replicas each counts the turns it runs, so a user may
+    get up to ``limit`` per replica (README, Limits). ``limit=0`` switches it off.
     """
 
     def __init__(

@@ -9,9 +9,10 @@ and hand it to the engine later: work it must await first (claiming the event in
 database, checking whether the message is addressed to the bot) then cannot reorder two
 messages that arrived together, e.g. in one ``getUpdates`` batch.
 
-This is in-process state: enough for the single bot process a deployment runs (Telegram
-polling and Slack Socket Mode are single-consumer anyway). Several processes would need
-a database advisory lock instead.
+This is in-process state. Across replicas the turn queue orders a conversation's turns
+(procrastinate's per-job ``lock``, :mod:`bot.queue`); the queues use these lines for the
+order in which one process accepts events, and the in-process queue (SQLite) for running
+them.
 """
 
 from __future__ import annotations
