@@ -175,6 +175,24 @@ async def until(
     return value
 
 
+async def settle_to(replicas: list[Replica], running: int, *, what: str) -> None:
+    """Until the live replicas run exactly ``running`` turns between them (``/readyz``
+    ``queue.running``): the others have not just shown their answer, they are done with
+    it (its id stored, the job finished)."""
+    deadline = time.monotonic() + patience(60)
+    while True:
+        total = 0
+        for r in replicas:
+            if r.live:
+                queue = (await r.readyz()).get("queue") or {}
+                total += int(queue.get("running") or 0)
+        if total == running:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {total} turns running")
+        await asyncio.sleep(0.05)
+
+
 def pg_url(name: str) -> str:
     return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
 
@@ -755,6 +773,7 @@ async def test_three_replicas_webhooks_crash_and_drain(
                 within=deadline - time.monotonic(),
                 what="the other conversations answered before the kill",
             )
+            await settle_to(replicas, 1, what="only the slow reply running")
             assert streaming() is victim, "the slow reply ended before the kill"
             report["killed"] = victim.name
             report["killed_at_events"] = scenario.sent_events
@@ -1027,6 +1046,7 @@ async def test_two_replicas_long_polling_one_poller_and_takeover(
             return True
 
         await until(others_answered, within=patience(60), what="the other answers")
+        await settle_to(replicas, 1, what="only the slow reply running")
         assert not any(slow in m["text"] for m in tg.sent(slow_conv.chat_id)), (
             "the slow reply ended before the kill"
         )
