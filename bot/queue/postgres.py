@@ -26,13 +26,15 @@ import contextlib
 import datetime as dt
 import json
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, Final
 
 import psycopg
 import structlog
 from procrastinate import App, JobContext, PsycopgConnector
 from procrastinate import jobs as pjobs
+from procrastinate import sql as psql
+from procrastinate.connector import Notify
 from procrastinate.exceptions import ConnectorException
 from procrastinate.job_context import JobResult
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
@@ -126,7 +128,7 @@ class PostgresQueue:
         self._settings = settings
         self._metrics = metrics
         self._worker_name = worker_name
-        self._connector = PsycopgConnector(
+        self._connector = _Connector(
             conninfo=conninfo_from_url(settings.DATABASE_URL),
             min_size=1,
             # Listening, fetching, heartbeats and finishing jobs: a few connections do.
@@ -390,6 +392,33 @@ class PostgresQueue:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Connector(PsycopgConnector):
+    """procrastinate's psycopg connector, plus one catch-up wake-up each time its listener
+    has (re)subscribed: a job inserted while the worker started, or while the listening
+    connection was down, notified nobody and would otherwise wait for the next poll.
+
+    Follows ``PsycopgConnector.listen_notify`` of the pinned 3.10 (its private helpers).
+    """
+
+    async def listen_notify(self, on_notification: Notify, channels: Iterable[str]) -> None:
+        names = list(channels)
+        while True:
+            async with self._get_standalone_connection() as connection:
+                for name in names:
+                    await connection.execute(
+                        query=self._make_dynamic_query(
+                            query=psql.queries["listen_queue"], channel_name=name
+                        ),
+                    )
+                for name in names[:1]:
+                    await on_notification(channel=name, payload=_CATCH_UP)
+                await self._loop_notify(on_notification=on_notification, connection=connection)
+
+
+# What procrastinate's insert trigger sends; job 0 names no job, it only wakes a worker.
+_CATCH_UP: Final = json.dumps({"type": "job_inserted", "job_id": 0})
 
 
 class _Worker(Worker):
