@@ -383,8 +383,8 @@ class PostgresQueue:
             for job in stalled:
                 # Same id, attempts + 1: it stays first in its lock's line.
                 await manager.retry_job(job)
+                self._metrics.stalled_recovered.inc()  # before the job can run again
                 await _wake(self._connector, job)
-                self._metrics.stalled_recovered.inc()
                 log.warning("queue.stalled_recovered", job_id=job.id)
 
     async def _cancel_tasks(self) -> None:
@@ -422,9 +422,26 @@ _CATCH_UP: Final = json.dumps({"type": "job_inserted", "job_id": 0})
 
 
 class _Worker(Worker):
-    """procrastinate's worker, plus a wake-up of all workers when a job's lock frees."""
+    """procrastinate's worker, plus a wake-up of all workers when a job's lock frees, and
+    no lost wake-ups: procrastinate clears its "new job" flag after every fetch, so a
+    notification that arrived while a fetch was in flight (too early to see the job) was
+    dropped and the job waited for the next poll. A wake-up seen during a fetch round
+    now makes another round."""
 
     wake_on_release = True  # off only to measure the hand-off without it
+    _wakes = 0
+
+    async def _handle_notification(self, *, channel: str, notification: pjobs.Notification) -> None:
+        if notification["type"] == "job_inserted":
+            self._wakes += 1
+        await super()._handle_notification(channel=channel, notification=notification)
+
+    async def _fetch_and_process_jobs(self) -> None:
+        while True:
+            seen = self._wakes
+            await super()._fetch_and_process_jobs()  # type: ignore[no-untyped-call]
+            if self._wakes == seen or self._stop_event.is_set():
+                return
 
     async def _persist_job_status(
         self,
