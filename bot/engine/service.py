@@ -20,7 +20,7 @@ from bot.config import Settings
 from bot.engine import chat_store
 from bot.engine.access import AccessPolicy, RateLimiter
 from bot.engine.intake import Arrival
-from bot.engine.ordering import KeyedLocks, Place, conversation_key
+from bot.engine.ordering import KeyedLocks, conversation_key
 from bot.engine.ports import AdminCheck, ChatRef, IncomingTurn, ReplySink, TurnOutcome
 from bot.engine.settings import (
     SETTING_KEYS,
@@ -100,33 +100,10 @@ class Engine:
 
     # --- turns --------------------------------------------------------------------------
 
-    def arrive(self, chat: ChatRef, thread_key: str | None, *, ordered: bool = True) -> Arrival:
-        """An event arrives: take its place in its conversation's line now, synchronously
-        (``ordered=False`` for events that are not turns, e.g. commands). See
-        :mod:`bot.engine.intake` for the rest of the flow."""
-        place = (
-            self._locks.reserve(
-                conversation_key(
-                    platform=chat.platform,
-                    chat_id=chat.chat_id,
-                    thread_key=thread_key,
-                    conversation_id=None,
-                )
-            )
-            if ordered
-            else None
-        )
-        return Arrival(platform=chat.platform, place=place, claim_one=self.claim_event, runner=self)
-
-    def arrive_event(self, platform: str) -> Arrival:
-        """An event that is no turn and names no chat (a button press…): claimed once,
-        in no conversation's line."""
-        return Arrival(platform=platform, place=None, claim_one=self.claim_event, runner=self)
-
     def arrive_job(self, platform: str, *, attempt: int) -> Arrival:
         """A queued job's event (bot.queue): claimed when it was accepted, and run in its
         conversation's order by the queue; ``attempt`` runs of it came before."""
-        return Arrival(platform=platform, place=None, claim_one=None, runner=self, attempt=attempt)
+        return Arrival(platform=platform, runner=self, attempt=attempt)
 
     async def handle_turn(
         self,
@@ -134,28 +111,13 @@ class Engine:
         sink: ReplySink,
         *,
         stop: asyncio.Event | None = None,
-        place: Place | None = None,
     ) -> TurnOutcome:
         """Answer one message. Setting ``stop`` ends the reply early, kept as ``stopped``.
 
         Refusals (access, rate limit, shutting down) store nothing. Turns of one
-        conversation run strictly in arrival order (the order of their ``place``, if the
-        adapter reserved one); others run concurrently.
+        conversation run one at a time (across replicas the turn queue orders them; the
+        in-process lock also covers ``voicebot ask`` and /new); others run concurrently.
         """
-        try:
-            return await self._handle_turn(turn, sink, stop=stop, place=place)
-        finally:
-            if place is not None:
-                place.release()
-
-    async def _handle_turn(
-        self,
-        turn: IncomingTurn,
-        sink: ReplySink,
-        *,
-        stop: asyncio.Event | None,
-        place: Place | None,
-    ) -> TurnOutcome:
         chat = turn.chat
         refusal: BotError | None = None
         if self._draining:
@@ -186,7 +148,7 @@ class Engine:
             conversation_id=turn.conversation_id,
         )
         try:
-            async with self._locks.hold(key, place):
+            async with self._locks.hold(key):
                 if self._draining:
                     # Queued behind a turn when shutdown began: not accepted, nothing stored.
                     err = ShuttingDown()

@@ -30,11 +30,11 @@ from typing import Protocol, Self
 import psycopg
 import structlog
 from psycopg.rows import TupleRow
-from sqlalchemy.engine import make_url
 
 from bot.metrics import Metrics
+from bot.queue.pgurl import conninfo_from_url
 
-__all__ = ["AdvisoryLockLeader", "Leadership", "SoleLeader", "lock_id", "to_conninfo"]
+__all__ = ["AdvisoryLockLeader", "Leadership", "SoleLeader", "lock_id"]
 
 log = structlog.get_logger(__name__)
 
@@ -135,20 +135,6 @@ def lock_id(key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def to_conninfo(url: str) -> str:
-    """A libpq connection URI from the SQLAlchemy URL (``postgresql+asyncpg://…``).
-
-    The driver suffix goes, and asyncpg's ``ssl=`` becomes libpq's ``sslmode=`` (same values).
-    """
-    parsed = make_url(url)
-    if not parsed.drivername.startswith("postgresql"):
-        raise ValueError(f"not a PostgreSQL URL: {parsed.drivername}")
-    query = dict(parsed.query)
-    if "ssl" in query and "sslmode" not in query:
-        query["sslmode"] = query.pop("ssl")
-    return parsed.set(drivername="postgresql", query=query).render_as_string(hide_password=False)
-
-
 class AdvisoryLockLeader(_Base):
     """Leadership as a PostgreSQL session-level advisory lock (see the module docstring).
 
@@ -161,7 +147,7 @@ class AdvisoryLockLeader(_Base):
         self, *, conninfo_or_url: str, key: str, metrics: Metrics, retry_every: float = 2.0
     ) -> None:
         if "://" in conninfo_or_url and "+" in conninfo_or_url.split("://", 1)[0]:
-            conninfo_or_url = to_conninfo(conninfo_or_url)
+            conninfo_or_url = conninfo_from_url(conninfo_or_url)
         self._conninfo = conninfo_or_url
         self.key = key
         self.lock_id = lock_id(key)

@@ -29,7 +29,6 @@ import time
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, Final
 
-import psycopg
 import structlog
 from procrastinate import App, JobContext, PsycopgConnector
 from procrastinate import jobs as pjobs
@@ -40,7 +39,6 @@ from procrastinate.job_context import JobResult
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 from procrastinate.worker import Worker
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,6 +47,7 @@ from bot.engine.ordering import KeyedLocks, Place
 from bot.errors import QueueUnavailable
 from bot.metrics import Metrics
 from bot.queue.claims import claim_and_enqueue
+from bot.queue.pgurl import conninfo_from_url
 from bot.queue.port import MAX_ATTEMPTS, Handler, Job, QueueHealth, RunningJob
 from bot.storage.database import Database
 
@@ -80,30 +79,6 @@ _DEPTH: Final = (
 )
 # Key of the advisory lock one replica at a time holds to queue stalled jobs again.
 _RECOVERY_LOCK: Final = 0x766F_6963_6562_6F74  # "voicebot"
-_LIBPQ_KEYS: Final = frozenset(o.keyword.decode() for o in psycopg.pq.Conninfo.get_defaults())
-
-
-def conninfo_from_url(url: str) -> str:
-    """libpq's connection string for a ``postgresql+asyncpg://`` SQLAlchemy URL.
-
-    Query parameters libpq knows are kept; asyncpg's ``ssl=`` becomes ``sslmode=``;
-    asyncpg-only ones (statement cache sizes…) are dropped.
-    """
-    parsed = make_url(url)
-    params: dict[str, Any] = {
-        "host": parsed.host,
-        "port": parsed.port,
-        "user": parsed.username,
-        "password": parsed.password,
-        "dbname": parsed.database,
-    }
-    for key, value in parsed.query.items():
-        single = value[-1] if isinstance(value, tuple) else value
-        if key == "ssl" and "sslmode" not in parsed.query:
-            params["sslmode"] = single
-        elif key in _LIBPQ_KEYS:
-            params[key] = single
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in params.items() if v is not None})
 
 
 class PostgresQueue:

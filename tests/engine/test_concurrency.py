@@ -124,21 +124,6 @@ async def test_a_cancelled_waiter_does_not_block_the_line() -> None:
             pass
 
 
-async def test_turns_follow_their_reserved_places(h: Harness) -> None:
-    h.fake.queue(Reply(chunks=["one"]), Reply(chunks=["two"]))
-    first = h.engine.arrive(PRIVATE, None)
-    second = h.engine.arrive(PRIVATE, None)
-    sinks = [Sink(), Sink()]
-    # The second message reaches the engine first (e.g. its adapter awaited less)…
-    later = asyncio.create_task(second.answer(make_turn(text="second"), sinks[1]))
-    assert await second.claim(["ev-2"]) and await first.claim(["ev-1"])
-    await first.answer(make_turn(text="first"), sinks[0])
-    await later
-    # …and is still answered second: the model heard them in arrival order.
-    assert [r.texts[-1] for r in h.fake.requests] == [("user", "first"), ("user", "second")]
-    assert [s.shown for s in sinks] == ["one", "two"]
-
-
 async def test_old_event_records_are_pruned_recent_ones_kept(h: Harness) -> None:
     import datetime as dt
 

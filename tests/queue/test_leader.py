@@ -15,9 +15,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from bot.metrics import Metrics
-from bot.queue.leader import AdvisoryLockLeader, SoleLeader, lock_id, to_conninfo
+from bot.queue.leader import AdvisoryLockLeader, SoleLeader, lock_id
+from bot.queue.pgurl import conninfo_from_url
 from tests.databases import POSTGRES_URL
 from tests.process import patience
 
@@ -53,7 +55,7 @@ class Cluster:
     async def admin(self) -> psycopg.AsyncConnection[Any]:
         if self._admin is None:
             self._admin = await psycopg.AsyncConnection.connect(
-                to_conninfo(POSTGRES_URL), autocommit=True
+                conninfo_from_url(POSTGRES_URL), autocommit=True
             )
         return self._admin
 
@@ -226,8 +228,15 @@ def test_lock_id_is_stable_and_url_becomes_a_libpq_uri() -> None:
     assert lock_id("telegram-polling:1") != lock_id("telegram-polling:2")
     assert lock_id("telegram-polling:1") == 492281015269415357  # never changes
     assert -(2**63) <= lock_id("x") < 2**63
-    assert to_conninfo("postgresql+asyncpg://u:p%40ss@db:5433/bot?ssl=require") == (
-        "postgresql://u:p%40ss@db:5433/bot?sslmode=require"
-    )
+    assert conninfo_to_dict(
+        conninfo_from_url("postgresql+asyncpg://u:p%40ss@db:5433/bot?ssl=require")
+    ) == {
+        "host": "db",
+        "port": "5433",
+        "user": "u",
+        "password": "p@ss",
+        "dbname": "bot",
+        "sslmode": "require",
+    }
     with pytest.raises(ValueError):
-        to_conninfo("sqlite+aiosqlite:///x.db")
+        conninfo_from_url("sqlite+aiosqlite:///x.db")

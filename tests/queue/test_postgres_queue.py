@@ -16,8 +16,9 @@ from sqlalchemy import text
 from bot.config import Settings
 from bot.errors import QueueUnavailable
 from bot.metrics import Metrics
+from bot.queue.pgurl import conninfo_from_url
 from bot.queue.port import MAX_ATTEMPTS, Handler, Job, RunningJob
-from bot.queue.postgres import PostgresQueue, conninfo_from_url
+from bot.queue.postgres import PostgresQueue
 from bot.storage.database import Database
 from tests.process import clean_env, patience
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bot import texts
 from bot.adapters.telegram.app import TelegramPlatform
 from bot.bootstrap import build_core, serve, shutdown
 from bot.config import Settings
@@ -24,7 +25,7 @@ from bot.http.server import HttpServer
 from bot.metrics import Metrics
 from bot.storage.database import Database
 from tests.audio import synth
-from tests.fakes.dashscope import FakeDashScope
+from tests.fakes.dashscope import FakeDashScope, Reply
 from tests.fakes.telegram import FakeTelegram, telegram_fake
 
 __all__ = ["telegram_fake"]  # the fixture, re-exported for pytest
@@ -134,6 +135,25 @@ class Harness:
     def idle(self) -> bool:
         """No turn in flight in any running bot (so what the chat shows is final)."""
         return not any(b.platform.context.running for b in self.bots if not b.stopped)
+
+    async def finished_once(self, chat: dict[str, Any]) -> None:
+        """What a reply cut by a shutdown becomes, shown exactly once.
+
+        One process (SQLite): it is closed as stopped while the session can still deliver
+        it. Replicas (PostgreSQL): it is left to the queue, and the next replica to run its
+        job answers it afresh, saying so (never both).
+        """
+        final = self.tg.sent_texts(chat["id"])
+        if self.db.is_sqlite:
+            assert len(final) == 1
+            assert final[0].endswith(texts.REPLY_STOPPED)
+            return
+        assert final == []
+        self.ds.queue(Reply(chunks=["the whole answer"]))
+        await self.start()
+        [answer] = await self.replies(chat, 1)
+        assert answer.startswith("the whole answer")
+        assert answer.endswith(texts.REPLY_RESTARTED)
 
     async def replies(self, chat: dict[str, Any], count: int) -> list[str]:
         """Wait for ``count`` bot messages in ``chat``, final (not mid-stream); their texts."""

@@ -29,7 +29,8 @@ from aiogram.types import TelegramObject, Update
 from bot.adapters.telegram import polling
 from bot.adapters.telegram.polling import LeaderPolling
 from bot.metrics import Metrics
-from bot.queue.leader import AdvisoryLockLeader, Leadership, SoleLeader, to_conninfo
+from bot.queue.leader import AdvisoryLockLeader, Leadership, SoleLeader
+from bot.queue.pgurl import conninfo_from_url
 from tests.databases import POSTGRES_URL
 from tests.fakes.telegram import POLL_CONFLICT, FakeTelegram
 from tests.process import patience
@@ -356,6 +357,6 @@ async def test_leadership_lost_and_regained_mid_feed_starts_a_new_term(
 
 async def terminate(pid: int) -> None:
     async with await psycopg.AsyncConnection.connect(
-        to_conninfo(POSTGRES_URL), autocommit=True
+        conninfo_from_url(POSTGRES_URL), autocommit=True
     ) as conn:
         await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))

@@ -7,7 +7,6 @@ from typing import Any
 
 import aiohttp
 
-from bot import texts
 from tests.fakes.dashscope import Reply
 from tests.telegram.conftest import WEBHOOK_SECRET, Harness, Running
 
@@ -136,25 +135,4 @@ async def test_shutdown_closes_a_reply_in_flight(harness: Harness) -> None:
     await harness.until(lambda: tg.calls_of("sendMessageDraft"))
     await bot.stop()
     assert bot.platform.bot.session._session is None or bot.platform.bot.session._session.closed
-    await _finished_once(harness, chat)
-
-
-async def _finished_once(harness: Harness, chat: dict[str, Any]) -> None:
-    """What a reply cut by a shutdown becomes, shown exactly once.
-
-    One process (SQLite): it is closed as stopped while the session can still deliver
-    it. Replicas (PostgreSQL): it is left to the queue, and the next replica to run its
-    job answers it afresh, saying so (never both).
-    """
-    tg = harness.tg
-    final = tg.sent_texts(chat["id"])
-    if harness.db.is_sqlite:
-        assert len(final) == 1
-        assert final[0].endswith(texts.REPLY_STOPPED)
-        return
-    assert final == []
-    harness.ds.queue(Reply(chunks=["the whole answer"]))
-    await harness.start()
-    [answer] = await harness.replies(chat, 1)
-    assert answer.startswith("the whole answer")
-    assert answer.endswith(texts.REPLY_RESTARTED)
+    await harness.finished_once(chat)

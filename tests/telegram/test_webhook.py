@@ -12,7 +12,6 @@ import aiohttp
 import pytest
 from aiogram.types import TelegramObject, Update
 
-from bot import texts
 from bot.adapters.telegram.app import InFlight, TelegramPlatform
 from tests.fakes.dashscope import Reply
 from tests.telegram.conftest import WEBHOOK_SECRET, Harness
@@ -66,7 +65,7 @@ async def test_shutdown_closes_a_webhook_reply_in_flight(harness: Harness) -> No
     await bot.stop()
     assert not bot.platform._in_flight.tasks
     assert bot.platform.bot.session._session is None or bot.platform.bot.session._session.closed
-    await _finished_once(harness, chat)
+    await harness.finished_once(chat)
 
 
 async def test_in_flight_knows_the_task_handling_an_update() -> None:
@@ -125,24 +124,3 @@ def test_webhook_mode_refuses_to_run_without_a_secret(secret: str | None) -> Non
             database_url="sqlite+aiosqlite:///unused.db",
             metrics=unused,
         )
-
-
-async def _finished_once(harness: Harness, chat: dict[str, Any]) -> None:
-    """What a reply cut by a shutdown becomes, shown exactly once.
-
-    One process (SQLite): it is closed as stopped while the session can still deliver
-    it. Replicas (PostgreSQL): it is left to the queue, and the next replica to run its
-    job answers it afresh, saying so (never both).
-    """
-    tg = harness.tg
-    final = tg.sent_texts(chat["id"])
-    if harness.db.is_sqlite:
-        assert len(final) == 1
-        assert final[0].endswith(texts.REPLY_STOPPED)
-        return
-    assert final == []
-    harness.ds.queue(Reply(chunks=["the whole answer"]))
-    await harness.start()
-    [answer] = await harness.replies(chat, 1)
-    assert answer.startswith("the whole answer")
-    assert answer.endswith(texts.REPLY_RESTARTED)

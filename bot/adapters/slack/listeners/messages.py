@@ -149,20 +149,15 @@ async def handle_message(
     event: dict[str, Any],
     context: Mapping[str, Any],
     via_mention: bool,
-    arrival: Arrival | None = None,
+    arrival: Arrival,
 ) -> None:
-    """Decide whether the message is for the bot; if so, answer it (once)."""
+    """Decide whether the stored message is for the bot; if so, answer it (it was claimed
+    when it was accepted: :func:`enqueue`)."""
     bot_user_id: str | None = context.get("bot_user_id")
     msg = read_message(event, bot_user_id=bot_user_id)
     if msg is None:
         return
-    # The message's place in its conversation, taken before the first await, so that two
-    # messages arriving together are answered in the order they arrived.
-    arrival = arrival or deps.engine.arrive(msg.chat, msg.thread_key)
-    try:
-        await _handle(deps, msg, arrival, body=body, context=context, via_mention=via_mention)
-    finally:
-        arrival.release()  # no-op once the turn ran
+    await _handle(deps, msg, arrival, body=body, context=context, via_mention=via_mention)
 
 
 async def _handle(
@@ -188,9 +183,6 @@ async def _handle(
         if not addressed:
             return
 
-    keys = [str(body.get("event_id") or ""), *msg.dedupe_keys()]
-    if not await arrival.claim(keys):
-        return
     source = await deps.audio_source(file) if file is not None else None
     # Several audio files in one message are heard together, in order ("compare these").
     extra = audio[1:] if audio and file is audio[0] else []

@@ -20,7 +20,7 @@ from bot.adapters.slack.deps import SlackDeps
 from bot.adapters.slack.events import PLATFORM, channel_kind, chat_ref, message_files
 from bot.adapters.slack.files import is_audio_file
 from bot.engine.ordering import conversation_key
-from bot.engine.ports import ChatRef, IncomingTurn
+from bot.engine.ports import AudioSource, ChatRef, IncomingTurn
 from bot.queue.port import Job, RunningJob
 
 log = structlog.get_logger(__name__)
@@ -109,6 +109,17 @@ class _Question:
     def chat(self) -> ChatRef:
         return chat_ref(self.channel, channel_kind(self.channel))
 
+    def turn(self, *, audio: AudioSource | None = None) -> IncomingTurn:
+        """The engine's turn for it (answering the clip's message, in its thread)."""
+        return IncomingTurn(
+            chat=self.chat,
+            user_id=self.user,
+            thread_key=self.thread_ts,
+            text=self.text,
+            audio=audio,
+            source_message_id=self.ts,
+        )
+
 
 def _question(body: dict[str, Any], view: dict[str, Any]) -> _Question | None:
     meta = json.loads(view.get("private_metadata") or "{}")
@@ -155,14 +166,7 @@ async def run_job(deps: SlackDeps, job: RunningJob) -> None:
     question = _question(job.payload["body"], job.payload["view"])
     if question is None:
         return
-    turn = IncomingTurn(
-        chat=question.chat,
-        user_id=question.user,
-        thread_key=question.thread_ts,
-        text=question.text,
-        audio=await deps.audio_source({"id": question.file_id}),
-        source_message_id=question.ts,
-    )
+    turn = question.turn(audio=await deps.audio_source({"id": question.file_id}))
     await deps.run_turn(
         turn,
         deps.engine.arrive_job(PLATFORM, attempt=job.attempt),
@@ -177,13 +181,7 @@ async def give_up(deps: SlackDeps, job: RunningJob) -> None:
     question = _question(job.payload["body"], job.payload["view"])
     if question is None:
         return
-    turn = IncomingTurn(
-        chat=question.chat,
-        user_id=question.user,
-        thread_key=question.thread_ts,
-        text=question.text,
-        source_message_id=question.ts,
-    )
+    turn = question.turn()
     sink = deps.replier(
         channel=question.channel,
         thread_ts=question.thread_ts,
