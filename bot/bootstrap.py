@@ -11,7 +11,7 @@ import importlib
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -19,9 +19,12 @@ from bot.config import Settings
 from bot.core import Core, Platform
 from bot.errors import ConfigError
 from bot.http import paths
-from bot.http.server import HttpServer
 from bot.metrics import Metrics
 from bot.storage.database import Database
+
+if TYPE_CHECKING:
+    # aiohttp's server side loads only for `run` (imported in run_forever): `ask` never serves.
+    from bot.http.server import HttpServer
 
 log = structlog.get_logger(__name__)
 
@@ -189,6 +192,8 @@ async def run_forever(settings: Settings) -> int:
     missing = missing_requirements(settings)
     if missing:
         raise ConfigError(missing.split(": set ")[1].split(" ")[0], missing)
+
+    from bot.http.server import HttpServer
 
     launched = time.monotonic()
     # The HTTP server first: /healthz answers while migrations run and the SDKs load.

@@ -77,7 +77,7 @@ from tests.acceptance.telegram_server import (
 from tests.audio.synth import FORMATS, encode, speech_like
 from tests.process import LoggedBot, clean_env
 
-DELIVERY_TIMEOUT = 8.0  # what the bot is told; every wait below is derived from it
+DELIVERY_TIMEOUT = 5.0  # what the bot is told; every wait below is derived from it
 RETRY_AFTER = 1  # seconds, in every rate-limit answer
 CHUNKS = 60  # SSE events per long reply
 CHUNK_DELAY = 0.04  # seconds between them: a long reply streams for ~2.4 s

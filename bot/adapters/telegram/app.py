@@ -18,7 +18,6 @@ from typing import Any
 
 import structlog
 from aiogram import BaseMiddleware, Bot, Dispatcher
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import TelegramAPIError
@@ -29,6 +28,7 @@ from aiohttp import web
 from bot import texts
 from bot.adapters.telegram.handlers import build_router
 from bot.adapters.telegram.polling import LeaderPolling
+from bot.adapters.telegram.session import PromptClosingSession
 from bot.adapters.telegram.turns import TelegramContext
 from bot.adapters.telegram.updates import PLATFORM, chat_ref, thread_key
 from bot.core import Core
@@ -195,7 +195,7 @@ class TelegramPlatform:
         settings = core.settings
         assert settings.TELEGRAM_BOT_TOKEN is not None
         engine = core.engine
-        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_BASE))
+        session = PromptClosingSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_BASE))
         # No default parse_mode: replies carry entities, and a default would apply to
         # drafts and edits too.
         bot = Bot(token=settings.TELEGRAM_BOT_TOKEN.get_secret_value(), session=session)

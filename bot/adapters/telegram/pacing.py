@@ -12,7 +12,10 @@ import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-_MAX_SLOWDOWN = 16.0  # at most this many times the configured interval
+# At most this many times the configured interval: with the default 1 s pace that is one call
+# per 4 s, already slower than Telegram's slowest documented pace (20 messages a minute in a
+# group). A larger cap only made a late final message wait past DELIVERY_TIMEOUT for a slot.
+_MAX_SLOWDOWN = 4.0
 _RELAX = 0.8  # each successful call shrinks a raised interval by this factor
 
 
@@ -43,13 +46,24 @@ class Pacer:
         return max(0.0, self._pace(key).next_at - time.monotonic())
 
     async def wait(self, key: Hashable) -> None:
-        """Take the next slot of ``key`` and sleep until it comes."""
+        """Take the next slot of ``key`` and sleep until it comes.
+
+        A waiter cancelled before its slot (a delivery that ran out of time, a draft
+        superseded by the final text) gives the slot back when no one took a later one, so
+        an abandoned wait does not push the next call further out.
+        """
         pace = self._pace(key)
         now = time.monotonic()
         at = max(now, pace.next_at)
-        pace.next_at = at + pace.interval
-        if at > now:
+        taken = pace.next_at = at + pace.interval
+        if at <= now:
+            return
+        try:
             await asyncio.sleep(at - now)
+        except asyncio.CancelledError:
+            if pace.next_at == taken:
+                pace.next_at = at
+            raise
 
     def penalize(self, key: Hashable, retry_after: float) -> None:
         """Telegram said "retry after N": nothing before then, and slower afterwards."""

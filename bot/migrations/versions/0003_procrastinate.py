@@ -13,7 +13,6 @@ and are left out of autogenerate's comparison (``bot/migrations/env.py``).
 from collections.abc import Sequence
 
 from alembic import context, op
-from procrastinate.schema import SchemaManager
 
 
 revision: str = '0003'
@@ -57,6 +56,10 @@ def _run_script(sql: str) -> None:
 def upgrade() -> None:
     if op.get_context().dialect.name != "postgresql":
         return
+    # Imported here: every migration module loads on each `alembic`/`ask` start, and
+    # procrastinate is only needed when this one actually runs.
+    from procrastinate.schema import SchemaManager
+
     _run_script(SchemaManager.get_schema())
 
 

@@ -1,0 +1,43 @@
+"""The per-chat pacer: abandoned waits give their slot back; penalties stay and are capped."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.adapters.telegram.pacing import Pacer
+
+
+async def _start_waiting(pacer: Pacer, key: str) -> asyncio.Task[None]:
+    task = asyncio.create_task(pacer.wait(key))
+    await asyncio.sleep(0)  # let it take its slot and start sleeping
+    assert not task.done()
+    return task
+
+
+async def test_a_cancelled_wait_gives_its_slot_back() -> None:
+    pacer = Pacer(interval=60.0)
+    await pacer.wait("chat")  # the first call goes at once
+    waiting = await _start_waiting(pacer, "chat")
+    assert pacer.delay("chat") > 60.0  # the waiter holds the slot after the next one
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    # Back to one interval after the first call, not two.
+    assert 0.0 < pacer.delay("chat") <= 60.0
+    # Another chat was never affected.
+    assert pacer.delay("other") == 0.0
+
+
+async def test_a_cancelled_wait_keeps_a_penalty_and_slowdown_is_capped() -> None:
+    pacer = Pacer(interval=1.0)
+    await pacer.wait("chat")
+    waiting = await _start_waiting(pacer, "chat")
+    pacer.penalize("chat", 120.0)  # Telegram said retry_after=120 meanwhile
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert pacer.delay("chat") > 119.0
+    for _ in range(10):
+        pacer.penalize("chat", 0.0)
+    # However often Telegram pushed back, calls are never more than 4 s apart afterwards
+    # (slower than its slowest documented pace already), and the retry_after still holds.
+    assert pacer._pace("chat").interval == 4.0
+    assert pacer.delay("chat") > 119.0
