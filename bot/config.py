@@ -78,6 +78,9 @@ class Settings(BaseSettings):
 
     # --- audio
     AUDIO_MAX_BYTES: int = Field(default=20 * 1024 * 1024, gt=0)
+    # Seconds of a recording decoded at most: a bound on the work, not on the length.
+    # Longer recordings are answered from their start (only what the model can be sent
+    # is decoded anyway), and a header that lies about the length cannot make more.
     AUDIO_MAX_SECONDS: float = Field(default=15 * 60.0, gt=0)
     AUDIO_FORMAT: Literal["mp3", "wav"] = "mp3"
     AUDIO_WORKERS: int = Field(default=0, ge=0)  # 0 = number of cores

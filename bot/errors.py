@@ -27,7 +27,7 @@ show ``exc.user_message`` to the user and never the library's own text.
     │   └── Undelivered                  the final text could not be delivered in time
     ├── AudioError                       the audio pipeline refused the input
     │   ├── AudioTooLarge                over the byte limit, refused before download/decoding
-    │   ├── AudioTooLong                 over the decode duration bound
+    │   ├── AudioTooShort                under 0.3 s: an accidental tap, nothing to hear
     │   ├── AudioEmpty                   zero bytes or no samples
     │   ├── AudioSilent                  decodes, but nothing audible
     │   ├── AudioUnreadable              corrupt, truncated or not decodable
@@ -237,15 +237,13 @@ class AudioTooLarge(AudioError):
         self.limit = limit
 
 
-class AudioTooLong(AudioError):
-    default_user_message = texts.AUDIO_TOO_LONG
+class AudioTooShort(AudioError):
+    """A recording too short to hold a word (an accidental tap of the record button).
 
-    def __init__(self, detail: str = "", *, limit_seconds: float) -> None:
-        super().__init__(
-            detail or f"longer than {limit_seconds} s",
-            user_message=texts.AUDIO_TOO_LONG.format(minutes=round(limit_seconds / 60)),
-        )
-        self.limit_seconds = limit_seconds
+    Refused before the model is asked, and the turn is not stored: it is no message.
+    """
+
+    default_user_message = texts.AUDIO_TOO_SHORT
 
 
 class AudioEmpty(AudioError):

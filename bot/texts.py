@@ -27,7 +27,9 @@ CONVERSATION_NOT_FOUND = "I can't find that conversation."
 
 # --- audio ---------------------------------------------------------------------------
 AUDIO_TOO_LARGE = "That file is too large for me (the limit is {limit_mb} MB)."
-AUDIO_TOO_LONG = "That recording is too long for me (the limit is {minutes} minutes)."
+AUDIO_TOO_SHORT = (
+    "That voice note was too short for me to hear anything — hold the button a bit longer."
+)
 AUDIO_EMPTY = "That file is empty: there's no audio in it."
 AUDIO_SILENT = "I couldn't hear anything in that recording."
 AUDIO_UNREADABLE = "I couldn't read that audio. The file may be damaged or incomplete."

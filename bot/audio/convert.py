@@ -1,7 +1,7 @@
 """The worker-thread side of one conversion: the deadline, the analysis, the result.
 
-:func:`analyse` (probe, decode, check, plan, choose) runs in
-:class:`~bot.audio.pipeline.AudioPipeline`'s thread pool and checks a :class:`Deadline`
+:func:`analyse` (probe, decode the start, measure the length, check, plan, choose) runs
+in :class:`~bot.audio.pipeline.AudioPipeline`'s thread pool and checks a :class:`Deadline`
 between packets and frames; the pipeline then encodes the chosen spans and
 :func:`assemble` builds the :class:`~bot.audio.types.ConvertedAudio` from them.
 """
@@ -16,27 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.audio.decode import SAMPLE_RATE, Decoded, decode_mono16k
+from bot.audio.length import RecordingLength, length_mismatch, recording_length
 from bot.audio.overlap import FirstSpanFeed
 from bot.audio.pauses import Span, frame_levels, is_silent, plan_segments
-from bot.audio.probe import (
-    LENGTH_TOLERANCE,
-    LENGTH_TOLERANCE_SHARE,
-    ProbeInfo,
-    StoredLength,
-    open_input,
-    probe_info,
-    refuse_if_declared_too_long,
-    stored_length,
-)
-from bot.audio.spans import choose_spans
-from bot.audio.types import (
-    AudioReport,
-    ConvertedAudio,
-    LengthMismatch,
-    MismatchKind,
-    Segment,
-)
-from bot.errors import AudioEmpty, AudioSilent, AudioTimeout
+from bot.audio.probe import ProbeInfo, open_input, probe_info, stored_length
+from bot.audio.spans import choose_spans, decode_window
+from bot.audio.types import AudioReport, ConvertedAudio, LengthMismatch, MismatchKind, Segment
+from bot.errors import AudioEmpty, AudioSilent, AudioTimeout, AudioTooShort, AudioUnreadable
+
+# Shorter than this is a tap on the record button, not a message: no word fits in it.
+MIN_RECORDING_SECONDS = 0.3
 
 
 class Deadline:
@@ -59,7 +48,8 @@ class Analysis:
     """What the analysis found: the input's header facts, its samples, the spans to send."""
 
     info: ProbeInfo
-    decoded: Decoded
+    decoded: Decoded  # the recording's start (or all of it)
+    length: RecordingLength  # of the whole recording
     chosen: list[Span]
     mismatch: LengthMismatch | None = None
 
@@ -74,7 +64,8 @@ def analyse(
     check: Callable[[], None],
     feed: FirstSpanFeed | None = None,
 ) -> Analysis:
-    """Probe, decode, check, plan and choose segments (runs in the pool).
+    """Probe, decode what the model can be sent, measure the rest, plan and choose segments
+    (runs in the pool).
 
     ``feed`` gets the samples as they are decoded, and the first span's end (``-1`` when
     there is none or the analysis fails).
@@ -102,22 +93,35 @@ def _analyse_fed(
     feed: FirstSpanFeed | None,
 ) -> Analysis:
     container, stream = open_input(data)
+    window = decode_window(
+        segment_seconds=segment_seconds,
+        budget_seconds=budget_seconds,
+        max_segments=max_segments,
+        max_seconds=max_seconds,
+    )
     with contextlib.closing(container):
         info = probe_info(container, stream)
-        refuse_if_declared_too_long(info, max_seconds=max_seconds)
         decoded = decode_mono16k(
             container,
             stream,
-            max_seconds=max_seconds,
+            max_seconds=window,
             check=check,
             progress=feed.progress if feed is not None else None,
         )
+        # Reads on from where decoding stopped (without decoding), so inside the ``with``.
+        length = recording_length(container, stream, info, decoded, check=check)
     if len(decoded.samples) == 0:
         raise AudioEmpty(f"{info.container}/{info.codec}: no samples")
-    mismatch = length_mismatch(info, decoded, stored_length(data, info.container))
+    mismatch = length_mismatch(info, length, stored_length(data, info.container))
+    if not decoded.truncated and decoded.seconds < MIN_RECORDING_SECONDS:
+        if mismatch is not None and mismatch.kind is MismatchKind.CUT_OFF:
+            # A longer recording whose file broke off at once: damaged, not a tap.
+            raise AudioUnreadable(f"cut off after {decoded.seconds:.3f} s")
+        raise AudioTooShort(f"{info.container}/{info.codec}: {decoded.seconds:.3f} s")
     check()
     levels = frame_levels(decoded.samples, SAMPLE_RATE)
-    if is_silent(levels):
+    # Only a recording heard whole can be called silent: a long one may start quietly.
+    if not decoded.truncated and is_silent(levels):
         raise AudioSilent(f"{info.container}/{info.codec}: nothing above the silence level")
     spans = plan_segments(
         decoded.samples, SAMPLE_RATE, segment_seconds=segment_seconds, levels=levels
@@ -125,49 +129,10 @@ def _analyse_fed(
     return Analysis(
         info=info,
         decoded=decoded,
+        length=length,
         chosen=choose_spans(spans, budget_seconds=budget_seconds, max_segments=max_segments),
         mismatch=mismatch,
     )
-
-
-def _noticeable(seconds: float, *, of: float) -> bool:
-    """Whether ``seconds`` of difference on a recording of ``of`` seconds is worth a note."""
-    return seconds >= max(LENGTH_TOLERANCE, LENGTH_TOLERANCE_SHARE * of)
-
-
-def length_mismatch(
-    info: ProbeInfo, decoded: Decoded, stored: StoredLength
-) -> LengthMismatch | None:
-    """How far what was decoded disagrees with what the file declares, or ``None``.
-
-    A cut-off or mis-sized file is answered with what was heard; this says what could not
-    be (the reply carries it as a note). Nothing is said when decoding stopped at the
-    bound: the end of the file was never reached, and the report's ``truncated`` says so.
-    """
-    if decoded.truncated:
-        return None
-    heard = decoded.seconds
-    declared = info.declared_duration
-    if stored.ends_early:
-        return LengthMismatch(kind=MismatchKind.CUT_OFF, heard=heard)
-    if _noticeable(stored.missing_seconds, of=heard + stored.missing_seconds):
-        return LengthMismatch(
-            kind=MismatchKind.CUT_OFF, heard=heard, declared=heard + stored.missing_seconds
-        )
-    if _noticeable(stored.unread_seconds, of=heard + stored.unread_seconds):
-        return LengthMismatch(
-            kind=MismatchKind.UNREAD_TAIL,
-            heard=heard,
-            declared=declared,
-            unread=stored.unread_seconds,
-        )
-    if not stored.exact_duration or declared is None:
-        return None
-    if _noticeable(declared - heard, of=declared):
-        return LengthMismatch(kind=MismatchKind.CUT_OFF, heard=heard, declared=declared)
-    if _noticeable(heard - declared, of=heard):
-        return LengthMismatch(kind=MismatchKind.LONGER_THAN_HEADER, heard=heard, declared=declared)
-    return None
 
 
 def assemble(
@@ -184,20 +149,22 @@ def assemble(
         )
         for span, blob in zip(analysis.chosen, encoded, strict=True)
     )
-    info, decoded = analysis.info, analysis.decoded
+    info, decoded, length = analysis.info, analysis.decoded, analysis.length
     sent = sum(s.duration for s in segments)
     report = AudioReport(
         container=info.container,
         codec=info.codec,
         duration=decoded.seconds,
+        total_seconds=length.seconds,
         sample_rate=info.sample_rate,
         channels=info.channels,
         bytes_in=bytes_in,
         bytes_out=sum(len(s.data) for s in segments),
         segments=len(segments),
         seconds_sent=sent,
-        seconds_left_out=max(0.0, decoded.seconds - sent),
-        truncated=decoded.truncated,
+        seconds_left_out=max(0.0, length.seconds - sent),
+        truncated=length.at_least,
         mismatch=analysis.mismatch,
+        total_from=length.source,
     )
     return ConvertedAudio(segments=segments, report=report)

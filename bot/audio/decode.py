@@ -58,7 +58,7 @@ def decode_mono16k(
     Raises :class:`AudioUnreadable` when the stream is corrupt.
     """
     max_samples = int(max_seconds * SAMPLE_RATE)
-    # np.empty maps memory lazily: a 10 s note touches 320 KB of this 15-min buffer, not 29 MB.
+    # np.empty maps memory lazily: a 10 s note touches 320 KB of a 15-min buffer, not 29 MB.
     out = np.empty(max_samples, dtype=np.int16)
     filled = 0
     bad = 0

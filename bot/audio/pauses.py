@@ -24,6 +24,7 @@ MIN_TAIL_SECONDS = 0.5
 PAUSE_SEARCH_SECONDS = 5.0
 
 _FLOOR_DB = -100.0  # digital silence, instead of -inf
+_LEVEL_BLOCK_FRAMES = 1500  # 30 s of frames at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +41,13 @@ def frame_levels(samples: npt.NDArray[np.int16], rate: int) -> npt.NDArray[np.fl
     count = len(samples) // size
     if count == 0:
         return np.full(1, _rms_db(samples.astype(np.float64)))
-    frames = samples[: count * size].reshape(count, size).astype(np.float32)
-    # Row-wise sum of squares in one pass, without the temporaries of mean(square(x / s)).
-    sums: npt.NDArray[np.float64] = np.einsum("ij,ij->i", frames, frames, dtype=np.float64)
+    frames = samples[: count * size].reshape(count, size)
+    sums = np.empty(count, dtype=np.float64)
+    # In blocks: a float copy of the whole recording would be twice its own size.
+    for at in range(0, count, _LEVEL_BLOCK_FRAMES):
+        block = frames[at : at + _LEVEL_BLOCK_FRAMES].astype(np.float32)
+        # Row-wise sum of squares in one pass, without the temporaries of mean(square(x / s)).
+        sums[at : at + len(block)] = np.einsum("ij,ij->i", block, block, dtype=np.float64)
     power = sums / (size * 32768.0**2)
     with np.errstate(divide="ignore"):
         levels = 10.0 * np.log10(power)

@@ -6,26 +6,35 @@ Policy, in the order it is applied:
    :meth:`AudioPipeline.check_size` with the platform's declared size *before* downloading.
 2. **Content, not labels.** The container is recognised from its leading bytes; the declared
    mime type and file name are never trusted (:mod:`bot.audio.probe`).
-3. **Long audio.** If the header declares more than ``max_seconds``, the input is refused
-   (:class:`AudioTooLong`) before anything is decoded. If the header understates the length
-   (or has none), decoding stops after ``max_seconds`` of *decoded samples*; what was decoded
-   is used and the report says ``truncated=True`` (the rest is unknown and never decoded).
-   A file that holds more or less audio than its container declares (cut off; a WAV whose
-   data chunk ends before its samples do, where FFmpeg stops) is answered with what was
-   heard, and the report's ``mismatch`` says what could not be read, beyond rounding,
-   priming and padding (:func:`bot.audio.convert.length_mismatch`).
+3. **Long audio is answered, never refused.** Only the start of a recording that the
+   model can be sent is decoded: ``budget_seconds`` (plus the few seconds in which the
+   last cut may fall) or ``max_segments`` full segments
+   (:func:`bot.audio.spans.decode_window`), and never more than ``max_seconds`` of
+   *decoded samples*, which bounds the work (and the one sample buffer) whatever the
+   header claims. The length of the rest is measured without decoding it: Ogg's last
+   page, a seek to the end, or the remaining packets' timestamps (:mod:`bot.audio.length`);
+   the report's ``total_seconds`` is the recording's length (``truncated`` when that is
+   only a lower bound), so the reply can say "I listened to the first 3:30 of 1:00:00."
+   A file that holds more or less audio than its container
+   declares (cut off; a WAV whose data chunk ends before its samples do, where FFmpeg
+   stops) is answered with what was heard, and the report's ``mismatch`` says what could
+   not be read, beyond rounding, priming and padding
+   (:func:`bot.audio.length.length_mismatch`). A recording under 0.3 s (a tap on the
+   record button) is refused (:class:`AudioTooShort`), and so is one that is silent.
 4. **Segments.** The decoded mono 16 kHz audio is cut into segments of at most
    ``segment_seconds``, at a pause within the last 5 s before each limit where there is one
    (:mod:`bot.audio.pauses`). Segments are taken in order while their
    :func:`~bot.audio.types.counted_seconds` fit ``budget_seconds`` and their number fits
-   ``max_segments``; the rest is reported as ``seconds_left_out`` and never encoded.
+   ``max_segments``; the rest is reported as ``seconds_left_out`` and never encoded (or,
+   past the decoded start, never decoded).
 5. **Work off the loop.** Decoding and every segment's encoding run in a bounded thread pool
    (PyAV releases the GIL inside FFmpeg's codec calls, so threads use all cores); segments of
    one recording are encoded in parallel, and with more than one worker the first segment's
    MP3 encoding starts while decoding is still going on (:mod:`bot.audio.overlap`). At most
    ``workers`` conversions are in flight at once, which bounds memory to that many decoded
-   recordings. Each conversion has a time limit (:class:`AudioTimeout`), enforced both on the
-   awaiting side and inside the workers, which check it between packets and frames and stop
+   windows (32 KB per second decoded: 7.6 MB for the default model's 3:58). Each
+   conversion has a time limit (:class:`AudioTimeout`), enforced both on the awaiting side
+   and inside the workers, which check it between packets and frames and stop
    (:mod:`bot.audio.convert`).
 6. **Repeats are free.** Finished conversions are kept in a small LRU cache keyed by the
    SHA-256 of the input bytes and the conversion parameters.
@@ -111,7 +120,8 @@ class AudioPipeline:
         budget_seconds: float | None = None,
         max_segments: int | None = None,
     ) -> ConvertedAudio:
-        """Decode ``audio`` and cut it into clips of at most ``segment_seconds``.
+        """Decode the start of ``audio`` the clips need and cut it into clips of at most
+        ``segment_seconds``; the report says how long the whole recording is.
 
         A clip is never longer than what fits the service's 10 MB base64 limit in this
         pipeline's output format (about 4 min of WAV, 32 min of MP3), whatever window the
@@ -250,6 +260,8 @@ class AudioPipeline:
                 "container": r.container,
                 "codec": r.codec,
                 "duration": round(r.duration, 3),
+                "total": round(r.total_seconds, 3),
+                "total_from": r.total_from.value,
                 "segments": r.segments,
                 "seconds_sent": round(r.seconds_sent, 3),
                 "seconds_left_out": round(r.seconds_left_out, 3),

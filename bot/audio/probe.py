@@ -14,7 +14,7 @@ from typing import Any
 
 import av
 
-from bot.errors import AudioTooLong, AudioUnreadable, NoAudioTrack, NotAudio
+from bot.errors import AudioUnreadable, NoAudioTrack, NotAudio
 
 # Demuxers whose declared duration is exact (from a header or index), so a decode that falls
 # clearly short of it means the file was cut off. For others (ADTS, AMR, Ogg, WAV) FFmpeg only
@@ -180,19 +180,6 @@ def probe_info(container: Any, stream: Any) -> ProbeInfo:
         channels=int(ctx.channels),
         declared_duration=declared,
     )
-
-
-def refuse_if_declared_too_long(info: ProbeInfo, *, max_seconds: float) -> None:
-    """Raise :class:`AudioTooLong` before decoding when the header admits a long recording.
-
-    A header that understates its length is caught later by the decode bound, which counts
-    decoded samples instead of trusting the header.
-    """
-    # One second of slack: container durations include codec priming and padding.
-    if info.declared_duration is not None and info.declared_duration > max_seconds + 1.0:
-        raise AudioTooLong(
-            f"declared duration {info.declared_duration:.1f} s", limit_seconds=max_seconds
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -21,12 +21,9 @@ def format_duration(seconds: float) -> str:
 
 def left_out_note(report: AudioReport) -> str | None:
     """E.g. "I listened to the first 3:00 of 7:42.", or ``None`` when nothing was left out."""
+    sent, total = format_duration(report.seconds_sent), format_duration(report.total_seconds)
     if report.truncated:
-        return texts.AUDIO_LEFT_OUT_AT_LEAST.format(
-            sent=format_duration(report.seconds_sent), total=format_duration(report.duration)
-        )
+        return texts.AUDIO_LEFT_OUT_AT_LEAST.format(sent=sent, total=total)
     if report.seconds_left_out < _NOTE_THRESHOLD:
         return None
-    return texts.AUDIO_LEFT_OUT.format(
-        sent=format_duration(report.seconds_sent), total=format_duration(report.duration)
-    )
+    return texts.AUDIO_LEFT_OUT.format(sent=sent, total=total)

@@ -50,9 +50,21 @@ class LengthMismatch:
     """The part of a file that could not be heard as its header describes it."""
 
     kind: MismatchKind
-    heard: float  # seconds decoded: where the file (CUT_OFF) or the reading ended
+    # Where the file's audio ends as read (decoded, or measured past the decoded part):
+    # where the file (CUT_OFF) or the reading (UNREAD_TAIL) ended.
+    heard: float
     declared: float | None = None  # seconds the header declares (always for LONGER_THAN_HEADER)
     unread: float | None = None  # UNREAD_TAIL: about this many seconds follow, never read
+
+
+class LengthSource(StrEnum):
+    """Where a report's ``total_seconds`` comes from."""
+
+    DECODED = "decoded"  # the whole recording was decoded
+    CONTAINER = "container"  # the container's own length, consistent with what was read
+    # The packets past the decoded part, read without decoding them (those after a seek to
+    # the end, where the container's timestamps allow one).
+    SCANNED = "scanned"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,20 +73,25 @@ class AudioReport:
 
     container: str  # as probed, e.g. "ogg", "mov,mp4,m4a,3gp,3g2,mj2"
     codec: str  # input audio codec, e.g. "opus"
-    duration: float  # seconds of audio decoded (up to the decode bound)
+    # Seconds of audio decoded: the whole recording, or the part of its start the model
+    # can be sent (plus a margin), never more than the pipeline's ``max_seconds``.
+    duration: float
+    # How long the recording is (``duration`` when it was decoded whole).
+    total_seconds: float
     sample_rate: int
     channels: int
     bytes_in: int
     bytes_out: int
     segments: int
     seconds_sent: float
-    seconds_left_out: float
-    # Decoding stopped at the duration bound although the header promised less: the real
-    # recording is longer than ``duration``, by an unknown amount (not in seconds_left_out).
+    seconds_left_out: float  # of ``total_seconds``
+    # ``total_seconds`` is only a lower bound: the recording goes on past it by an unknown
+    # amount (its container says less than was read, and measuring the rest hit its bound).
     truncated: bool = False
     # The file holds more or less audio than its container declares (never set together
-    # with ``truncated``: a decode stopped at the bound cannot tell where the file ends).
+    # with ``truncated``: where the file ends is unknown then).
     mismatch: LengthMismatch | None = None
+    total_from: LengthSource = LengthSource.DECODED
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,7 +124,9 @@ class AudioConverter(Protocol):
 
         Segments are encoded in order while the sum of their :func:`counted_seconds` stays
         within ``budget_seconds`` and their number within ``max_segments`` (``None``: no
-        limit); the rest is reported as ``seconds_left_out`` and never encoded. Raises
+        limit); the rest is reported as ``seconds_left_out`` and never encoded. Only as
+        much of a long recording is decoded as those segments need; the report's
+        ``total_seconds`` is the whole recording's length. Raises
         :class:`bot.errors.AudioError` subclasses.
         """
         ...

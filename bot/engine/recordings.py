@@ -115,13 +115,15 @@ async def prepare_audio(
         bytes_out=report.bytes_out,
         segments=report.segments,
         duration=round(report.duration, 2),
+        total=round(report.total_seconds, 2),
+        total_from=report.total_from.value,
         seconds_sent=round(report.seconds_sent, 2),
         mismatch=report.mismatch.kind.value if report.mismatch else None,
         elapsed=round(elapsed, 3),
     )
     return PreparedAudio(
         clips=tuple(dataclasses.replace(s, source_key=key) for s in converted.segments),
-        total_seconds=report.duration,
+        total_seconds=report.total_seconds,
         truncated=report.truncated,
         source_key=key,
         reused=False,

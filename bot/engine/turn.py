@@ -53,7 +53,14 @@ from bot.engine.requests import (
     shape_turn,
 )
 from bot.engine.streaming import ReplyState, SinkBroken, has_usage, observe, stream_reply
-from bot.errors import AudioError, BotError, ModelError, TurnAbandoned, Undelivered
+from bot.errors import (
+    AudioError,
+    AudioTooShort,
+    BotError,
+    ModelError,
+    TurnAbandoned,
+    Undelivered,
+)
 from bot.llm.types import ModelClient
 from bot.metrics import Metrics
 from bot.storage.database import Database
@@ -291,6 +298,10 @@ class _TurnRun:
                 ),
                 metrics=deps.metrics,
             )
+        except AudioTooShort as short:
+            # A tap on the record button is no message: said so, and nothing stored.
+            deps.metrics.audio_errors.labels(type(short).__name__).inc()
+            raise await self.ended("refused", ctx, labels, short) from short
         except Exception as raw:
             error = raw if isinstance(raw, BotError) else BotError(type(raw).__name__)
             raise _Ended(

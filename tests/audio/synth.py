@@ -5,10 +5,13 @@ Nothing binary is committed; everything here is generated in a fraction of a sec
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
+import tempfile
 import wave
 from dataclasses import dataclass
+from pathlib import Path
 
 import av
 import numpy as np
@@ -137,6 +140,78 @@ def _write_video(out: av.container.OutputContainer, vs: av.VideoStream, *, secon
             out.mux(packet)
     for packet in vs.encode(None):
         out.mux(packet)
+
+
+@functools.cache
+def long_opus(seconds: float, *, container: str = "ogg", browser: bool = False) -> bytes:
+    """A long 6 kbit/s Opus recording in 20 ms packets, made in well under a second.
+
+    Ogg: a Telegram voice note, 2.7 MB an hour. ``container="webm"``: Matroska with a
+    Duration and Cues; ``browser=True``: as a browser's MediaRecorder writes WebM (Slack
+    clips recorded in a browser), with neither. Cached: each file is made once a session.
+    """
+    options = {"live": "1"} if browser else {}
+    return _repeated(_encoded_chunk("libopus", 6_000), seconds, container, options)
+
+
+@functools.cache
+def long_aac(seconds: float, *, faststart: bool = False) -> bytes:
+    """A long 16 kbit/s AAC recording in MP4 (7 MB an hour), its index at the end or, with
+    ``faststart``, first (as streaming apps write it). Cached like :func:`long_opus`."""
+    chunk = _encoded_chunk("aac", 16_000)
+    if not faststart:
+        return _repeated(chunk, seconds, "mp4", {})
+    # faststart rewrites the file to move the index forward, so it needs a real file.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "long.mp4"
+        _repeated(chunk, seconds, "mp4", {"movflags": "faststart"}, path=path)
+        return path.read_bytes()
+
+
+_CHUNK_SECONDS = 30.0
+
+
+@functools.cache
+def _encoded_chunk(codec: str, bitrate: int) -> bytes:
+    """30 s of speech at 16 kHz, a pause every 10 s, encoded once (Ogg or ADTS)."""
+    pauses = tuple((t - 0.5, t) for t in np.arange(10.0, _CHUNK_SECONDS, 10.0))
+    x = speech_like(_CHUNK_SECONDS, rate=16_000, pauses=pauses)
+    container = "ogg" if codec == "libopus" else "adts"
+    return encode(x, Fmt(container, codec, 16_000, bitrate))
+
+
+def _repeated(
+    chunk: bytes,
+    seconds: float,
+    container: str,
+    options: dict[str, str],
+    *,
+    path: Path | None = None,
+) -> bytes:
+    """``chunk``'s packets repeated with shifted timestamps for ``seconds`` (whole chunks),
+    muxed as a recorder would write a recording that long."""
+    with av.open(io.BytesIO(chunk), mode="r") as src:
+        stream = src.streams.audio[0]
+        packets = [p for p in src.demux(stream) if p.size]
+        first = packets[0].pts
+        assert first is not None and stream.time_base is not None
+        step = round(_CHUNK_SECONDS / stream.time_base)
+        # Exactly one chunk of packets, so the copies line up end to end.
+        packets = [p for p in packets if p.pts is not None and p.pts < first + step]
+        buf = io.BytesIO()
+        target: io.BytesIO | str = buf if path is None else str(path)
+        with av.open(target, mode="w", format=container, options=options) as out:
+            copy = out.add_stream_from_template(stream)
+            for i in range(int(seconds // _CHUNK_SECONDS)):
+                for p in packets:
+                    q = av.Packet(bytes(p))
+                    assert p.pts is not None
+                    q.pts = q.dts = p.pts + i * step
+                    q.duration = p.duration
+                    q.time_base = p.time_base
+                    q.stream = copy
+                    out.mux(q)
+    return buf.getvalue()
 
 
 def video_only(seconds: float = 1.0) -> bytes:

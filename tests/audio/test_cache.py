@@ -16,6 +16,7 @@ def _converted(size: int) -> ConvertedAudio:
         container="ogg",
         codec="opus",
         duration=1.0,
+        total_seconds=1.0,
         sample_rate=48_000,
         channels=1,
         bytes_in=size,

@@ -103,12 +103,13 @@ async def test_wrong_extension_and_mime_are_ignored(
     assert result.report.container == "mp3"
 
 
-async def test_a_tenth_of_a_second_is_one_short_clip(pipeline: AudioPipeline) -> None:
-    data = synth.encode(synth.tone(0.1, rate=16_000), synth.Fmt("wav", "pcm_s16le", 16_000))
+async def test_the_shortest_recording_answered_is_one_short_clip(pipeline: AudioPipeline) -> None:
+    """0.3 s, the shortest that is not taken for a tap (tests/audio/test_long_and_short.py)."""
+    data = synth.encode(synth.tone(0.3, rate=16_000), synth.Fmt("wav", "pcm_s16le", 16_000))
     result = await pipeline.convert(AudioInput(data=data), segment_seconds=30.0)
-    assert result.report.duration == pytest.approx(0.1, abs=TOLERANCE)
+    assert result.report.duration == pytest.approx(0.3, abs=TOLERANCE)
     assert len(result.segments) == 1
-    assert synth.decode_output(result.segments[0].data)[3] == pytest.approx(0.1, abs=TOLERANCE)
+    assert synth.decode_output(result.segments[0].data)[3] == pytest.approx(0.3, abs=TOLERANCE)
 
 
 async def test_adts_aac_and_raw_mp3_without_header_are_read(pipeline: AudioPipeline) -> None:

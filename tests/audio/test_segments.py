@@ -101,6 +101,7 @@ def _report(**kw: object) -> AudioReport:
         container="ogg",
         codec="opus",
         duration=20.0,
+        total_seconds=20.0,
         sample_rate=48_000,
         channels=1,
         bytes_in=1,
@@ -118,8 +119,14 @@ def test_no_note_when_everything_was_heard() -> None:
     assert left_out_note(_report(seconds_left_out=0.2)) is None
 
 
-def test_note_when_decoding_stopped_at_the_bound() -> None:
-    report = _report(duration=900.0, seconds_sent=180.0, seconds_left_out=720.0, truncated=True)
+def test_note_when_the_end_of_the_recording_was_not_found() -> None:
+    report = _report(
+        duration=900.0,
+        total_seconds=900.0,
+        seconds_sent=180.0,
+        seconds_left_out=720.0,
+        truncated=True,
+    )
     assert left_out_note(report) == "I listened to the first 3:00 of more than 15:00."
 
 
