@@ -109,6 +109,24 @@ TURN_ABANDONED = (
 REPLY_RESTARTED = "I was interrupted while answering, so this answer was restarted."
 DELIVERED_LATE = "Here is my answer to your earlier message, which I couldn't deliver then:"
 
+# --- thread context (bot.engine.seeding) ----------------------------------------------
+# Sent to the model (not shown): a thread's parent message nobody answered, after its audio.
+THREAD_PARENT_AUDIO = "(The audio above is the message this thread replies to.)"
+THREAD_PARENT_AUDIO_TEXT = (
+    "(The audio above is the message this thread replies to; it came with this text: {text})"
+)
+THREAD_PARENT_TEXT = "(This thread replies to a message that says: {text})"
+# Shown under the reply: the parent's audio was not (all) heard.
+THREAD_PARENT_AUDIO_FAILED = (
+    "I couldn't use the audio of the message this thread replies to, so I answered without it."
+)
+THREAD_PARENT_NO_ROOM = (
+    "The audio of the message this thread replies to didn't fit beside yours, so I left it out."
+)
+THREAD_PARENT_LEFT_OUT = (
+    "Of the message this thread replies to, I listened to the first {sent} of {total}."
+)
+
 # --- settings ------------------------------------------------------------------------
 UNKNOWN_SETTING = "I don't know the setting “{key}”. Settings: {keys}."
 SETTING_MUST_BE = "“{key}” must be {rule}."

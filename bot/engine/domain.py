@@ -29,3 +29,9 @@ class GroupPolicy(StrEnum):
 
     MENTION = "mention"  # voice notes that reply to / mention the bot, and mentions
     ALL_VOICE = "all_voice"  # also every voice note in the group
+
+
+# The ``kind`` of the turns a thread's conversation starts with (bot.engine.seeding): the
+# message the thread replies to and the bot's answer to it, copied or fetched, never
+# sent in the thread itself.
+THREAD_PARENT_KIND = "thread_parent"

@@ -65,12 +65,30 @@ class ClipMeta:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PastPair:
-    """A user turn and the complete assistant reply that answered it."""
+    """A user turn and the complete assistant reply that answered it.
+
+    ``assistant_text`` is ``None`` for the message a thread's conversation starts from
+    when nobody answered it (:mod:`bot.engine.seeding`): it is sent, framed by
+    :func:`context_text`, with the next user message, since a request alternates roles.
+    """
 
     user_turn_id: int
     user_text: str | None
     clips: tuple[ClipMeta, ...]
-    assistant_text: str
+    assistant_text: str | None
+
+    @property
+    def answered(self) -> bool:
+        return self.assistant_text is not None
+
+
+def context_text(user_text: str | None, *, has_audio: bool) -> str:
+    """How an unanswered thread parent is introduced to the model, after its audio."""
+    if has_audio and user_text:
+        return texts.THREAD_PARENT_AUDIO_TEXT.format(text=user_text)
+    if has_audio:
+        return texts.THREAD_PARENT_AUDIO
+    return texts.THREAD_PARENT_TEXT.format(text=user_text or "")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,8 +106,12 @@ class RequestPlan:
 
 
 def pair_tokens(spec: ModelSpec, pair: PastPair, *, instruction: str | None) -> int:
-    """The cost of replaying one user/assistant pair."""
-    user_text = pair.user_text or (instruction if pair.clips else None)
+    """The cost of replaying one user/assistant pair (an unanswered thread parent is
+    charged like a pair too: its framing stands in for the instruction)."""
+    if pair.answered:
+        user_text = pair.user_text or (instruction if pair.clips else None)
+    else:
+        user_text = context_text(pair.user_text, has_audio=bool(pair.clips))
     return (
         2 * MESSAGE_OVERHEAD
         + text_tokens(user_text)
@@ -118,6 +140,37 @@ def audio_budget_seconds(
     if budget is None:
         return None
     room = budget - fixed_tokens(spec, system_prompt=system_prompt, current_text=current_text)
+    return _seconds_in(spec, room)
+
+
+def parent_audio_budget_seconds(
+    spec: ModelSpec,
+    *,
+    system_prompt: str | None,
+    current_text: str | None,
+    current_clips: Sequence[float],
+    parent_text: str | None,
+) -> float | None:
+    """Counted audio seconds a thread's parent message may bring into its first request,
+    beside the current turn (which comes first, CONTRACT.md) and the parent's own text
+    (``None``: no token limit). Converting more would only be left out of the request."""
+    budget = input_budget(spec)
+    if budget is None:
+        return None
+    room = (
+        budget
+        - fixed_tokens(spec, system_prompt=system_prompt, current_text=current_text)
+        - sum(clip_tokens(spec, seconds) for seconds in current_clips)
+        # What pair_tokens charges for the parent besides its clips, with the framing of
+        # a parent with audio (the longer one).
+        - 2 * MESSAGE_OVERHEAD
+        - text_tokens(context_text(parent_text, has_audio=True))
+    )
+    return _seconds_in(spec, room)
+
+
+def _seconds_in(spec: ModelSpec, room: int) -> float:
+    """Counted audio seconds that fit in ``room`` tokens, per-clip tags included."""
     if room <= 0:
         return 0.0
     per_clip = spec.clip_seconds * spec.audio_tokens_per_second

@@ -58,6 +58,30 @@ class AudioSource(Protocol):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ParentMessage:
+    """The message a thread replies to, as the platform holds it now."""
+
+    text: str | None  # its words for the model (the bot's mention removed), if any
+    recordings: tuple[AudioSource, ...] = ()  # its audio files, in order
+    author_id: str | None = None
+
+
+class ThreadParent(Protocol):
+    """The message a thread replies to: the thread's conversation starts from it
+    (:mod:`bot.engine.seeding`). Fetched lazily, and only when the bot has not stored it."""
+
+    @property
+    def message_id(self) -> str:
+        """The platform's id of the message (the ``source_message_id`` of its turn)."""
+        ...
+
+    async def fetch(self) -> ParentMessage | None:
+        """The message from the platform, or ``None`` when it can't be read (deleted, no
+        access, the platform unreachable)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IncomingTurn:
     """One message for the bot: audio and/or text, in a chat and (maybe) a thread."""
 
@@ -79,6 +103,9 @@ class IncomingTurn:
     # Runs of this turn's job before this one (bot.queue): an earlier run may have stored
     # the turn and shown part of its answer, which this run reuses or finalises.
     attempt: int = 0
+    # A reply inside a thread: the message the thread hangs off, which a new thread's
+    # conversation starts from (its audio, text and the bot's answer to it).
+    parent: ThreadParent | None = None
 
     @property
     def recordings(self) -> tuple[AudioSource, ...]:

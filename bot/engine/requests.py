@@ -16,7 +16,7 @@ from bot import texts
 from bot.audio.report import format_duration
 from bot.audio.types import LengthMismatch, MismatchKind, Segment
 from bot.catalog import ModelKind, ModelSpec
-from bot.engine.history import RequestPlan
+from bot.engine.history import RequestPlan, context_text
 from bot.engine.settings import ChatSettingsView
 from bot.errors import UnsupportedRequest
 from bot.llm.types import AudioInfo, AudioPart, ChatMessage, GenerationParams, Part, TextPart
@@ -101,23 +101,30 @@ def build_messages(
     """The request's messages: system, history pairs (chronological), current turn.
 
     Audio comes before the text in a user message, as in DashScope's examples.
-    ``history_audio`` maps stored clip ids to their bytes.
+    ``history_audio`` maps stored clip ids to their bytes. An unanswered thread parent
+    (see :class:`~bot.engine.history.PastPair`) opens the next user message, framed.
     """
     messages: list[ChatMessage] = []
     if plan.system_prompt:
         messages.append(ChatMessage(role="system", parts=(TextPart(plan.system_prompt),)))
     instruction = replay_instruction(spec)
+    opening: list[Part] = []  # an unanswered parent, for the next user message
     for pair in plan.history:
         parts: list[Part] = []
         for clip in pair.clips:
             assert clip.clip_id is not None
             parts.append(history_audio[clip.clip_id])
+        if pair.assistant_text is None:
+            parts.append(TextPart(context_text(pair.user_text, has_audio=bool(pair.clips))))
+            opening.extend(parts)
+            continue
         user_text = pair.user_text or (instruction if pair.clips else None)
         if user_text:
             parts.append(TextPart(user_text))
-        messages.append(ChatMessage(role="user", parts=tuple(parts)))
+        messages.append(ChatMessage(role="user", parts=(*opening, *parts)))
         messages.append(ChatMessage(role="assistant", parts=(TextPart(pair.assistant_text),)))
-    current: list[Part] = [AudioPart(a.data, a.format) for a in current_audio]
+        opening = []
+    current: list[Part] = [*opening, *(AudioPart(a.data, a.format) for a in current_audio)]
     if plan.current_text:
         current.append(TextPart(plan.current_text))
     messages.append(ChatMessage(role="user", parts=tuple(current)))

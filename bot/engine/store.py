@@ -10,12 +10,13 @@ from typing import Any
 
 import structlog
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 
 from bot.audio.types import Segment
 from bot.catalog import ModelSpec
 from bot.config import Settings
 from bot.engine.chat_store import chat_row
-from bot.engine.domain import TurnRole, TurnStatus
+from bot.engine.domain import THREAD_PARENT_KIND, TurnRole, TurnStatus
 from bot.engine.history import ClipMeta, PastPair, RequestPlan
 from bot.engine.ports import IncomingTurn
 from bot.engine.recordings import SAMPLE_RATE, PreparedAudio
@@ -32,6 +33,11 @@ log = structlog.get_logger(__name__)
 # Replies in these kinds answered audio only; the user's text was not sent with it.
 _TEXT_NOT_SENT = (TurnKind.TRANSCRIPTION.value, TurnKind.CAPTION.value)
 
+
+# Turns of one conversation run one at a time within a process and, through the turn
+# queue, across replicas; but two ``voicebot ask`` processes may continue one conversation
+# at once. The later insert then collides on (conversation, seq) and takes the next places.
+SEQ_ATTEMPTS = 3
 
 # Where an earlier run of the same turn ended with something the user saw: nothing to redo.
 _ANSWERED = frozenset(
@@ -83,7 +89,10 @@ def earlier_run(turns: Sequence[Turn], source_message_id: str | None) -> Earlier
         (
             t
             for t in reversed(turns)
-            if t.role == TurnRole.USER.value and t.source_message_id == source_message_id
+            if t.role == TurnRole.USER.value
+            and t.source_message_id == source_message_id
+            # A thread's opening copy of its parent names the parent, not this message.
+            and t.kind != THREAD_PARENT_KIND
         ),
         None,
     )
@@ -109,11 +118,26 @@ class StoredTurns:
     history_audio: dict[int, AudioPart]
 
 
+def sent_text(user: Turn) -> str | None:
+    """A user turn's text as the model got it (``None`` where its kind ignores text)."""
+    return None if user.kind in _TEXT_NOT_SENT else user.text
+
+
 def past_pairs(turns: Sequence[Turn]) -> tuple[PastPair, ...]:
     """Complete user/assistant pairs in order. Failed, stopped or unanswered turns (and
-    replies interrupted by a crash, left ``pending``/``streaming``) are not history."""
+    replies interrupted by a crash, left ``pending``/``streaming``) are not history —
+    except the parent a thread's conversation starts from, answered or not
+    (:mod:`bot.engine.seeding`)."""
     pairs: list[PastPair] = []
-    for user, reply in itertools.pairwise(turns):
+    for user, reply in itertools.pairwise([*turns, None]):
+        if user is None:
+            break
+        if user.kind == THREAD_PARENT_KIND:
+            if user.role == TurnRole.USER.value and user.status == TurnStatus.COMPLETE.value:
+                pairs.append(_parent_pair(user, reply))
+            continue
+        if reply is None:
+            continue
         if (
             user.role != TurnRole.USER.value
             or reply.role != TurnRole.ASSISTANT.value
@@ -126,12 +150,31 @@ def past_pairs(turns: Sequence[Turn]) -> tuple[PastPair, ...]:
         pairs.append(
             PastPair(
                 user_turn_id=user.id,
-                user_text=None if user.kind in _TEXT_NOT_SENT else user.text,
+                user_text=sent_text(user),
                 clips=tuple(ClipMeta(clip_id=c.id, duration=c.duration) for c in user.clips),
                 assistant_text=reply.text or "",
             )
         )
     return tuple(pairs)
+
+
+def _parent_pair(user: Turn, reply: Turn | None) -> PastPair:
+    """A thread's parent, with the bot's answer to it if that was stored beside it."""
+    answer: str | None = None
+    if (
+        reply is not None
+        and reply.role == TurnRole.ASSISTANT.value
+        and reply.seq == user.seq + 1
+        and reply.status == TurnStatus.COMPLETE.value
+        and (reply.text or "").strip()
+    ):
+        answer = reply.text
+    return PastPair(
+        user_turn_id=user.id,
+        user_text=user.text,  # stored as the model got it (None: the text was not sent)
+        clips=tuple(ClipMeta(clip_id=c.id, duration=c.duration) for c in user.clips),
+        assistant_text=answer,
+    )
 
 
 async def load_context(db: Database, settings: Settings, turn: IncomingTurn) -> TurnContext:
@@ -228,6 +271,28 @@ async def store_turn_pair(
     sent: Sequence[Segment],
 ) -> StoredTurns:
     """Commit the user turn with its clips and a ``pending`` reply; load history audio."""
+    for attempt in range(1, SEQ_ATTEMPTS + 1):
+        try:
+            return await _store_turn_pair(
+                db, ctx, turn, kind, plan=plan, prepared=prepared, sent=sent
+            )
+        except IntegrityError:
+            if attempt == SEQ_ATTEMPTS:
+                raise
+            log.info("turn.seq_taken", conversation_id=ctx.conversation_id, attempt=attempt)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+async def _store_turn_pair(
+    db: Database,
+    ctx: TurnContext,
+    turn: IncomingTurn,
+    kind: TurnKind,
+    *,
+    plan: RequestPlan,
+    prepared: PreparedAudio | None,
+    sent: Sequence[Segment],
+) -> StoredTurns:
     async with db.sessions() as session, session.begin():
         seq = await repo.next_seq(session, ctx.conversation_id)
         user = _user_turn(ctx, turn, kind, seq, TurnStatus.COMPLETE)

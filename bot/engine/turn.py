@@ -7,7 +7,10 @@ whatever step fails:
    turns of this thread could not (``undelivered``); decide the turn kind (a request the
    model cannot serve is answered here, before anything is stored);
 2. ``sink.start()``; get the audio (stored clips of the same recording, or download and
-   convert) — a failure stores the user turn as ``failed`` with no reply;
+   convert) — a failure stores the user turn as ``failed`` with no reply (a recording
+   too short to hear, an accidental tap, stores nothing: it is no message); a thread's
+   first turn then opens its conversation with the message the thread replies to
+   (:mod:`bot.engine.seeding`, committed on its own: it is history whatever follows);
 3. plan the request within the model's input budget;
 4. commit the user turn, its clips and a ``pending`` assistant turn;
 5. stream the model's reply (``streaming``) to the sink, until it finishes, fails or is
@@ -36,7 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot import texts
 from bot.audio.types import AudioConverter, Segment
 from bot.config import Settings
-from bot.engine import store
+from bot.engine import seeding, store
 from bot.engine.domain import TurnStatus
 from bot.engine.history import RequestPlan, audio_budget_seconds, plan_request
 from bot.engine.ports import FinalReply, IncomingTurn, ReplySink, TurnOutcome
@@ -176,11 +179,12 @@ class _TurnRun:
             await self.sink.remove(earlier.message_ids)
         await self.show_working(ctx)
         prepared = await self.hear(ctx, shape, labels)
+        ctx, opening = await self.open_thread(ctx, shape, prepared)
         heard = await self.plan(ctx, shape, prepared, labels)
         stored = await self.commit(ctx, shape, heard, labels)
         generated = await self.generate(ctx, heard, stored)
         restarted = (texts.REPLY_RESTARTED,) if earlier is not None else ()
-        notes = (*heard.notes, *self.reply_notes(generated), *restarted)
+        notes = (*heard.notes, *opening, *self.reply_notes(generated), *restarted)
         await self.store_reply(ctx, heard, stored, generated)
         observe(
             self.deps.metrics,
@@ -307,6 +311,32 @@ class _TurnRun:
             raise _Ended(
                 await _audio_failed(deps, ctx, turn, self.sink, shape.kind, labels, error)
             ) from raw
+
+    # --- 2b. a thread's first turn: start from the message it replies to ---------------
+
+    async def open_thread(
+        self, ctx: store.TurnContext, shape: TurnShape, prepared: PreparedAudio | None
+    ) -> tuple[store.TurnContext, tuple[str, ...]]:
+        """Open a new thread's conversation with its parent (bot.engine.seeding); returns
+        the context with that history, and the notes for the reply."""
+        if not seeding.wanted(ctx, self.turn):
+            return ctx, ()
+        deps = self.deps
+        opening = await seeding.open_thread(
+            seeding.SeedDeps(
+                database=deps.database,
+                converter=deps.audio,
+                metrics=deps.metrics,
+                max_bytes=deps.settings.AUDIO_MAX_BYTES,
+            ),
+            ctx,
+            self.turn,
+            current_text=shape.model_text,
+            current=prepared,
+        )
+        if opening.seeded:
+            ctx = await store.load_context(deps.database, deps.settings, self.turn)
+        return ctx, opening.notes
 
     # --- 3. plan within the model's budget ------------------------------------------------
 

@@ -15,6 +15,7 @@ the bot did from :attr:`FakeSlack.calls`, :attr:`FakeSlack.messages`,
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import uuid
@@ -30,6 +31,8 @@ LOGIN_PAGE = (
     "<body><h1>Sign in to your workspace</h1></body></html>"
 )
 
+# What Slack leaves of a deleted thread parent that has replies.
+TOMBSTONE_TEXT = "This message was deleted."
 # Methods that need the app-level (xapp-) token rather than the bot token.
 _APP_TOKEN_METHODS = {"apps.connections.open"}
 # The real limit of one markdown_text value in the streaming methods.
@@ -62,9 +65,15 @@ class FakeMessage:
     streaming: bool = False  # between chat.startStream and chat.stopStream
     streamed: bool = False  # created by chat.startStream
     updates: int = 0  # chat.update / chat.appendStream calls on it
+    subtype: str | None = None  # "tombstone" once deleted with replies
+    hidden: bool = False
 
     def as_api(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "message", "ts": self.ts, "text": self.text}
+        if self.subtype:
+            out["subtype"] = self.subtype
+        if self.hidden:
+            out["hidden"] = True
         if self.user:
             out["user"] = self.user
         if self.bot_id:
@@ -110,6 +119,9 @@ class FakeSlack:
         self.responses: list[dict[str, Any]] = []  # posts to response_url
         self.acks: dict[str, dict[str, Any]] = {}  # envelope_id -> ack message
         self.disabled: set[str] = set()  # methods answering unknown_method
+        # Channels whose history the app may not read: conversations.replies answers this
+        # error (e.g. "missing_scope", "not_in_channel").
+        self.unreadable: dict[str, str] = {}
         self._scripts: dict[str, list[_Script]] = {}
         self._ts = itertools.count(1)
         self._ws: list[web.WebSocketResponse] = []
@@ -240,6 +252,16 @@ class FakeSlack:
         )
         self.messages.append(msg)
         return msg
+
+    def delete_message(self, channel: str, ts: str) -> None:
+        """Delete a message as a person would: a thread parent with replies stays as
+        Slack's tombstone, anything else is gone."""
+        msg = next(m for m in self.messages if m.channel == channel and m.ts == ts)
+        if any(m.channel == channel and m.thread_ts == ts and m.ts != ts for m in self.messages):
+            msg.subtype, msg.text, msg.hidden = "tombstone", TOMBSTONE_TEXT, True
+            msg.user, msg.files = "USLACKBOT", []
+        else:
+            self.messages.remove(msg)
 
     def next_ts(self) -> str:
         return f"1700000{next(self._ts):03d}.{next(self._ts):06d}"
@@ -437,20 +459,35 @@ class FakeSlack:
         return {"file": obj, "comments": [], "response_metadata": {"next_cursor": ""}}
 
     def _m_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any] | web.Response:
+        """The thread of ``ts``, parent first, ``limit`` messages a page (default 1000),
+        continued with ``cursor``; a parent with replies carries the thread's summary
+        (``reply_count``, ``reply_users``, ``latest_reply``…), replies ``parent_user_id``.
+        A message without replies is returned alone; one that does not exist (or was
+        deleted without replies) is ``thread_not_found``."""
         channel, ts = args.get("channel"), args.get("ts")
         if not channel or not ts:
             return _error("invalid_arguments")
-        thread = [
-            m for m in self.messages if m.channel == channel and (m.ts == ts or m.thread_ts == ts)
-        ]
-        if not thread:
+        if channel in self.unreadable:
+            return _error(self.unreadable[channel])
+        parent = next((m for m in self.messages if m.channel == channel and m.ts == ts), None)
+        if parent is None:
             return _error("thread_not_found")
-        thread.sort(key=lambda m: float(m.ts))
-        return {
-            "messages": [m.as_api() for m in thread],
-            "has_more": False,
-            "response_metadata": {"next_cursor": ""},
-        }
+        replies = sorted(
+            (m for m in self.messages if m.channel == channel and m.thread_ts == ts and m.ts != ts),
+            key=lambda m: float(m.ts),
+        )
+        thread = [_with_thread(parent, replies), *(_reply(m, parent) for m in replies)]
+        try:
+            limit = max(1, min(int(args.get("limit") or 1000), 1000))
+            start = _read_cursor(args.get("cursor"))
+        except ValueError:
+            return _error("invalid_cursor" if args.get("cursor") else "invalid_limit")
+        page = thread[start : start + limit]
+        more = start + limit < len(thread)
+        out: dict[str, Any] = {"messages": page, "has_more": more}
+        if more:
+            out["response_metadata"] = {"next_cursor": _cursor(start + limit)}
+        return out
 
     def _m_views_open(self, args: dict[str, Any]) -> dict[str, Any] | web.Response:
         view = args.get("view")
@@ -568,6 +605,43 @@ class FakeSlack:
                     return _error("cant_update_message")
                 return msg
         return _error("message_not_found")
+
+
+def _with_thread(parent: FakeMessage, replies: list[FakeMessage]) -> dict[str, Any]:
+    """A thread's parent as conversations.replies shows it: with its thread summary."""
+    out = parent.as_api()
+    if replies:
+        users = list(dict.fromkeys(m.user or m.bot_id or "" for m in replies))
+        out.update(
+            thread_ts=parent.ts,
+            reply_count=len(replies),
+            reply_users_count=len(users),
+            latest_reply=replies[-1].ts,
+            reply_users=users,
+            is_locked=False,
+        )
+    return out
+
+
+def _reply(message: FakeMessage, parent: FakeMessage) -> dict[str, Any]:
+    out = message.as_api()
+    if parent.user:
+        out["parent_user_id"] = parent.user
+    return out
+
+
+def _cursor(position: int) -> str:
+    """Slack's cursors are opaque base64 ("bmV4dF90czox…" reads "next_ts:1…")."""
+    return base64.b64encode(f"next:{position}".encode()).decode()
+
+
+def _read_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    kind, _, position = base64.b64decode(cursor, validate=True).decode().partition(":")
+    if kind != "next":
+        raise ValueError(cursor)
+    return int(position)
 
 
 def _stream_text(args: dict[str, Any]) -> str | web.Response:

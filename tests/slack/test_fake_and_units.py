@@ -61,6 +61,48 @@ async def test_fake_serves_files_only_with_the_bot_token(fake_slack: FakeSlack) 
             assert await resp.text() == LOGIN_PAGE
 
 
+async def test_fake_pages_threads_and_leaves_tombstones_like_slack(
+    fake_slack: FakeSlack,
+) -> None:
+    client = AsyncWebClient(token=fake_slack.bot_token, base_url=fake_slack.base_url)
+    parent = fake_slack.seed_message("C1", text="root", user="U1")
+    for i in range(2):
+        fake_slack.seed_message("C1", text=f"reply {i}", user="U2", thread_ts=parent.ts)
+
+    first = await client.conversations_replies(channel="C1", ts=parent.ts, limit=1)
+    [root] = first["messages"]
+    assert (root["ts"], root["thread_ts"], root["reply_count"], root["reply_users"]) == (
+        parent.ts,
+        parent.ts,
+        2,
+        ["U2"],
+    )
+    assert first["has_more"] is True
+    rest = await client.conversations_replies(
+        channel="C1", ts=parent.ts, cursor=first["response_metadata"]["next_cursor"]
+    )
+    assert [m["text"] for m in rest["messages"]] == ["reply 0", "reply 1"]
+    assert rest["has_more"] is False and rest["messages"][0]["parent_user_id"] == "U1"
+
+    # Deleted with replies: a tombstone stays; without replies: the thread is gone.
+    fake_slack.delete_message("C1", parent.ts)
+    deleted = await client.conversations_replies(channel="C1", ts=parent.ts, limit=1)
+    [gone] = deleted["messages"]
+    assert (gone["subtype"], gone["text"], gone.get("hidden")) == (
+        "tombstone",
+        "This message was deleted.",
+        True,
+    )
+    alone = fake_slack.seed_message("C1", text="alone")
+    unthreaded = await client.conversations_replies(channel="C1", ts=alone.ts)
+    assert [m["ts"] for m in unthreaded["messages"]] == [alone.ts]
+    fake_slack.delete_message("C1", alone.ts)
+    with pytest.raises(SlackApiError) as err:
+        await client.conversations_replies(channel="C1", ts=alone.ts)
+    assert err.value.response["error"] == "thread_not_found"
+    assert fake_slack.calls_to("conversations.replies")[0].http_method == "GET"
+
+
 def test_mrkdwn_escape_covers_slacks_control_characters() -> None:
     assert escape("a < b && c > d") == "a &lt; b &amp;&amp; c &gt; d"
     assert escape("**Bold** _it_") == "**Bold** _it_"  # formatting is left alone

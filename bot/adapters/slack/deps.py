@@ -15,6 +15,7 @@ from bot import texts
 from bot.adapters.slack.admins import SlackAdminCheck
 from bot.adapters.slack.commands import STYLE
 from bot.adapters.slack.files import SlackAudioFile, SlackDownloadError, needs_file_info
+from bot.adapters.slack.parents import SlackThreadParent
 from bot.adapters.slack.replier import MethodPauses, SlackSurface
 from bot.adapters.slack.threads import ThreadInspector
 from bot.delivery.sink import DeliveryPolicy, StreamingSink
@@ -64,6 +65,25 @@ class SlackDeps:
             token=self.token,
             hosts=self.file_hosts,
             max_bytes=self.max_bytes,
+        )
+
+    def thread_parent(
+        self,
+        *,
+        channel: str,
+        thread_ts: str,
+        bot_user_id: str | None,
+        known: dict[str, Any] | None = None,
+    ) -> SlackThreadParent:
+        """The message a thread replies to, read only if the engine needs it (``known``:
+        already read with the thread)."""
+        return SlackThreadParent(
+            client=self.client,
+            channel=channel,
+            thread_ts=thread_ts,
+            bot_user_id=bot_user_id,
+            audio_source=self.audio_source,
+            known=known,
         )
 
     def replier(

@@ -29,6 +29,8 @@ class ThreadInfo:
     bot_takes_part: bool
     # The newest clip before the asking message that no bot reply follows.
     unheard_clip: dict[str, Any] | None
+    # The thread's first message, as read (saves reading it again to open the thread).
+    parent: dict[str, Any] | None = None
 
 
 class ThreadInspector:
@@ -71,7 +73,10 @@ class ThreadInspector:
             )
         joined = False
         clip: dict[str, Any] | None = None
+        parent: dict[str, Any] | None = None
         for message in resp.get("messages") or []:
+            if message.get("ts") == thread_ts:
+                parent = message
             if float(message.get("ts", 0)) >= float(before_ts):
                 continue
             if is_bot_message(message, bot_user_id=bot_user_id, bot_id=bot_id):
@@ -84,5 +89,7 @@ class ThreadInspector:
         if joined:
             self.mark_joined(channel, thread_ts)
         return ThreadInfo(
-            bot_takes_part=joined or self.known_joined(channel, thread_ts), unheard_clip=clip
+            bot_takes_part=joined or self.known_joined(channel, thread_ts),
+            unheard_clip=clip,
+            parent=parent,
         )

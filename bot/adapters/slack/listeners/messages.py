@@ -178,8 +178,11 @@ async def _handle(
     if file is None and text is None:
         return
 
+    known_parent: dict[str, Any] | None = None
     if not msg.is_dm:
-        addressed, file = await _addressed_in_channel(deps, msg, file, context, via_mention)
+        addressed, file, known_parent = await _addressed_in_channel(
+            deps, msg, file, context, via_mention
+        )
         if not addressed:
             return
 
@@ -194,6 +197,15 @@ async def _handle(
         audio=source,
         more_audio=tuple([await deps.audio_source(f) for f in extra]),
         source_message_id=msg.ts,
+        # A new thread's conversation starts from the message it replies to.
+        parent=deps.thread_parent(
+            channel=msg.channel,
+            thread_ts=msg.thread_ts,
+            bot_user_id=bot_user_id,
+            known=known_parent,
+        )
+        if msg.in_thread and msg.thread_ts
+        else None,
     )
     team = msg.team or body.get("team_id") or context.get("team_id")
     await deps.run_turn(
@@ -207,10 +219,12 @@ async def _addressed_in_channel(
     file: dict[str, Any] | None,
     context: Mapping[str, Any],
     via_mention: bool,
-) -> tuple[bool, dict[str, Any] | None]:
-    """Whether a channel message is for the bot, and the clip to analyse with it."""
+) -> tuple[bool, dict[str, Any] | None, dict[str, Any] | None]:
+    """Whether a channel message is for the bot, the clip to analyse with it, and its
+    thread's first message if that was read on the way."""
     bot_user_id: str | None = context.get("bot_user_id")
     mentioned = via_mention or msg.mentions(bot_user_id)
+    parent: dict[str, Any] | None = None
     if msg.in_thread and msg.thread_ts and (file is None or not mentioned):
         joined = msg.parent_user_id == bot_user_id or deps.threads.known_joined(
             msg.channel, msg.thread_ts
@@ -224,13 +238,14 @@ async def _addressed_in_channel(
                 bot_id=context.get("bot_id"),
             )
             joined = joined or info.bot_takes_part
+            parent = info.parent
             if file is None and info.unheard_clip is not None and (mentioned or joined):
                 file = info.unheard_clip  # "@bot what is said here?" under a clip
         if mentioned or joined:
-            return True, file
+            return True, file, parent
     if mentioned:
-        return True, file
+        return True, file, parent
     if file is not None and msg.audio_files():
         settings = await deps.engine.get_settings(msg.chat)
-        return settings.group_policy == GroupPolicy.ALL_VOICE, file
-    return False, None
+        return settings.group_policy == GroupPolicy.ALL_VOICE, file, None
+    return False, None, None
