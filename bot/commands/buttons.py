@@ -51,7 +51,7 @@ def forget_buttons() -> ButtonRows:
     """Delete, or cancel, on one row."""
     return (
         (
-            Button(label=texts.FORGET_YES, action=FORGET_ACTION, value=FORGET_YES),
+            Button(label=texts.FORGET_YES, action=FORGET_ACTION, value=FORGET_YES, danger=True),
             Button(label=texts.FORGET_NO, action=FORGET_ACTION, value=FORGET_NO),
         ),
     )

@@ -96,6 +96,10 @@ class CommandHandler:
                 return dataclasses.replace(shown, notice=texts.SETTING_SAVED)
             if action.action == FORGET_ACTION:
                 if action.value != FORGET_YES:
+                    # Only whoever may confirm answers the question (the one who asked is
+                    # such a person): a member can't dismiss an admin's prompt either.
+                    if not await self._engine.can_manage(action.chat, action.user_id, self._admins):
+                        return Answer(notice=texts.NOT_ADMIN, alert=True)
                     return Answer(text=texts.FORGET_CANCELLED)
                 counts = await self._engine.forget(action.chat, action.user_id, self._admins)
                 return Answer(text=presenters.forget_summary(counts))
@@ -143,7 +147,7 @@ class CommandHandler:
 
     async def _forget(self, command: ChatCommand) -> Answer:
         chat, user = command.chat, command.user_id
-        if not self._profile.buttons:
+        if not self._profile.confirms:
             counts = await self._engine.forget(chat, user, self._admins)
             return Answer(text=presenters.forget_summary(counts))
         # Deleting can't be undone: ask first, but only someone who could confirm.

@@ -59,6 +59,9 @@ class Button:
     label: str
     action: str
     value: str
+    # It does what can't be undone: platforms that can, show it as such (Slack's red
+    # "danger" button).
+    danger: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,10 +87,11 @@ class Answer:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommandProfile:
-    """What differs between platforms, as data: spelling, wording, and whether it has
-    buttons. With ``buttons`` the core offers them (model choice; group policy outside
-    private chats) and ``forget`` asks for confirmation first; without, ``forget``
-    deletes at once (there is nothing to confirm with)."""
+    """What differs between platforms, as data: spelling, wording, and which buttons it
+    shows. With ``buttons`` the core offers menus as buttons (model choice; group policy
+    outside private chats); with ``buttons`` or ``confirm_buttons``, ``forget`` asks for
+    confirmation first (Yes / Cancel); with neither, ``forget`` deletes at once (there is
+    nothing to confirm with)."""
 
     style: CommandStyle
     help_intro: str = texts.HELP_INTRO
@@ -98,3 +102,11 @@ class CommandProfile:
     # a channel's conversations are its threads, and a command comes from no thread).
     group_new: str | None = None
     buttons: bool = False
+    # Buttons only to confirm what can't be undone, on a platform that shows its menus
+    # as text (Slack: menus stay text, ``forget`` still asks first).
+    confirm_buttons: bool = False
+
+    @property
+    def confirms(self) -> bool:
+        """``forget`` asks first, with buttons."""
+        return self.buttons or self.confirm_buttons

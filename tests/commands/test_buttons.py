@@ -4,8 +4,16 @@ pressed message and the presser's notice then say; /forget and its confirmation.
 from __future__ import annotations
 
 from bot import texts
-from bot.commands import Answer, Button
-from tests.commands.conftest import SLACK, SLACK_CHANNEL, TELEGRAM, TG_GROUP, Caller, caller
+from bot.commands import SLASH, Answer, Button, CommandProfile
+from tests.commands.conftest import (
+    SLACK,
+    SLACK_CHANNEL,
+    TELEGRAM,
+    TG_GROUP,
+    TG_PRIVATE,
+    Caller,
+    caller,
+)
 from tests.engine.conftest import Audio, Harness, voice
 
 
@@ -55,7 +63,7 @@ async def test_forget_asks_first_where_there_are_buttons(tg: Caller, h: Harness)
     assert ask.confirm and ask.text == texts.FORGET_CONFIRM
     assert ask.buttons == (
         (
-            Button(label=texts.FORGET_YES, action="forget", value="yes"),
+            Button(label=texts.FORGET_YES, action="forget", value="yes", danger=True),
             Button(label=texts.FORGET_NO, action="forget", value="no"),
         ),
     )
@@ -82,19 +90,43 @@ async def test_forget_in_a_group_is_for_admins(h: Harness) -> None:
     await h.turn(audio=Audio(voice(1.5)), chat=TG_GROUP, user_id="600")
     refused = await group.say("forget")
     assert (refused.text, refused.buttons, refused.confirm) == (texts.NOT_ADMIN, (), False)
-    # A confirmation pressed by someone who is not (or no longer) an admin changes nothing.
-    pressed = await group.press("forget", "yes")
-    assert (pressed.text, pressed.notice, pressed.alert) == (None, texts.NOT_ADMIN, True)
+    # A confirmation pressed by someone who is not (or no longer) an admin changes nothing,
+    # and neither does their Cancel: the prompt stays for the admin who asked.
+    for value in ("yes", "no"):
+        pressed = await group.press("forget", value)
+        assert (pressed.text, pressed.notice, pressed.alert) == (None, texts.NOT_ADMIN, True)
+    assert len(await h.all_turns()) == 2
+    group.admins.ids.add("500")
+    cancelled = await group.press("forget", "no", user="500")
+    assert (cancelled.text, cancelled.alert) == (texts.FORGET_CANCELLED, False)
     assert len(await h.all_turns()) == 2
 
 
-async def test_forget_without_buttons_deletes_at_once(h: Harness) -> None:
+async def test_slack_confirms_forget_but_keeps_its_menus_as_text(h: Harness) -> None:
     channel = caller(h, SLACK, SLACK_CHANNEL, user="U0USER")
     await h.turn(audio=Audio(voice(1.5)), chat=SLACK_CHANNEL, user_id="U0USER")
+    # Only someone who could confirm is asked; the others hear why not.
     assert (await channel.say("forget")).text == texts.NOT_ADMIN
-    assert len(await h.all_turns()) == 2
     channel.admins.ids.add("U0ADMIN")
-    done = await channel.say("forget", user="U0ADMIN")
+    ask = await channel.say("forget", user="U0ADMIN")
+    assert (ask.text, ask.confirm) == (texts.FORGET_CONFIRM, True)
+    assert [b.value for row in ask.buttons for b in row] == ["yes", "no"]
+    assert len(await h.all_turns()) == 2  # nothing deleted yet
+    # A press by someone who may not manage the chat changes nothing (Telegram's rule).
+    refused = await channel.press("forget", "yes")
+    assert (refused.text, refused.notice, refused.alert) == (None, texts.NOT_ADMIN, True)
+    done = await channel.press("forget", "yes", user="U0ADMIN")
+    assert done.text is not None and done.text.startswith("Done. I deleted 1 conversations")
+    assert await h.all_turns() == []
+    # Menus stay text on Slack: no model buttons, and no word about them.
+    menu = await channel.say("model")
+    assert menu.buttons == () and menu.text is not None and "buttons" not in menu.text
+
+
+async def test_forget_without_any_buttons_deletes_at_once(h: Harness) -> None:
+    plain = caller(h, CommandProfile(style=SLASH), TG_PRIVATE)
+    await h.turn(audio=Audio(voice(1.5)))
+    done = await plain.say("forget")
     assert not done.confirm and done.buttons == ()
     assert done.text is not None and done.text.startswith("Done. I deleted 1 conversations")
     assert await h.all_turns() == []

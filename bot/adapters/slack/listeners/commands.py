@@ -1,4 +1,5 @@
-"""The ``/voicebot`` slash command: acknowledged at once, answered ephemerally after."""
+"""The ``/voicebot`` slash command: acknowledged at once, answered ephemerally after
+(with Block Kit buttons where the answer has them)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         parsed = commands.parse(command)
         log.info("slack.command", sub=canonical_name(parsed.name))
         answer = await handler.run(parsed)
-        # Slack has no buttons here (PROFILE.buttons is off): the answer is its text.
+        # Buttons (forget's confirmation) as Block Kit; presses reach listeners.buttons.
+        text = answer.text or ""
         await respond(
-            text=escape(answer.text or ""),
+            text=escape(text),
+            blocks=commands.blocks(text, answer.buttons) if answer.buttons else None,
             response_type="ephemeral" if answer.ephemeral else "in_channel",
         )
 
