@@ -1,9 +1,12 @@
 """``voicebot ask FILE``: one voice turn from the terminal, through the same engine.
 
 The reply streams to stdout as it arrives (or, with ``--json``, one JSON object is printed
-at the end); errors go to stderr as one line. Exit status: 0 answered, 1 the turn failed
-(audio refused, model error…), 2 a usage error (missing file, unknown model or
-conversation), 130 stopped with Ctrl-C (the partial reply is kept as ``stopped``).
+at the end); errors go to stderr as one line, and so does, after a reply, how to continue
+its conversation (``continue with --conversation standup``). ``--conversation`` takes an
+id or a name (:mod:`bot.engine.conversations`); without it every call starts afresh.
+Exit status: 0 answered, 1 the turn failed (audio refused, model error…), 2 a usage error
+(missing file, unknown model or conversation, a name it can't take), 130 stopped with
+Ctrl-C (the partial reply is kept as ``stopped``).
 """
 
 from __future__ import annotations
@@ -20,14 +23,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot import texts
 from bot.commands.style import SLASH
 from bot.config import Settings
 from bot.console import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from bot.console import fail as _fail
+from bot.engine.conversations import ConversationHandle, parse_reference
 from bot.engine.ports import ChatRef, FinalReply, IncomingTurn, TurnOutcome
-from bot.errors import BotError, ConversationNotFound, UnknownModel
+from bot.errors import BotError, ConversationNotFound, InvalidConversationName, UnknownModel
 
-# Every terminal conversation lives in one chat of its own; ids are the database's.
+# Every terminal conversation lives in one chat of its own: ids are the database's, and
+# names (``--conversation standup``) are unique in it.
 CLI_CHAT = ChatRef(platform="cli", chat_id="local", kind="cli", title="voicebot ask", operator=True)
 
 
@@ -108,13 +114,17 @@ class TerminalSink:
         return []
 
 
-def _json_result(outcome: TurnOutcome, reply: FinalReply) -> dict[str, Any]:
+def _json_result(
+    outcome: TurnOutcome, reply: FinalReply, conversation: ConversationHandle
+) -> dict[str, Any]:
     return {
         "text": reply.text,
         "model": reply.model,
         "usage": dataclasses.asdict(reply.usage),
         "audio_seconds_sent": round(outcome.audio_seconds_sent or 0.0, 3),
-        "conversation": str(outcome.conversation_id),
+        # What --conversation takes to continue it: the name if it has one, else the id.
+        "conversation": conversation.reference,
+        "conversation_id": conversation.id,
         "status": reply.status,
         "finish_reason": reply.finish_reason,
         "notes": list(reply.notes),
@@ -138,12 +148,12 @@ async def ask(
     if model is not None and model not in settings.ALLOWED_MODELS:
         _fail(UnknownModel(model, allowed=settings.ALLOWED_MODELS).shown(SLASH))
         return EXIT_USAGE
-    conversation_id: int | None = None
+    reference: int | str | None = None
     if conversation is not None:
         try:
-            conversation_id = int(conversation)
-        except ValueError:
-            _fail(f"--conversation takes a conversation id (a number), got {conversation!r}")
+            reference = parse_reference(conversation)
+        except InvalidConversationName as exc:
+            _fail(exc.shown(SLASH))
             return EXIT_USAGE
     if settings.LOG_LEVEL == "INFO":
         # Progress logs would interleave with the streamed reply on a terminal, and
@@ -162,13 +172,20 @@ async def ask(
         handled = True
     try:
         engine = core.engine
+        named: ConversationHandle | None = None
+        if reference is not None:
+            try:
+                named = await engine.conversation(CLI_CHAT, reference)
+            except ConversationNotFound as exc:
+                _fail(exc.shown(SLASH))
+                return EXIT_USAGE
         turn = IncomingTurn(
             chat=CLI_CHAT,
             user_id=_user_name(),
             text=prompt,
             audio=FileAudio(path=path),
-            conversation_id=conversation_id,
-            fresh_conversation=conversation_id is None,
+            conversation_id=named.id if named is not None else None,
+            fresh_conversation=named is None,
             model=model,
         )
         sink = TerminalSink(out=sys.stdout, stream=not as_json)
@@ -179,14 +196,24 @@ async def ask(
         await core.aclose()
 
     if outcome.reply is not None and outcome.status in ("complete", "stopped"):
+        continued = named or _unnamed(outcome)
         if as_json:
-            print(json.dumps(_json_result(outcome, outcome.reply), ensure_ascii=False))
+            result = _json_result(outcome, outcome.reply, continued)
+            print(json.dumps(result, ensure_ascii=False))
+        else:
+            # After the reply, apart from it (stdout holds the reply alone): how to go on.
+            print(texts.CLI_CONTINUE.format(conversation=continued.reference), file=sys.stderr)
         return EXIT_INTERRUPTED if outcome.status == "stopped" else EXIT_OK
     error = outcome.error or BotError("no reply")
     _fail(error.shown(SLASH))
     if isinstance(error, ConversationNotFound | UnknownModel):
         return EXIT_USAGE
     return EXIT_FAILURE
+
+
+def _unnamed(outcome: TurnOutcome) -> ConversationHandle:
+    assert outcome.conversation_id is not None  # an answered turn is stored in one
+    return ConversationHandle(id=outcome.conversation_id)
 
 
 def _user_name() -> str:

@@ -15,6 +15,7 @@ show ``exc.user_message`` to the user and never the library's own text.
     ├── UnknownModel                     a model name that is not in the catalog / allow-list
     ├── InvalidSetting                   a setting value out of range
     ├── ConversationNotFound             `ask --conversation` with an unknown id
+    ├── InvalidConversationName          `ask --conversation` with a name it can't take
     ├── ShuttingDown                     a turn that arrived while the bot is stopping
     ├── QueueUnavailable                 the turn queue could not store an event (retry later)
     ├── TurnAbandoned                    a turn whose runs crashed MAX_ATTEMPTS times
@@ -139,6 +140,12 @@ class InvalidSetting(BotError):
 
 class ConversationNotFound(BotError):
     default_user_message = texts.CONVERSATION_NOT_FOUND
+
+
+class InvalidConversationName(BotError):
+    """A ``--conversation`` name that is empty, too long or holds other characters."""
+
+    default_user_message = texts.CONVERSATION_NAME_INVALID
 
 
 class ShuttingDown(BotError):

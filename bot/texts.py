@@ -203,6 +203,23 @@ HELP_COMMANDS = (
     ("help", "this message"),
 )
 
+# --- the terminal: voicebot ask, voicebot conversations ------------------------------
+# The last line on stderr after a reply: what to pass to continue the conversation.
+CLI_CONTINUE = "continue with --conversation {conversation}"
+CONVERSATION_ID_NOT_FOUND = (
+    "There's no conversation {id}. A number is a conversation id: "
+    "voicebot conversations lists them."
+)
+CONVERSATION_NAME_EMPTY = "A conversation name can't be empty."
+CONVERSATION_NAME_TOO_LONG = "That conversation name is too long: {limit} characters at most."
+CONVERSATION_NAME_INVALID = (
+    "A conversation name starts with a letter or digit and holds only letters, digits, "
+    "“.”, “_” and “-”."
+)
+CLI_NO_CONVERSATIONS = "No conversations yet. Start one with: voicebot ask FILE --conversation NAME"
+CLI_CONVERSATIONS_COLUMNS = ("ID", "NAME", "TURNS", "LAST ACTIVITY")
+CLI_CONVERSATIONS_MORE = "… and {count} more, less recent (--limit 0 lists them all)."
+
 # --- Slack ---------------------------------------------------------------------------
 SLACK_STATUS_LISTENING = "is listening…"
 SLACK_STATUS_THINKING = "is thinking…"

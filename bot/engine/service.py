@@ -17,8 +17,9 @@ import structlog
 from bot.audio.types import AudioConverter
 from bot.catalog import CATALOG, ModelSpec
 from bot.config import Settings
-from bot.engine import chat_store
+from bot.engine import chat_store, conversations
 from bot.engine.access import AccessPolicy, RateLimiter
+from bot.engine.conversations import ConversationHandle
 from bot.engine.intake import Arrival
 from bot.engine.ordering import KeyedLocks, conversation_key
 from bot.engine.ports import AdminCheck, ChatRef, IncomingTurn, ReplySink, TurnOutcome
@@ -187,6 +188,12 @@ class Engine:
         )
         async with self._locks.hold(key):
             await chat_store.close_conversations(self.database, chat, thread_key)
+
+    async def conversation(self, chat: ChatRef, reference: int | str) -> ConversationHandle:
+        """The conversation an id or a name refers to in ``chat`` (``voicebot ask
+        --conversation``): an id must exist there (else :class:`ConversationNotFound`); a
+        name is started on first use, once even when two processes start it together."""
+        return await conversations.find_or_start(self.database, chat, reference)
 
     # --- settings, usage, forget ----------------------------------------------------------
 

@@ -131,6 +131,16 @@ class Conversation(Base):
             sqlite_where=text("closed_at IS NULL"),
             postgresql_where=text("closed_at IS NULL"),
         ),
+        # A name means one conversation of its chat, even when two processes start it at
+        # once (``voicebot ask --conversation standup``): the loser's insert fails here.
+        Index(
+            "uq_conversations_name",
+            "chat_id",
+            "name",
+            unique=True,
+            sqlite_where=text("name IS NOT NULL"),
+            postgresql_where=text("name IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -138,6 +148,8 @@ class Conversation(Base):
     thread_key: Mapped[str] = mapped_column(String(128), default="")
     started_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     closed_at: Mapped[dt.datetime | None] = mapped_column()
+    # The name the CLI continues it by; ``None`` for every platform conversation.
+    name: Mapped[str | None] = mapped_column(String(64))
 
 
 class Turn(Base):

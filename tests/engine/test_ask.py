@@ -1,9 +1,11 @@
-"""``voicebot ask``: the real CLI in a subprocess against the fake DashScope server."""
+"""``voicebot ask`` and ``voicebot conversations``: the real CLI in a subprocess against the
+fake DashScope server (the rest of named conversations: test_conversation_names.py)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,9 +28,9 @@ def run(dashscope_fake: FakeDashScope, db_url: str, tmp_path: Path) -> object:
         DASHSCOPE_MAX_RETRIES="0",
     )
 
-    def voicebot(*args: str) -> subprocess.CompletedProcess[str]:
+    def voicebot(*args: str, command: str = "ask") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "bot", "ask", *args],
+            [sys.executable, "-m", "bot", command, *args],
             env=env,
             cwd=tmp_path,
             capture_output=True,
@@ -47,21 +49,22 @@ def note(tmp_path: Path) -> str:
     return str(path)
 
 
-def test_ask_json_then_continue_the_conversation(
+def test_ask_names_a_conversation_continues_it_and_lists_it(
     run: object, note: str, dashscope_fake: FakeDashScope
 ) -> None:
-    first = run(note, "--json")  # type: ignore[operator]
+    first = run(note, "--json", "--conversation", "standup")  # type: ignore[operator]
     assert first.returncode == 0, first.stderr
     result = json.loads(first.stdout)
     assert result["text"] == "Heard 1 audio clip(s): 3.00 s."
     assert result["model"] == "qwen-audio-turbo-latest"
     assert result["usage"]["audio_tokens"] == 75
     assert result["audio_seconds_sent"] == pytest.approx(3.0, abs=0.05)
-    conversation = result["conversation"]
-    assert isinstance(conversation, str) and conversation.isdigit()
+    assert result["conversation"] == "standup" and isinstance(result["conversation_id"], int)
+    assert "continue with" not in first.stderr  # --json: the object says it all
 
-    # Streams plain text; --conversation replays the stored history (audio included).
-    second = run(note, "--prompt", "what did I say?", "--conversation", conversation)  # type: ignore[operator]
+    # The name continues it: the stored history is replayed (audio included). The reply
+    # alone is on stdout; how to go on is the last line on stderr.
+    second = run(note, "--prompt", "what did I say?", "--conversation", "standup")  # type: ignore[operator]
     assert second.returncode == 0, second.stderr
     reply = dashscope_fake.last_request
     assert reply.roles == ["user", "assistant", "user"]
@@ -70,13 +73,25 @@ def test_ask_json_then_continue_the_conversation(
     assert second.stdout == (
         "Heard 1 audio clip(s): 3.00 s. Prompt: “what did I say?”. History: 1 earlier repl(ies).\n"
     )
+    assert second.stderr.strip().splitlines()[-1] == "continue with --conversation standup"
 
-    # Without --conversation every call starts afresh.
-    third = run(note, "--json", "--model", "qwen3-asr-flash")  # type: ignore[operator]
+    # Without --conversation every call starts afresh, and names its id to continue by.
+    third = run(note, "--model", "qwen3-asr-flash")  # type: ignore[operator]
     assert third.returncode == 0, third.stderr
-    assert json.loads(third.stdout)["conversation"] != conversation
     assert dashscope_fake.last_request.roles == ["user"]
     assert dashscope_fake.last_request.model == "qwen3-asr-flash"
+    hint = third.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"continue with --conversation \d+", hint), hint
+    fresh = hint.rsplit(" ", 1)[1]
+
+    listed = run(command="conversations")  # type: ignore[operator]
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == ["ID", "NAME", "TURNS", "LAST", "ACTIVITY"]
+    assert [row.split()[:3] for row in rows] == [
+        [fresh, "-", "1"],
+        [str(result["conversation_id"]), "standup", "2"],
+    ]
 
 
 def test_ask_errors_go_to_stderr_with_a_non_zero_exit(
@@ -90,7 +105,9 @@ def test_ask_errors_go_to_stderr_with_a_non_zero_exit(
 
     no_conv = run(note, "--conversation", "999")  # type: ignore[operator]
     assert no_conv.returncode == 2
-    assert no_conv.stderr.strip().splitlines()[-1] == f"voicebot: {texts.CONVERSATION_NOT_FOUND}"
+    assert no_conv.stderr.strip().splitlines()[-1] == (
+        f"voicebot: {texts.CONVERSATION_ID_NOT_FOUND.format(id=999)}"
+    )
 
     dashscope_fake.queue_error(429, "Throttling.RateQuota")
     busy = run(note)  # type: ignore[operator]

@@ -5,14 +5,19 @@ read and write rows. Everything works the same on SQLite and PostgreSQL.
 """
 
 from bot.storage.repositories.chats import (
+    ConversationSummary,
     close_open_conversations,
+    conversation_summaries,
     find_chat,
+    find_named_conversation,
     find_open_conversation,
     get_chat_settings,
     get_conversation,
     get_or_create_chat,
     get_or_create_chat_settings,
+    named_conversation,
     open_conversation,
+    start_named_conversation,
 )
 from bot.storage.repositories.events import claim_event, prune_events
 from bot.storage.repositories.turns import (
@@ -35,6 +40,7 @@ from bot.storage.repositories.usage import (
 )
 
 __all__ = [
+    "ConversationSummary",
     "ForgetCounts",
     "PendingReply",
     "StoredRecording",
@@ -43,9 +49,11 @@ __all__ = [
     "claim_event",
     "clip_data",
     "close_open_conversations",
+    "conversation_summaries",
     "conversation_turns",
     "fail_interrupted_turns",
     "find_chat",
+    "find_named_conversation",
     "find_open_conversation",
     "find_recording",
     "forget_chat",
@@ -53,10 +61,12 @@ __all__ = [
     "get_conversation",
     "get_or_create_chat",
     "get_or_create_chat_settings",
+    "named_conversation",
     "next_seq",
     "open_conversation",
     "prune_events",
     "set_delivery",
+    "start_named_conversation",
     "undelivered_replies",
     "usage_rows",
 ]

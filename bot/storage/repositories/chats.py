@@ -1,8 +1,11 @@
-"""Chats, their settings and their conversations."""
+"""Chats, their settings and their conversations (named ones too, for the CLI)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -10,6 +13,8 @@ from bot.storage.tables import (
     Chat,
     ChatSettings,
     Conversation,
+    Turn,
+    TurnRole,
     utcnow,
 )
 
@@ -125,3 +130,102 @@ async def get_conversation(
     if conv is None or conv.chat_id != chat_id:
         return None
     return conv
+
+
+# --- named conversations (the CLI) --------------------------------------------------------
+
+
+async def find_named_conversation(
+    session: AsyncSession, *, chat_id: int, name: str
+) -> Conversation | None:
+    return (
+        await session.execute(
+            select(Conversation).where(Conversation.chat_id == chat_id, Conversation.name == name)
+        )
+    ).scalar_one_or_none()
+
+
+async def start_named_conversation(
+    session: AsyncSession, *, chat_id: int, name: str
+) -> Conversation:
+    """Start the conversation ``name`` of a chat, or return the one a concurrent process
+    started first: the unique index on (chat, name) fails the loser's insert, which then
+    reads the winner's row.
+
+    It is its own thread (``thread_key`` = its name), so it is never the chat's open
+    conversation that an unnamed ``voicebot ask`` closes.
+    """
+    try:
+        async with session.begin_nested():
+            conv = Conversation(chat_id=chat_id, thread_key=name, name=name)
+            session.add(conv)
+            await session.flush()
+        return conv
+    except IntegrityError:
+        found = await find_named_conversation(session, chat_id=chat_id, name=name)
+        assert found is not None
+        return found
+
+
+async def named_conversation(session: AsyncSession, *, chat_id: int, name: str) -> Conversation:
+    """The conversation ``name`` of a chat, started on first use."""
+    found = await find_named_conversation(session, chat_id=chat_id, name=name)
+    return found or await start_named_conversation(session, chat_id=chat_id, name=name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationSummary:
+    """One conversation as a listing shows it."""
+
+    id: int
+    name: str | None
+    turns: int  # messages the user sent in it (each with the bot's reply)
+    started_at: dt.datetime
+    last_activity: dt.datetime  # the latest message or reply, else when it started
+
+
+async def conversation_summaries(
+    session: AsyncSession, *, chat_id: int, limit: int | None = None
+) -> tuple[list[ConversationSummary], int]:
+    """A chat's conversations, most recently active first (at most ``limit``), and how
+    many it has in all."""
+    latest = func.max(func.coalesce(Turn.finished_at, Turn.created_at))
+    active = func.coalesce(latest, Conversation.started_at)
+    query = (
+        select(
+            Conversation.id,
+            Conversation.name,
+            Conversation.started_at,
+            func.count(case((Turn.role == TurnRole.USER.value, Turn.id))),
+            active,
+        )
+        .outerjoin(Turn, Turn.conversation_id == Conversation.id)
+        .where(Conversation.chat_id == chat_id)
+        .group_by(Conversation.id, Conversation.name, Conversation.started_at)
+        .order_by(active.desc(), Conversation.id.desc())
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    rows = (await session.execute(query)).all()
+    total = await session.scalar(
+        select(func.count()).select_from(Conversation).where(Conversation.chat_id == chat_id)
+    )
+    summaries = [
+        ConversationSummary(
+            id=conv_id,
+            name=name,
+            turns=int(turns or 0),
+            started_at=_aware(started),
+            last_activity=_aware(last),
+        )
+        for conv_id, name, started, turns, last in rows
+    ]
+    return summaries, int(total or 0)
+
+
+def _aware(value: dt.datetime | str) -> dt.datetime:
+    # SQLite keeps no time zone (every stored time is UTC), and an aggregate over a
+    # COALESCE may come back as the stored text.
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
