@@ -4,8 +4,9 @@ The bot binds ``HTTP_PORT=0`` (the kernel picks a free port; no port is chosen a
 released) and logs one JSON object a line on stderr; :class:`BotProcess` reads the port
 from the ``http.started`` line and waits for the ``ready`` line, then for ``/readyz``.
 :class:`LoggedBot` does the same for synchronous tests (the black-box acceptance suite),
-with the output in a log file. Waits get headroom from the machine (:func:`patience`),
-never a fixed number of seconds.
+with the output in a log file. Both fork the process from the warm interpreter of
+:mod:`tests.zygote` (a real process, without paying the imports again). Waits get
+headroom from the machine (:func:`patience`), never a fixed number of seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.config import Settings
+from tests import zygote
 
 # What an idle 2-core machine needs from launch to ready, with a margin (measured: ~2 s
 # with Slack only, ~5 s with aiogram's import; see README "Performance").
@@ -52,7 +54,7 @@ def clean_env(**values: str) -> dict[str, str]:
 class BotProcess:
     """A running ``python -m bot run`` (or any ``bot`` command) and its log lines."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process | _AsyncForked) -> None:
         self.proc = proc
         self.logs: list[dict[str, Any]] = []
         self.raw: list[str] = []
@@ -61,10 +63,24 @@ class BotProcess:
         self.port: int | None = None
 
     @classmethod
-    async def start(cls, env: Mapping[str, str], *, cwd: Path, command: str = "run") -> BotProcess:
+    async def start(
+        cls, env: Mapping[str, str], *, cwd: Path, command: str = "run", warm: bool = True
+    ) -> BotProcess:
+        """Launch ``python -m bot COMMAND``: forked from the warm interpreter of
+        :mod:`tests.zygote` unless ``warm=False`` (or ``VOICEBOT_TESTS_COLD=1``)."""
         full = dict(env)
         full.setdefault("HTTP_PORT", "0")
         full["LOG_FORMAT"] = "json"
+        if warm and not zygote.cold():
+            forked = await asyncio.to_thread(
+                zygote.ForkedProcess,
+                [command],
+                env=full,
+                cwd=cwd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            return cls(await _AsyncForked.wrap(forked))
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -163,6 +179,40 @@ def metric_value(text: str, name: str, labels: Mapping[str, str] | None = None) 
     return total
 
 
+class _AsyncForked:
+    """A :class:`tests.zygote.ForkedProcess` seen as an ``asyncio.subprocess.Process``."""
+
+    def __init__(self, forked: zygote.ForkedProcess, stderr: asyncio.StreamReader) -> None:
+        self._forked = forked
+        self.stderr = stderr
+        self.pid = forked.pid
+        self._exited: asyncio.Future[int] | None = None
+
+    @classmethod
+    async def wrap(cls, forked: zygote.ForkedProcess) -> _AsyncForked:
+        assert forked.stderr is not None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**20)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), forked.stderr)
+        return cls(forked, reader)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._forked.poll()
+
+    async def wait(self) -> int:
+        if self._exited is None:
+            # One thread waits on the zygote's report for every caller.
+            self._exited = asyncio.ensure_future(asyncio.to_thread(self._forked.wait))
+        return await asyncio.shield(self._exited)
+
+    def send_signal(self, sig: int) -> None:
+        self._forked.send_signal(sig)
+
+    def kill(self) -> None:
+        self._forked.kill()
+
+
 class LoggedBot:
     """A running ``python -m bot run`` for synchronous tests; its output goes to a file.
 
@@ -180,12 +230,8 @@ class LoggedBot:
         full["LOG_FORMAT"] = "json"
         self.log_path = log or cwd / "bot.log"
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", command],
-            cwd=cwd,
-            env=full,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        self.proc = zygote.popen(
+            [command], cwd=cwd, env=full, stdout=self._log, stderr=subprocess.STDOUT
         )
         self.port: int | None = None
         self._entries: list[dict[str, Any]] = []

@@ -62,7 +62,7 @@ async def launch(
     """Start ``voicebot run`` against the fakes (Telegram polling, plus ``extra`` env)."""
     procs: list[BotProcess] = []
 
-    async def start(**extra: str) -> BotProcess:
+    async def start(*, warm: bool = True, **extra: str) -> BotProcess:
         env = clean_env(
             DATABASE_URL=db_url,
             DASHSCOPE_API_KEY=dashscope_fake.api_key,
@@ -73,7 +73,7 @@ async def launch(
             AUDIO_WORKERS="1",
             **extra,
         )
-        proc = await BotProcess.start(env, cwd=tmp_path)
+        proc = await BotProcess.start(env, cwd=tmp_path, warm=warm)
         procs.append(proc)
         return proc
 
@@ -233,7 +233,9 @@ async def test_healthz_answers_before_ready_and_readyz_only_once_started(
     # Telegram's getMe is held back, so the platform cannot finish starting yet.
     gate = asyncio.Event()
     telegram_fake.hold("getMe", gate)
-    bot = await launch()
+    # A fresh interpreter (not forked warm from tests.zygote): the launch as deployed,
+    # imports and all, is what /healthz must answer through.
+    bot = await launch(warm=False)
     await bot.wait_log("http.started")
     assert (await bot.get("/healthz"))[0] == 200
     await telegram_fake.wait_for(lambda: telegram_fake.calls_of("getMe", ok=None), within=60)

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from bot.config import Settings
+from tests import zygote
 from tests.acceptance.dashscope_server import (
     API_KEY,
     COMPAT_PATH,
@@ -99,15 +100,9 @@ def dashscope_env(tmp_path: Path, fake: DashScopeFake, **extra: str) -> dict[str
 def ask(
     tmp_path: Path, fake: DashScopeFake, *args: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "ask", *args],
-        env=dashscope_env(tmp_path, fake, **env),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    # Forked from the warm interpreter of tests.zygote: a real process, without paying the
+    # imports again (the streaming test below launches cold).
+    result = zygote.run(["ask", *args], env=dashscope_env(tmp_path, fake, **env), cwd=tmp_path)
     assert API_KEY not in result.stdout + result.stderr
     return result
 

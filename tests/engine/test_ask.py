@@ -7,13 +7,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot import texts
 from bot.config import Settings
+from tests import zygote
 from tests.engine.conftest import voice
 from tests.fakes.dashscope import FakeDashScope
 
@@ -29,15 +29,7 @@ def run(dashscope_fake: FakeDashScope, db_url: str, tmp_path: Path) -> object:
     )
 
     def voicebot(*args: str, command: str = "ask") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "bot", command, *args],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return zygote.run([command, *args], env=env, cwd=tmp_path)
 
     return voicebot
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.config import Settings
+from tests import zygote
 from tests.audio.test_lengths import lying_wav, truncated_voice_note
 from tests.engine.conftest import Audio, Harness, voice
 from tests.fakes.dashscope import FakeDashScope
@@ -83,15 +82,8 @@ def ask_json(dashscope_fake: FakeDashScope, db_url: str, tmp_path: Path) -> obje
     def run(data: bytes, name: str) -> dict[str, object]:
         path = tmp_path / name
         path.write_bytes(data)
-        done = subprocess.run(
-            [sys.executable, "-m", "bot", "ask", str(path), "--json"],
-            env=env,
-            cwd=tmp_path,  # no developer .env in the working directory
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        # cwd: no developer .env in the working directory
+        done = zygote.run(["ask", str(path), "--json"], env=env, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         result: dict[str, object] = json.loads(done.stdout)
         return result

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from bot import texts
 from bot.config import Settings
 from bot.storage.database import Database
 from bot.storage.tables import Turn
+from tests import zygote
 from tests.audio import synth
 from tests.engine.conftest import Audio, EngineFactory, Harness, voice
 from tests.fakes.dashscope import FakeDashScope
@@ -110,18 +110,11 @@ async def test_ask_refuses_a_tap_on_stderr_with_a_non_zero_exit(
         DASHSCOPE_BASE_URL=dashscope_fake.native_base_url,
         DASHSCOPE_MAX_RETRIES="0",
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "bot", "ask", str(note)),
-        env=env,
-        cwd=tmp_path,  # no developer .env in the working directory
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode == 1
-    assert out == b""
-    assert err.decode() == f"voicebot: {texts.AUDIO_TOO_SHORT}\n"
+    # cwd: no developer .env in the working directory
+    done = await asyncio.to_thread(zygote.run, ["ask", str(note)], env=env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == f"voicebot: {texts.AUDIO_TOO_SHORT}\n"
     assert dashscope_fake.requests == []
     async with db.sessions() as session:
         assert await session.scalar(select(func.count(Turn.id))) == 0
