@@ -104,6 +104,13 @@ class TerminalSink:
     async def remove(self, message_ids: Sequence[str]) -> None:
         del message_ids
 
+    async def follow_up(self, message: str | BotError) -> list[str]:
+        if self.stream:
+            text = message.user_message if isinstance(message, BotError) else message
+            self.out.write(text + "\n")
+            self.out.flush()
+        return []
+
     async def deliver_late(
         self, text: str, *, reply_to: str | None, stale: Sequence[str] = ()
     ) -> list[str]:

@@ -19,6 +19,7 @@ show ``exc.user_message`` to the user and never the library's own text.
     ├── ShuttingDown                     a turn that arrived while the bot is stopping
     ├── QueueUnavailable                 the turn queue could not store an event (retry later)
     ├── TurnAbandoned                    a turn whose runs crashed MAX_ATTEMPTS times
+    ├── TranscriptUnavailable            a Transcript press for a reply with no audio (left)
     ├── DeliveryError                    a chat platform did not show what we sent
     │   ├── DeliveryRateLimited          429 / ratelimited, with the platform's retry_after
     │   ├── DeliveryTransient            5xx, a dropped connection, a timeout
@@ -164,6 +165,13 @@ class TurnAbandoned(BotError):
     """Every run of a turn crashed or stalled: it is given up, with an apology."""
 
     default_user_message = texts.TURN_ABANDONED
+
+
+class TranscriptUnavailable(BotError):
+    """A Transcript button for a reply whose recording can't be transcribed: gone from
+    this chat (forgotten), never there, or too long; ``user_message`` says which."""
+
+    default_user_message = texts.TRANSCRIPT_NOTHING
 
 
 # --- delivery to chat platforms ------------------------------------------------------

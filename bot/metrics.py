@@ -75,6 +75,13 @@ class Metrics:
             ["platform"],
             registry=self.registry,
         )
+        self.transcripts = Counter(
+            "voicebot_transcripts_total",
+            "Transcript requests (button presses and automatic ones), by platform and outcome "
+            "(transcribed, cached, failed, interrupted).",
+            ["platform", "outcome"],
+            registry=self.registry,
+        )
 
         self.undelivered = Counter(
             "voicebot_replies_undelivered_total",

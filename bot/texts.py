@@ -254,3 +254,55 @@ TELEGRAM_GROUP_HELP = (
     "voice message with {cmd:settings}."
 )
 TELEGRAM_BUTTON_EXPIRED = "This button has expired. Please send the command again."
+
+# --- transcripts (the Transcript button, the chat setting ``transcript``) --------------
+TRANSCRIPT_BUTTON = "Transcript"
+TRANSCRIPT_HEADER = "Transcript ({language}):"
+TRANSCRIPT_HEADER_NO_LANGUAGE = "Transcript:"
+TRANSCRIPT_NO_SPEECH = "(I couldn't make out any words.)"
+# The stored clips cover only the start of the recording (what the model was sent).
+TRANSCRIPT_LEFT_OUT = "(This covers the first {sent} of {total}: the part I listened to.)"
+# The callback answer while the transcript is being made (Telegram's toast).
+TRANSCRIPT_WORKING = "Transcribing…"
+TRANSCRIPT_IN_PROGRESS = "I'm already transcribing that recording."
+TRANSCRIPT_TURN_GONE = (
+    "I don't have that message any more: this chat's history was deleted with {cmd:forget}."
+)
+TRANSCRIPT_NO_AUDIO = "I no longer have the audio of that message, so I can't transcribe it."
+TRANSCRIPT_NOTHING = "There's no recording to transcribe for that reply."
+TRANSCRIPT_TOO_LONG = "That recording is too long for me to transcribe ({limit} per part at most)."
+TRANSCRIPT_FAILED = "I couldn't make the transcript. {reason}"
+TRANSCRIPT_SETTING_LABEL = "Transcripts"
+TRANSCRIPT_MODE_BUTTON = "a Transcript button under replies to voice"
+TRANSCRIPT_MODE_ALWAYS = "posted with every reply to voice"
+TRANSCRIPT_MODE_OFF = "off"
+# The languages qwen3-asr-flash detects, by the code it reports (others show the code).
+TRANSCRIPT_LANGUAGES = {
+    "ar": "Arabic",
+    "cs": "Czech",
+    "da": "Danish",
+    "de": "German",
+    "en": "English",
+    "es": "Spanish",
+    "fi": "Finnish",
+    "fil": "Filipino",
+    "fr": "French",
+    "hi": "Hindi",
+    "id": "Indonesian",
+    "is": "Icelandic",
+    "it": "Italian",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "ms": "Malay",
+    "no": "Norwegian",
+    "pl": "Polish",
+    "pt": "Portuguese",
+    "ru": "Russian",
+    "sv": "Swedish",
+    "th": "Thai",
+    "tr": "Turkish",
+    "uk": "Ukrainian",
+    "vi": "Vietnamese",
+    "yue": "Cantonese",
+    "zh": "Chinese",
+}

@@ -1,4 +1,5 @@
-"""The buttons commands offer: model choice, group policy, forget confirmation."""
+"""The buttons commands offer: model choice, group policy, forget confirmation, and the
+Transcript button under replies to voice."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from bot.commands.ports import (
     FORGET_YES,
     MODEL_ACTION,
     POLICY_ACTION,
+    TRANSCRIPT_ACTION,
     Button,
     ButtonRows,
 )
@@ -53,5 +55,19 @@ def forget_buttons() -> ButtonRows:
         (
             Button(label=texts.FORGET_YES, action=FORGET_ACTION, value=FORGET_YES, danger=True),
             Button(label=texts.FORGET_NO, action=FORGET_ACTION, value=FORGET_NO),
+        ),
+    )
+
+
+def transcript_buttons(assistant_turn_id: int) -> ButtonRows:
+    """The Transcript button of a reply (its value names the reply's turn: it fits
+    Telegram's 64 bytes of callback data and Slack's action value)."""
+    return (
+        (
+            Button(
+                label=texts.TRANSCRIPT_BUTTON,
+                action=TRANSCRIPT_ACTION,
+                value=str(assistant_turn_id),
+            ),
         ),
     )

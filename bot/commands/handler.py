@@ -20,6 +20,7 @@ from bot.commands.ports import (
     FORGET_YES,
     MODEL_ACTION,
     POLICY_ACTION,
+    TRANSCRIPT_ACTION,
     Answer,
     ButtonAction,
     ChatCommand,
@@ -94,6 +95,8 @@ class CommandHandler:
                 view = await self._change(action, group_policy=action.value)
                 shown = self._settings_view(view, action.chat)
                 return dataclasses.replace(shown, notice=texts.SETTING_SAVED)
+            if action.action == TRANSCRIPT_ACTION:
+                return await self._transcript(action)
             if action.action == FORGET_ACTION:
                 if action.value != FORGET_YES:
                     # Only whoever may confirm answers the question (the one who asked is
@@ -106,6 +109,24 @@ class CommandHandler:
         except BotError as exc:
             return Answer(notice=exc.shown(self._profile.style), alert=True)
         return Answer()  # not ours (adapters pass only ACTIONS): acknowledged, nothing changes
+
+    async def _transcript(self, action: ButtonAction) -> Answer:
+        """Anyone in the chat may ask: checked here at once (quick, SQL only); the model
+        call, if any, is the answer's ``later``."""
+        engine, style = self._engine, self._profile.style
+        request = await engine.find_transcript(action.chat, action.value)
+        if engine.transcript_in_progress(request):
+            return Answer(notice=texts.TRANSCRIPT_IN_PROGRESS)
+
+        async def make() -> Answer:
+            try:
+                made = await engine.transcript(request, chat=action.chat, user_id=action.user_id)
+            except BotError as exc:
+                reason = exc.shown(style)
+                return Answer(notice=texts.TRANSCRIPT_FAILED.format(reason=reason), alert=True)
+            return Answer(post=made.text) if made is not None else Answer()
+
+        return Answer(notice=None if request.cached else texts.TRANSCRIPT_WORKING, later=make)
 
     # --- commands -------------------------------------------------------------------------
 

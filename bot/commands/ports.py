@@ -13,6 +13,7 @@ route unknown commands to the core.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot import texts
@@ -25,7 +26,8 @@ ButtonRows = tuple[tuple["Button", ...], ...]
 MODEL_ACTION = "model"  # value: the model's name
 POLICY_ACTION = "policy"  # value: a GroupPolicy value
 FORGET_ACTION = "forget"  # value: FORGET_YES (delete) or anything else (cancel)
-ACTIONS: tuple[str, ...] = (MODEL_ACTION, POLICY_ACTION, FORGET_ACTION)
+TRANSCRIPT_ACTION = "transcript"  # value: the reply's turn id (under replies to voice)
+ACTIONS: tuple[str, ...] = (MODEL_ACTION, POLICY_ACTION, FORGET_ACTION, TRANSCRIPT_ACTION)
 FORGET_YES = "yes"
 FORGET_NO = "no"
 
@@ -71,7 +73,11 @@ class Answer:
     For a command, ``text`` is a new message. For a button press, ``text`` replaces the
     pressed message (``None``: it stays as it is) and ``notice`` is the short note for the
     presser alone (Telegram's callback answer); ``alert`` asks for it to be acknowledged
-    (a refusal).
+    (a refusal). ``post`` is a new message for everyone, answering the pressed one in its
+    place (thread, topic). ``later`` is work the press still needs (a transcript): the
+    adapter shows this answer first (so the press is acknowledged at once), then awaits
+    ``later()`` and shows that answer, whose ``notice`` can no longer be a callback answer
+    (Telegram posts it; Slack shows it to the presser alone).
     """
 
     text: str | None = None
@@ -83,6 +89,8 @@ class Answer:
     ephemeral: bool = True
     # ``text`` asks the caller to confirm with one of ``buttons`` (nothing happened yet).
     confirm: bool = False
+    post: str | None = None
+    later: Callable[[], Awaitable[Answer]] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -30,6 +30,8 @@ import structlog
 from tenacity import RetryCallState
 
 from bot import texts
+from bot.commands.buttons import transcript_buttons
+from bot.commands.ports import ButtonRows
 from bot.delivery.surface import Surface
 from bot.engine.ports import FinalReply
 from bot.errors import (
@@ -144,7 +146,8 @@ class StreamingSink:
         """Deliver the final text; raises :class:`Undelivered` if the platform never
         confirmed all of it within the policy's timeout."""
         await self._settle()
-        return await self._deliver(compose(reply))
+        buttons = transcript_buttons(reply.transcript_of) if reply.transcript_of else ()
+        return await self._deliver(compose(reply), buttons)
 
     async def fail(self, error: BotError, partial_text: str) -> list[str]:
         """Keep what was streamed (as final text), then say what went wrong."""
@@ -160,6 +163,12 @@ class StreamingSink:
         except Undelivered as exc:
             log.warning("delivery.notice_failed", platform=self._platform, error=exc.code)
         return ids
+
+    async def follow_up(self, message: str | BotError) -> list[str]:
+        """After the reply: ``message`` in messages of its own (plain text, or an error as
+        its user message), answering the reply; retried like the final text."""
+        text = message.shown(self._style) if isinstance(message, BotError) else message
+        return await self._with_retries(lambda: self.surface.follow(text))
 
     async def deliver_late(
         self, text: str, *, reply_to: str | None, stale: Sequence[str] = ()
@@ -185,9 +194,9 @@ class StreamingSink:
 
     # --- final delivery ----------------------------------------------------------------
 
-    async def _deliver(self, text: str) -> list[str]:
+    async def _deliver(self, text: str, buttons: ButtonRows = ()) -> list[str]:
         try:
-            return await self._with_retries(lambda: self._final_once(text))
+            return await self._with_retries(lambda: self._final_once(text, buttons))
         except Undelivered:
             self._metrics.undelivered.labels(self._platform).inc()
             raise
@@ -232,17 +241,17 @@ class StreamingSink:
             ) from exc
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
-    async def _final_once(self, text: str) -> list[str]:
+    async def _final_once(self, text: str, buttons: ButtonRows) -> list[str]:
         try:
-            return await self._final_attempt(text)
+            return await self._final_attempt(text, buttons)
         finally:
             # What the platform confirmed of it goes on record at once: a crash after
             # this leaves the turn's next run the messages to replace.
             await self._report_visible()
 
-    async def _final_attempt(self, text: str) -> list[str]:
+    async def _final_attempt(self, text: str, buttons: ButtonRows) -> list[str]:
         try:
-            ids = await self.surface.final(text, plain=self._plain)
+            ids = await self.surface.final(text, plain=self._plain, buttons=buttons)
         except FormattingRejected as exc:
             if not self._plain:
                 log.info("delivery.formatting_refused", platform=self._platform)

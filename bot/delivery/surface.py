@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from bot.commands.ports import ButtonRows
+
 
 class Surface(Protocol):
     """One reply's place on a chat platform."""
@@ -39,12 +41,19 @@ class Surface(Protocol):
         """Show ``text`` (Markdown), the whole reply so far, as a preview."""
         ...
 
-    async def final(self, text: str, *, plain: bool) -> list[str]:
-        """Show exactly ``text`` for good and return the ids of the messages holding it.
+    async def final(self, text: str, *, plain: bool, buttons: ButtonRows = ()) -> list[str]:
+        """Show exactly ``text`` for good and return the ids of the messages holding it,
+        with ``buttons`` under the last one.
 
         Returns only once the platform confirmed every part; raises a ``DeliveryError``
         otherwise, keeping what was confirmed so a later call continues from there.
         """
+        ...
+
+    async def follow(self, text: str) -> list[str]:
+        """``text`` (plain, exactly) in messages of its own after the reply, in its place,
+        answering its last message (or ``reply_to``) where the platform can. A call again
+        with the same text after a failure sends only the parts not yet confirmed."""
         ...
 
     async def notice(self, text: str) -> list[str]:

@@ -31,6 +31,14 @@ class GroupPolicy(StrEnum):
     ALL_VOICE = "all_voice"  # also every voice note in the group
 
 
+class TranscriptMode(StrEnum):
+    """Transcripts of the recordings the bot answers (the chat setting ``transcript``)."""
+
+    BUTTON = "button"  # a Transcript button under the reply (the default)
+    ALWAYS = "always"  # posted after every reply to a recording
+    OFF = "off"
+
+
 # The ``kind`` of the turns a thread's conversation starts with (bot.engine.seeding): the
 # message the thread replies to and the bot's answer to it, copied or fetched, never
 # sent in the thread itself.

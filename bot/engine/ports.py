@@ -124,6 +124,9 @@ class FinalReply:
     notes: tuple[str, ...] = ()  # e.g. "I listened to the first 3:00 of 7:42."
     audio_info: AudioInfo | None = None  # ASR: detected language / emotion
     usage: Usage = field(default_factory=Usage)
+    # The reply's own turn id when it offers a Transcript button of the recording it
+    # answers (shown on its last message; bot.engine.transcripts).
+    transcript_of: int | None = None
 
     def render(self) -> str:
         """Text plus notes, as one message body (adapters may format notes differently)."""
@@ -183,6 +186,13 @@ class ReplySink(Protocol):
         deliver, in messages of its own (answering ``reply_to`` where the platform can),
         after removing the ``stale`` messages that showed part of it.
         Raises :class:`bot.errors.Undelivered` if it fails again."""
+        ...
+
+    async def follow_up(self, message: str | BotError) -> list[str]:
+        """After the reply: post ``message`` in messages of its own, in the same place,
+        answering the reply where the platform can (a transcript). A ``str`` is shown as
+        plain text, exactly; an error as its ``user_message``, commands spelt for the
+        platform. Raises :class:`bot.errors.Undelivered` if it can't be delivered."""
         ...
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from bot import texts
 from bot.audio.report import format_duration
 from bot.catalog import ModelKind, ModelSpec
-from bot.engine.domain import GroupPolicy
+from bot.engine.domain import GroupPolicy, TranscriptMode
 from bot.engine.settings import SETTING_KEYS, ChatSettingsView
 from bot.engine.usage import UsageReport
 from bot.storage.repositories import ForgetCounts
@@ -62,6 +62,12 @@ def _show(view: ChatSettingsView, key: str) -> str:
             if value is GroupPolicy.ALL_VOICE
             else texts.GROUP_POLICY_MENTION
         )
+    if key == "transcript":
+        return {
+            TranscriptMode.BUTTON: texts.TRANSCRIPT_MODE_BUTTON,
+            TranscriptMode.ALWAYS: texts.TRANSCRIPT_MODE_ALWAYS,
+            TranscriptMode.OFF: texts.TRANSCRIPT_MODE_OFF,
+        }[TranscriptMode(value)]
     if value is None:
         return texts.SETTINGS_DEFAULT
     if isinstance(value, bool):
@@ -76,7 +82,11 @@ def settings_summary(view: ChatSettingsView) -> str:
     """Every setting with its effective value; keys the chat did not choose say "default"."""
     lines = [texts.SETTINGS_HEADER]
     for key in SETTING_KEYS:
-        label = texts.SETTING_LABELS.get(key, key)
+        label = (
+            texts.TRANSCRIPT_SETTING_LABEL
+            if key == "transcript"
+            else texts.SETTING_LABELS.get(key, key)
+        )
         lines.append(f"• {label} ({key}): {_show(view, key)}")
     lines.append(texts.SETTINGS_HOW_TO_CHANGE)
     return "\n".join(lines)

@@ -30,6 +30,7 @@ from bot.engine.settings import (
     coerce_value,
     effective,
 )
+from bot.engine.transcripts import Transcriber, Transcript, TranscriptRequest
 from bot.engine.turn import TurnDeps, abandon_turn, run_turn, safe_fail
 from bot.engine.usage import UsageReport
 from bot.errors import AccessDenied, BotError, InvalidSetting, NotChatAdmin, ShuttingDown
@@ -63,12 +64,16 @@ class Engine:
         self.settings = settings
         self.database = database
         self.metrics = metrics
+        self.transcriber = Transcriber(
+            database=database, model_client=model_client, metrics=metrics
+        )
         self._deps = TurnDeps(
             settings=settings,
             database=database,
             model_client=model_client,
             audio=audio,
             metrics=metrics,
+            transcriber=self.transcriber,
         )
         self.access = AccessPolicy(
             allowed_users=settings.ALLOWED_USERS,
@@ -244,6 +249,24 @@ class Engine:
             clips=counts.audio_clips,
         )
         return counts
+
+    # --- transcripts -----------------------------------------------------------------------
+
+    async def find_transcript(self, chat: ChatRef, value: str) -> TranscriptRequest:
+        """The reply a Transcript button's ``value`` names in ``chat`` (SQL only, quick);
+        raises :class:`~bot.errors.TranscriptUnavailable` saying why it can't be done."""
+        return await self.transcriber.find(chat, value)
+
+    def transcript_in_progress(self, request: TranscriptRequest) -> bool:
+        """An earlier press of the same button is making this transcript right now."""
+        return self.transcriber.in_progress(request)
+
+    async def transcript(
+        self, request: TranscriptRequest, *, chat: ChatRef, user_id: str
+    ) -> Transcript | None:
+        """The transcript to post (stored clips reused, usage recorded); ``None`` when an
+        earlier press of the same button posts it. Raises ``ModelError`` subclasses."""
+        return await self.transcriber.transcribe(request, user_id=user_id, platform=chat.platform)
 
     # --- lifecycle ------------------------------------------------------------------------
 

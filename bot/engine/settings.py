@@ -13,7 +13,7 @@ from typing import Any
 
 from bot import texts
 from bot.catalog import ModelSpec, get_model
-from bot.engine.domain import GroupPolicy
+from bot.engine.domain import GroupPolicy, TranscriptMode
 from bot.errors import InvalidSetting, UnknownModel
 from bot.storage.tables import ChatSettings
 
@@ -28,6 +28,7 @@ SETTING_KEYS: tuple[str, ...] = (
     "asr_language",
     "asr_enable_itn",
     "group_policy",
+    "transcript",
 )
 
 # Spellings users type, mapped to the canonical key.
@@ -44,6 +45,7 @@ ALIASES: dict[str, str] = {
     "itn": "asr_enable_itn",
     "groups": "group_policy",
     "group": "group_policy",
+    "transcripts": "transcript",
 }
 
 SYSTEM_PROMPT_LIMIT = 2000  # characters; it is sent with every request of the chat
@@ -69,6 +71,7 @@ class ChatSettingsView:
     asr_language: str | None
     asr_enable_itn: bool | None
     group_policy: GroupPolicy
+    transcript: TranscriptMode
     chosen: frozenset[str]  # keys with a chat-specific value
 
     def value(self, key: str) -> Any:
@@ -168,6 +171,11 @@ def coerce_value(name: str, value: Any) -> Any:
         if raw.lower() not in choices:
             raise _must(name, texts.SETTING_RULE_CHOICE.format(choices=", ".join(choices)))
         return raw.lower()
+    if name == "transcript":
+        modes = [m.value for m in TranscriptMode]
+        if raw.lower() not in modes:
+            raise _must(name, texts.SETTING_RULE_CHOICE.format(choices=", ".join(modes)))
+        return raw.lower()
     raise AssertionError(f"unhandled setting {canonical_key(name)}")
 
 
@@ -195,6 +203,10 @@ def effective(
             if stored and stored != GroupPolicy.MENTION.value:
                 chosen.add(key)
             continue
+        if key == "transcript":
+            if stored is not None:
+                chosen.add(key)
+            continue
         values[key] = stored
         if stored is not None:
             chosen.add(key)
@@ -209,10 +221,15 @@ def effective(
         policy = GroupPolicy(policy_raw)
     except ValueError:
         policy = GroupPolicy.MENTION
+    try:
+        transcript = TranscriptMode(row.transcript if row is not None and row.transcript else "")
+    except ValueError:
+        transcript = TranscriptMode.BUTTON
     return ChatSettingsView(
         model=model,
         spec=spec,
         group_policy=policy,
+        transcript=transcript,
         chosen=frozenset(chosen),
         **values,
     )

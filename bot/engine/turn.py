@@ -39,8 +39,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot import texts
 from bot.audio.types import AudioConverter, Segment
 from bot.config import Settings
-from bot.engine import seeding, store
-from bot.engine.domain import TurnStatus
+from bot.engine import seeding, store, transcripts
+from bot.engine.domain import TranscriptMode, TurnStatus
 from bot.engine.history import RequestPlan, audio_budget_seconds, plan_request
 from bot.engine.ports import FinalReply, IncomingTurn, ReplySink, TurnOutcome
 from bot.engine.recordings import PreparedAudio, prepare_recordings
@@ -85,6 +85,7 @@ class TurnDeps:
     model_client: ModelClient
     audio: AudioConverter
     metrics: Metrics
+    transcriber: transcripts.Transcriber
 
 
 async def safe_fail(sink: ReplySink, error: BotError, partial: str) -> tuple[str, ...]:
@@ -202,7 +203,8 @@ class _TurnRun:
             assistant_turn_id=stored.assistant_turn_id,
             audio_seconds_sent=heard.sent_seconds if heard.prepared is not None else None,
         )
-        return await self.deliver(ctx, base, stored, generated, notes)
+        durations = tuple(c.duration for c in heard.sent)
+        return await self.deliver(ctx, base, stored, generated, notes, durations)
 
     async def ended(
         self,
@@ -535,11 +537,16 @@ class _TurnRun:
         stored: store.StoredTurns,
         generated: _Generated,
         notes: tuple[str, ...],
+        clips: tuple[float, ...],
     ) -> TurnOutcome:
         state, status, error = generated.state, generated.status, generated.error
         if error is not None:
             shown = await safe_fail(self.sink, error, state.text)
             return replace(base, error=error, message_ids=shown)
+        # A reply to a recording offers its transcript: a button, or (complete replies
+        # in chats that chose "always") the transcript posted after it.
+        offer = transcripts.offer(ctx.view, ctx.spec, clips)
+        post = offer is TranscriptMode.ALWAYS and not generated.stopped
         reply = FinalReply(
             text=state.text,
             status="stopped" if generated.stopped else "complete",
@@ -548,6 +555,9 @@ class _TurnRun:
             notes=notes,
             audio_info=state.audio_info,
             usage=state.usage,
+            transcript_of=stored.assistant_turn_id
+            if offer is not TranscriptMode.OFF and not post
+            else None,
         )
         try:
             message_ids = tuple(await self.sink.finish(reply))
@@ -570,7 +580,45 @@ class _TurnRun:
         await _record_delivery(
             self.deps, stored.assistant_turn_id, status=status, message_ids=message_ids
         )
+        if post:
+            await self.post_transcript(ctx, stored)
         return replace(base, status=reply.status, reply=reply, message_ids=message_ids)
+
+    async def post_transcript(self, ctx: store.TurnContext, stored: store.StoredTurns) -> None:
+        """``transcript always``: the transcript of the recording, after the reply. Best
+        effort: the reply is delivered and stored whatever happens here."""
+        transcriber = self.deps.transcriber
+        message: str | BotError
+        try:
+            request = await transcriber.find_in(
+                chat_row_id=ctx.chat_row_id, assistant_turn_id=stored.assistant_turn_id
+            )
+            made = await transcriber.transcribe(
+                request, user_id=self.turn.user_id, platform=self.platform
+            )
+            if made is None:
+                return
+            message = made.text
+        except BotError as exc:
+            message = BotError(
+                "transcript failed",
+                user_message=texts.TRANSCRIPT_FAILED.format(reason=exc.user_message),
+            )
+        except Exception as exc:  # e.g. the database: the reply itself is done
+            log.error(
+                "turn.transcript_failed",
+                assistant_turn_id=stored.assistant_turn_id,
+                error=type(exc).__name__,
+            )
+            return
+        try:
+            await self.sink.follow_up(message)
+        except Exception as exc:
+            log.warning(
+                "turn.transcript_undelivered",
+                assistant_turn_id=stored.assistant_turn_id,
+                error=exc.code if isinstance(exc, Undelivered) else type(exc).__name__,
+            )
 
 
 async def abandon_turn(deps: TurnDeps, turn: IncomingTurn, sink: ReplySink) -> TurnOutcome:

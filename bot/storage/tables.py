@@ -36,6 +36,7 @@ __all__ = [
     "Base",
     "Chat",
     "ChatSettings",
+    "ClipTranscript",
     "Conversation",
     "GroupPolicy",
     "ProcessedEvent",
@@ -109,6 +110,8 @@ class ChatSettings(Base):
     asr_language: Mapped[str | None] = mapped_column(String(8))
     asr_enable_itn: Mapped[bool | None] = mapped_column(Boolean)
     group_policy: Mapped[str] = mapped_column(String(16), server_default=GroupPolicy.MENTION.value)
+    # A TranscriptMode value (button, always, off); ``None``: the default (button).
+    transcript: Mapped[str | None] = mapped_column(String(8))
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(64))
 
@@ -217,6 +220,25 @@ class AudioClip(Base):
     # analysed again is neither downloaded nor converted twice.
     source_key: Mapped[str | None] = mapped_column(String(255))
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+
+
+class ClipTranscript(Base):
+    """The transcript of one stored clip (the Transcript button): made once, then reused.
+
+    One row per clip, whoever asked first: two presses at once (or two replicas) collide
+    on the unique clip id and the loser reads the winner's row.
+    """
+
+    __tablename__ = "clip_transcripts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    clip_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("audio_clips.id", ondelete="CASCADE"), unique=True
+    )
+    text: Mapped[str] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16))  # as the model detected it
+    model: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
 
 
 class ProcessedEvent(Base):

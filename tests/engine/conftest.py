@@ -87,6 +87,7 @@ class Sink:
     partial: str | None = None
     finish_error: BotError | None = None  # the platform never confirms the final text
     late: list[tuple[str, str | None]] = field(default_factory=list)
+    follow_ups: list[str] = field(default_factory=list)  # posted after the reply
     stale: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     on_visible: Callable[[list[str]], Awaitable[None]] | None = None
@@ -136,6 +137,12 @@ class Sink:
         if self.finish_error is not None:
             raise self.finish_error
         return [f"late-{len(self.late)}"]
+
+    async def follow_up(self, message: str | BotError) -> list[str]:
+        self.calls.append("follow_up")
+        text = message.user_message if isinstance(message, BotError) else message
+        self.follow_ups.append(text)
+        return [f"follow-{len(self.follow_ups)}"]
 
     @property
     def shown(self) -> str:

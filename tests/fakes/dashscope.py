@@ -65,6 +65,8 @@ __all__ = [
     "StreamError",
     "count_text_tokens",
     "dashscope_fake",
+    "model_answers",
+    "request_audio",
 ]
 
 NATIVE_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
@@ -164,6 +166,37 @@ class Fail:
 
 
 Script = Reply | Fail
+
+
+def model_answers(model: str, *scripts: Script) -> Callable[[RecordedRequest], Script | None]:
+    """A :meth:`FakeDashScope.script` hook: requests for ``model`` get ``scripts`` in turn
+    (the last one from then on); other models answer as the fake does by default."""
+    queue = list(scripts)
+
+    def hook(request: RecordedRequest) -> Script | None:
+        if request.model != model:
+            return None
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    return hook
+
+
+def request_audio(request: RecordedRequest) -> list[bytes]:
+    """The audio bytes a request carried (its data URLs, decoded), in order."""
+    found: list[bytes] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and value.startswith("data:"):
+            found.append(base64.b64decode(value.split(",", 1)[1]))
+
+    walk(request.body)
+    return found
 
 
 # --- recording ---------------------------------------------------------------------------

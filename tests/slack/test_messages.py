@@ -161,9 +161,14 @@ async def test_markdown_is_sent_as_markdown_text_streamed_or_posted(bot: SlackBo
         *bot.fake.calls_to("chat.update"),
     ]
     assert classic
-    for call in classic:  # markdown_text replaces text: Slack wants one or the other
+    for call in classic[:-1]:  # markdown_text replaces text: Slack wants one or the other
         assert "markdown_text" in call.args and "text" not in call.args
-    assert classic[-1].args["markdown_text"] == md  # the last call carries the whole reply
+    # The final text comes with the Transcript button: in a markdown block beside it
+    # (markdown_text takes no blocks), ``text`` the notification's fallback.
+    final = classic[-1].args
+    assert "markdown_text" not in final
+    assert final["blocks"][0] == {"type": "markdown", "text": md}  # the whole reply
+    assert [b["type"] for b in final["blocks"]] == ["markdown", "actions"]
 
 
 async def test_rate_limited_updates_slow_down_and_the_reply_completes(bot: SlackBot) -> None:

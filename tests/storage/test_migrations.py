@@ -19,6 +19,7 @@ TABLES = {
     "conversations",
     "turns",
     "audio_clips",
+    "clip_transcripts",
     "processed_events",
     "usage_ledger",
     "queued_jobs",

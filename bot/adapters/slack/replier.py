@@ -28,7 +28,9 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.adapters.slack.markup import split_point
+from bot.adapters.slack.commands import blocks
+from bot.adapters.slack.markup import escape, split_point
+from bot.commands import ButtonRows
 from bot.errors import (
     DeliveryError,
     DeliveryRateLimited,
@@ -118,6 +120,8 @@ class SlackSurface:
 
     keepalive: float | None = None
     indicate_every: float | None = None  # a thread status stays until the reply
+    _marked: str | None  # the message showing the buttons
+    _followed: tuple[str, list[str]]  # follow(): its text, and the parts Slack confirmed
 
     def __init__(
         self,
@@ -170,10 +174,34 @@ class SlackSurface:
         del plain  # Slack renders any Markdown it gets
         await self._sync(text, final=False)
 
-    async def final(self, text: str, *, plain: bool) -> list[str]:
+    async def final(self, text: str, *, plain: bool, buttons: ButtonRows = ()) -> list[str]:
         del plain
-        await self._sync(text, final=True)
+        # Buttons as Block Kit actions under the last message: appended by stopStream,
+        # or beside the text (a markdown block) on chat.postMessage / chat.update.
+        await self._sync(text, final=True, actions=blocks("", buttons) if buttons else None)
         return self.message_ids()
+
+    async def follow(self, text: str) -> list[str]:
+        """Plain text after the reply, in the same thread (or top-level DM)."""
+        if self._followed[0] != text:
+            self._followed = (text, [])
+        done = self._followed[1]
+        parts: list[str] = []
+        rest = text
+        while rest.strip():
+            cut = split_point(rest, self._limit)
+            parts.append(rest[:cut])
+            rest = rest[cut:]
+        for part in parts[len(done) :]:
+            resp = await self._api(
+                self._client.chat_postMessage,
+                channel=self._channel,
+                thread_ts=self._thread_ts,
+                text=escape(part.strip()),
+                mrkdwn=False,  # people's words, shown as said (no *bold* or _italics_)
+            )
+            done.append(str(resp["ts"]))
+        return list(done)
 
     async def notice(self, text: str) -> list[str]:
         """A message of its own in the thread (error replies)."""
@@ -204,6 +232,8 @@ class SlackSurface:
         self._by_update = False  # finish the current stream's message with chat.update
         self._start_failures = 0
         self._stop_failures = 0
+        self._marked = None
+        self._followed = ("", [])
 
     async def discard(self) -> None:
         await self.remove(self.message_ids())
@@ -218,8 +248,11 @@ class SlackSurface:
 
     # --- writing -----------------------------------------------------------------------
 
-    async def _sync(self, text: str, *, final: bool) -> None:
-        """Bring Slack up to date with ``text``, finishing messages at ``limit``."""
+    async def _sync(
+        self, text: str, *, final: bool, actions: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Bring Slack up to date with ``text``, finishing messages at ``limit``; the last
+        one of a final text gets ``actions``."""
         while True:
             seg = text[self._seg_start :]
             if len(seg) > self._limit:
@@ -233,7 +266,7 @@ class SlackSurface:
                     self._seg_start += 1
                 continue
             if seg.strip():
-                await self._put(seg, done=final)
+                await self._put(seg, done=final, actions=actions if final else None)
             return
 
     def _next_message(self) -> None:
@@ -245,13 +278,17 @@ class SlackSurface:
         self._by_update = False
         self._stop_failures = 0
 
-    async def _put(self, content: str, *, done: bool) -> None:
+    async def _put(
+        self, content: str, *, done: bool, actions: list[dict[str, Any]] | None = None
+    ) -> None:
         if self._streaming and not self._by_update:
-            await self._put_stream(content, done=done)
+            await self._put_stream(content, done=done, actions=actions)
         else:
-            await self._put_classic(content)
+            await self._put_classic(content, actions=actions)
 
-    async def _put_stream(self, content: str, *, done: bool) -> None:
+    async def _put_stream(
+        self, content: str, *, done: bool, actions: list[dict[str, Any]] | None = None
+    ) -> None:
         if self._ts is None:
             try:
                 resp = await self._api(
@@ -268,7 +305,7 @@ class SlackSurface:
                     raise
                 log.info("slack.stream.unavailable", error=fault.code)
                 self._streaming = False  # post this reply the classic way from here on
-                await self._put_classic(content)
+                await self._put_classic(content, actions=actions if done else None)
                 return
             self._ts = str(resp["ts"])
             self._shown = content
@@ -278,7 +315,7 @@ class SlackSurface:
         if not content.startswith(self._shown):
             # The text was rewritten, not only extended: a stream can only append.
             self._by_update = True
-            await self._put_classic(content)
+            await self._put_classic(content, actions=actions if done else None)
             return
         rest = content[len(self._shown) :]
         if not done:
@@ -307,6 +344,8 @@ class SlackSurface:
                 self._shown = content
             return
         if not self._stream_open:
+            if actions and self._marked != self._ts:
+                await self._put_classic(content, actions=actions)
             return
         try:
             await self._api(
@@ -314,6 +353,7 @@ class SlackSurface:
                 channel=self._channel,
                 ts=self._ts,
                 markdown_text=rest or None,
+                blocks=actions,
             )
         except DeliveryError as fault:
             self._stop_failures += 1
@@ -321,10 +361,12 @@ class SlackSurface:
                 raise
             log.info("slack.stream.stop_failed", error=fault.code)
             self._by_update = True
-            await self._put_classic(content)
+            await self._put_classic(content, actions=actions)
             return
         self._shown = content
         self._stream_open = False
+        if actions:
+            self._marked = self._ts
 
     @staticmethod
     def _retry_stream(fault: DeliveryError, failures: int) -> bool:
@@ -332,19 +374,27 @@ class SlackSurface:
         retryable = isinstance(fault, DeliveryRateLimited | DeliveryTransient)
         return retryable and failures < STREAM_GIVE_UP
 
-    async def _put_classic(self, content: str) -> None:
-        if self._ts is not None and content == self._shown and not self._stream_open:
+    async def _put_classic(
+        self, content: str, *, actions: list[dict[str, Any]] | None = None
+    ) -> None:
+        marked = not actions or (self._ts is not None and self._marked == self._ts)
+        if self._ts is not None and content == self._shown and not self._stream_open and marked:
             return
         # Markdown as the model wrote it: chat.postMessage and chat.update render
         # markdown_text themselves (it replaces text; the two must not be sent together).
+        # With buttons the text goes in a markdown block beside them (markdown_text takes
+        # no blocks), and ``text`` is the notification's fallback.
         markdown = content.rstrip()
+        body: dict[str, Any] = {"markdown_text": markdown}
+        if actions:
+            body = {
+                "text": markdown,
+                "blocks": [{"type": "markdown", "text": markdown}, *actions],
+            }
         if self._ts is not None:
             try:
                 await self._api(
-                    self._client.chat_update,
-                    channel=self._channel,
-                    ts=self._ts,
-                    markdown_text=markdown,
+                    self._client.chat_update, channel=self._channel, ts=self._ts, **body
                 )
             except MessageGone:
                 # Deleted, or a stream that cannot be edited: carry on in a fresh message
@@ -361,16 +411,17 @@ class SlackSurface:
             else:
                 self._shown = content
                 self._stream_open = False
+                if actions:
+                    self._marked = self._ts
                 return
         resp = await self._api(
-            self._client.chat_postMessage,
-            channel=self._channel,
-            thread_ts=self._thread_ts,
-            markdown_text=markdown,
+            self._client.chat_postMessage, channel=self._channel, thread_ts=self._thread_ts, **body
         )
         self._ts = str(resp["ts"])
         self._shown = content
         self._stream_open = False
+        if actions:
+            self._marked = self._ts
 
     async def _api(
         self, method: Callable[..., Awaitable[AsyncSlackResponse]], **kwargs: Any

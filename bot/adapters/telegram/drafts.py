@@ -6,10 +6,13 @@ import random
 from typing import Any
 
 import structlog
+from aiogram.types import InlineKeyboardMarkup
 
 from bot.adapters.telegram.formatting import Chunk
+from bot.adapters.telegram.keyboards import keyboard
 from bot.adapters.telegram.pacing import Pacer
 from bot.adapters.telegram.replier import TelegramSurface, classify
+from bot.commands import ButtonRows
 from bot.errors import DeliveryRateLimited, FormattingRejected
 
 log = structlog.get_logger(__name__)
@@ -47,15 +50,20 @@ class DraftSurface(TelegramSurface):
         if self._drafts_ok:
             await self._draft(chunks[-1])
 
-    async def final(self, text: str, *, plain: bool) -> list[str]:
-        await self._send_missing(self._render(text, plain=plain))
+    async def final(self, text: str, *, plain: bool, buttons: ButtonRows = ()) -> list[str]:
+        markup = keyboard(buttons)
+        await self._send_missing(self._render(text, plain=plain), markup=markup)
+        await self._mark_last(markup)
         return self.message_ids()
 
-    async def _send_missing(self, chunks: list[Chunk]) -> None:
+    async def _send_missing(
+        self, chunks: list[Chunk], *, markup: InlineKeyboardMarkup | None = None
+    ) -> None:
         for index, chunk in enumerate(chunks):
             if index < len(self._sent):
                 continue  # confirmed before (possibly with entities the plain retry drops)
-            msg = await self._send(chunk, reply=index == 0)
+            last = index == len(chunks) - 1
+            msg = await self._send(chunk, reply=index == 0, markup=markup if last else None)
             self._sent.append((msg.message_id, chunk))
 
     async def _draft(self, chunk: Chunk) -> None:

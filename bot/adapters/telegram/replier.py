@@ -32,7 +32,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import Message, ReplyParameters
+from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
 from bot.adapters.telegram.formatting import Chunk, render, render_notice
 from bot.adapters.telegram.pacing import Pacer
@@ -106,6 +106,8 @@ class TelegramSurface:
         self._notice_sent = 0
         # The reply's messages Telegram confirmed, in order, with what each one shows.
         self._sent: list[tuple[int, Chunk]] = []
+        self._marked: int | None = None  # the message Telegram shows the buttons under
+        self._followed: tuple[str, list[int]] = ("", [])  # follow(): text, parts confirmed
 
     def message_ids(self) -> list[str]:
         return [str(mid) for mid, _ in self._sent]
@@ -113,6 +115,8 @@ class TelegramSurface:
     def forget(self) -> None:
         self._sent = []
         self._notice_sent = 0
+        self._marked = None
+        self._followed = ("", [])
 
     async def discard(self) -> None:
         await self._delete([mid for mid, _ in self._sent])
@@ -138,6 +142,50 @@ class TelegramSurface:
             ids.append(str(msg.message_id))
         return ids
 
+    async def follow(self, text: str) -> list[str]:
+        """Plain text after the reply, as a reply to its last message (or ``reply_to``)."""
+        if self._followed[0] != text:
+            self._followed = (text, [])
+        done = self._followed[1]
+        target = self._sent[-1][0] if self._sent else _message_id(self.reply_to)
+        for chunk in render_notice(text)[len(done) :]:
+            first = not done and target is not None
+            params = (
+                ReplyParameters(message_id=target, allow_sending_without_reply=True)
+                if first and target is not None
+                else None
+            )
+            msg = await self._call(
+                partial(
+                    self.bot.send_message,
+                    chat_id=self.chat_id,
+                    text=chunk.text,
+                    message_thread_id=self.topic_id,
+                    reply_parameters=params,
+                )
+            )
+            done.append(msg.message_id)
+        return [str(mid) for mid in done]
+
+    async def _mark_last(self, markup: InlineKeyboardMarkup | None) -> None:
+        """Put ``markup`` under the reply's last message, if no call of this final text
+        did (a retried final text that had nothing else left to send)."""
+        if markup is None or not self._sent:
+            return
+        last = self._sent[-1][0]
+        if self._marked == last:
+            return
+        with contextlib.suppress(NotModified):  # it shows them already
+            await self._call(
+                partial(
+                    self.bot.edit_message_reply_markup,
+                    chat_id=self.chat_id,
+                    message_id=last,
+                    reply_markup=markup,
+                )
+            )
+        self._marked = last
+
     # --- shared machinery ---------------------------------------------------------------
 
     @staticmethod
@@ -162,16 +210,22 @@ class TelegramSurface:
             return None
         return ReplyParameters(message_id=int(self.reply_to), allow_sending_without_reply=True)
 
-    async def _send(self, chunk: Chunk, *, reply: bool) -> Message:
-        return await self._call(
+    async def _send(
+        self, chunk: Chunk, *, reply: bool, markup: InlineKeyboardMarkup | None = None
+    ) -> Message:
+        msg = await self._call(
             lambda: self.bot.send_message(
                 chat_id=self.chat_id,
                 text=chunk.text,
                 entities=chunk.entity_list(),
                 message_thread_id=self.topic_id,
                 reply_parameters=self._reply_parameters() if reply else None,
+                reply_markup=markup,
             )
         )
+        if markup is not None:
+            self._marked = msg.message_id
+        return msg
 
     async def remove(self, message_ids: Sequence[str]) -> None:
         await self._delete([int(mid) for mid in message_ids if mid.lstrip("-").isdigit()])
@@ -183,6 +237,10 @@ class TelegramSurface:
                 await self._call(
                     partial(self.bot.delete_message, chat_id=self.chat_id, message_id=mid)
                 )
+
+
+def _message_id(value: str | None) -> int | None:
+    return int(value) if value is not None and value.lstrip("-").isdigit() else None
 
 
 def chunk_text_equal(a: Chunk, b: Chunk) -> bool:

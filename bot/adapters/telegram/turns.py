@@ -85,6 +85,24 @@ class TelegramContext:
             style=STYLE,
         )
 
+    def follow_sink(self, message: Message, bot: Bot) -> StreamingSink:
+        """Where a pressed button's follow-up goes (a transcript): a reply to the pressed
+        ``message``, in its chat and topic, at the chat's pace."""
+        surface = EditSurface(
+            bot=bot,
+            chat_id=message.chat.id,
+            topic_id=topic_id(message),
+            reply_to=str(message.message_id),
+            pacer=self.edit_pacer,
+        )
+        return StreamingSink(
+            surface=surface,
+            policy=DeliveryPolicy(timeout=self.settings.DELIVERY_TIMEOUT),
+            metrics=self.metrics,
+            platform="telegram",
+            style=STYLE,
+        )
+
     def stop_turn(self, chat_id: int, draft_id: int) -> bool:
         """The user pressed stop on a draft: cancel that turn's model request."""
         event = self.stops.get((chat_id, draft_id))

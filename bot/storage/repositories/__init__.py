@@ -20,6 +20,14 @@ from bot.storage.repositories.chats import (
     start_named_conversation,
 )
 from bot.storage.repositories.events import claim_event, prune_events
+from bot.storage.repositories.transcripts import (
+    ClipInfo,
+    RepliedTurn,
+    StoredTranscript,
+    add_clip_transcript,
+    clip_transcripts,
+    replied_turn,
+)
 from bot.storage.repositories.turns import (
     PendingReply,
     StoredRecording,
@@ -40,14 +48,19 @@ from bot.storage.repositories.usage import (
 )
 
 __all__ = [
+    "ClipInfo",
     "ConversationSummary",
     "ForgetCounts",
     "PendingReply",
+    "RepliedTurn",
     "StoredRecording",
+    "StoredTranscript",
     "UsageRow",
+    "add_clip_transcript",
     "add_usage",
     "claim_event",
     "clip_data",
+    "clip_transcripts",
     "close_open_conversations",
     "conversation_summaries",
     "conversation_turns",
@@ -65,6 +78,7 @@ __all__ = [
     "next_seq",
     "open_conversation",
     "prune_events",
+    "replied_turn",
     "set_delivery",
     "start_named_conversation",
     "undelivered_replies",

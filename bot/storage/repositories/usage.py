@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.storage.tables import (
     AudioClip,
+    ClipTranscript,
     Conversation,
     Turn,
     UsageEntry,
@@ -102,7 +103,8 @@ class ForgetCounts:
 
 
 async def forget_chat(session: AsyncSession, *, chat_id: int) -> ForgetCounts:
-    """Delete a chat's conversations, turns, audio and usage detail (settings stay)."""
+    """Delete a chat's conversations, turns, audio (and its transcripts) and usage detail
+    (settings stay)."""
     conv_ids = select(Conversation.id).where(Conversation.chat_id == chat_id)
     turn_ids = select(Turn.id).where(Turn.conversation_id.in_(conv_ids))
     clips = await session.scalar(
@@ -113,7 +115,9 @@ async def forget_chat(session: AsyncSession, *, chat_id: int) -> ForgetCounts:
         select(func.count(UsageEntry.id)).where(UsageEntry.chat_id == chat_id)
     )
     # Explicit deletes child-first: no reliance on ON DELETE CASCADE being enabled.
+    clip_ids = select(AudioClip.id).where(AudioClip.turn_id.in_(turn_ids))
     await session.execute(delete(UsageEntry).where(UsageEntry.chat_id == chat_id))
+    await session.execute(delete(ClipTranscript).where(ClipTranscript.clip_id.in_(clip_ids)))
     await session.execute(delete(AudioClip).where(AudioClip.turn_id.in_(turn_ids)))
     await session.execute(delete(Turn).where(Turn.conversation_id.in_(conv_ids)))
     result = await session.execute(delete(Conversation).where(Conversation.chat_id == chat_id))

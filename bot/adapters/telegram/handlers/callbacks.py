@@ -1,12 +1,16 @@
-"""Inline buttons of /model, /settings and /forget: translation only.
+"""Inline buttons of /model, /settings and /forget, and the Transcript button under
+replies: translation only.
 
 A press of one of our buttons becomes a core :class:`~bot.commands.ButtonAction` (the
 core checks access and admin rights again); its answer edits the pressed message and
-answers the callback query, as an alert for refusals.
+answers the callback query, as an alert for refusals. Work the press still needs (a
+transcript) comes after the callback answer, so Telegram's spinner stops at once; what it
+makes is posted as a reply to the pressed message, in its topic.
 """
 
 from __future__ import annotations
 
+import structlog
 from aiogram import Bot, Router
 from aiogram.types import CallbackQuery, Message
 
@@ -16,6 +20,9 @@ from bot.adapters.telegram.keyboards import keyboard, pressed
 from bot.adapters.telegram.turns import TelegramContext
 from bot.adapters.telegram.updates import chat_ref, thread_key
 from bot.commands import ButtonAction
+from bot.errors import Undelivered
+
+log = structlog.get_logger(__name__)
 
 
 def build_router() -> Router:
@@ -44,3 +51,13 @@ async def on_button(
     if answer.text is not None:
         await edit(bot, message, answer.text, markup=keyboard(answer.buttons))
     await query.answer(answer.notice, show_alert=answer.alert or None)
+    if answer.later is None:
+        return
+    done = await answer.later()
+    # The callback is answered: a late notice (a refusal) is posted like the result.
+    text = done.post or done.notice
+    if text:
+        try:
+            await tg.follow_sink(message, bot).follow_up(text)
+        except Undelivered as exc:
+            log.warning("telegram.follow_up_undelivered", chat_id=message.chat.id, error=exc.code)
