@@ -109,6 +109,7 @@ class ChatSettings(Base):
     asr_language: Mapped[str | None] = mapped_column(String(8))
     asr_enable_itn: Mapped[bool | None] = mapped_column(Boolean)
     group_policy: Mapped[str] = mapped_column(String(16), server_default=GroupPolicy.MENTION.value)
+    language: Mapped[str | None] = mapped_column(String(8))  # "en", "zh"; None: auto
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(64))
 

@@ -16,6 +16,7 @@ from bot.adapters.telegram.keyboards import keyboard, pressed
 from bot.adapters.telegram.turns import TelegramContext
 from bot.adapters.telegram.updates import chat_ref, thread_key
 from bot.commands import ButtonAction
+from bot.i18n import from_tag, tr
 
 
 def build_router() -> Router:
@@ -30,7 +31,8 @@ async def on_button(
     """Run one button press in the core; edit the message, then answer the query."""
     message = query.message
     if not isinstance(message, Message):  # too old: Telegram no longer shows it to bots
-        await query.answer(texts.TELEGRAM_BUTTON_EXPIRED, show_alert=True)
+        expired = tr(texts.TELEGRAM_BUTTON_EXPIRED, from_tag(query.from_user.language_code))
+        await query.answer(expired, show_alert=True)
         return
     action, value = press
     parsed = ButtonAction(
@@ -39,6 +41,7 @@ async def on_button(
         chat=chat_ref(message.chat),
         user_id=str(query.from_user.id),
         thread_key=thread_key(message),
+        user_language=query.from_user.language_code,
     )
     answer = await (await command_handler(bot, tg)).press(parsed)
     if answer.text is not None:
