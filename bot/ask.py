@@ -17,6 +17,7 @@ import dataclasses
 import getpass
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +32,7 @@ from bot.console import fail as _fail
 from bot.engine.conversations import ConversationHandle, parse_reference
 from bot.engine.ports import ChatRef, FinalReply, IncomingTurn, TurnOutcome
 from bot.errors import BotError, ConversationNotFound, InvalidConversationName, UnknownModel
+from bot.i18n import terminal_language, tr
 
 # Every terminal conversation lives in one chat of its own: ids are the database's, and
 # names (``--conversation standup``) are unique in it.
@@ -194,6 +196,7 @@ async def ask(
             conversation_id=named.id if named is not None else None,
             fresh_conversation=named is None,
             model=model,
+            user_language=terminal_language(os.environ),  # the engine answers in it
         )
         sink = TerminalSink(out=sys.stdout, stream=not as_json)
         outcome = await engine.handle_turn(turn, sink, stop=stop)
@@ -209,7 +212,8 @@ async def ask(
             print(json.dumps(result, ensure_ascii=False))
         else:
             # After the reply, apart from it (stdout holds the reply alone): how to go on.
-            print(texts.CLI_CONTINUE.format(conversation=continued.reference), file=sys.stderr)
+            hint = tr(texts.CLI_CONTINUE).format(conversation=continued.reference)
+            print(hint, file=sys.stderr)
         return EXIT_INTERRUPTED if outcome.status == "stopped" else EXIT_OK
     error = outcome.error or BotError("no reply")
     _fail(error.shown(SLASH))

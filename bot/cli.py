@@ -1,7 +1,9 @@
 """The ``voicebot`` command line: run, migrate, ask, conversations, check (CONTRACT.md).
 
 Exit status: 0 success, 1 a runtime failure (e.g. the model refused), 2 a usage or
-configuration error (one line on stderr naming the variable and what is wrong).
+configuration error (one line on stderr naming the variable and what is wrong). What the
+bot says is in the terminal's language (``LC_ALL`` / ``LC_MESSAGES`` / ``LANG``: ``zh*`` is
+Chinese, anything else English, :mod:`bot.i18n`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import unicodedata
 from collections.abc import Sequence
@@ -20,6 +23,7 @@ from bot.commands.style import SLASH
 from bot.config import Settings
 from bot.console import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
 from bot.errors import BotError, ConfigError
+from bot.i18n import activate, from_tag, terminal_language, tr
 
 if TYPE_CHECKING:
     from bot.storage.repositories import ConversationSummary
@@ -74,6 +78,7 @@ def _count(raw: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``voicebot`` console script and ``python -m bot``."""
     args = _parser().parse_args(argv)
+    activate(from_tag(terminal_language(os.environ)))
     try:
         settings = Settings.load()
     except ConfigError as exc:
@@ -180,11 +185,11 @@ async def conversations(settings: Settings, *, limit: int, as_json: bool) -> int
         print(json.dumps([_listed(c) for c in found.conversations], ensure_ascii=False))
         return EXIT_OK
     if not found.conversations:
-        print(texts.CLI_NO_CONVERSATIONS)
+        print(tr(texts.CLI_NO_CONVERSATIONS))
         return EXIT_OK
     print("\n".join(conversation_table(found.conversations)))
     if found.more:
-        print(texts.CLI_CONVERSATIONS_MORE.format(count=found.more))
+        print(tr(texts.CLI_CONVERSATIONS_MORE).format(count=found.more))
     return EXIT_OK
 
 
@@ -210,7 +215,7 @@ def conversation_table(conversations: Sequence[ConversationSummary]) -> list[str
         )
         for c in conversations
     ]
-    header = texts.CLI_CONVERSATIONS_COLUMNS
+    header = tuple(tr(column) for column in texts.CLI_CONVERSATIONS_COLUMNS)
     columns = zip(header, *rows, strict=True)
     widths = [max(display_width(cell) for cell in column) for column in columns]
     numeric = (True, False, True, False)  # ids and counts line up on the right

@@ -2,7 +2,10 @@
 
 Every boundary (DashScope client, audio pipeline, storage, platform adapters) translates
 what its libraries raise into one of these, keeping the context as attributes. Adapters
-show ``exc.user_message`` to the user and never the library's own text.
+show ``exc.user_message`` to the user and never the library's own text. An error is often
+raised before anyone knows who will read it (in the audio pipeline's threads, say), so its
+message stays a msgid with fields (:class:`bot.i18n.Msg`) and ``user_message`` renders it
+in the language current where it is shown (:mod:`bot.i18n`).
 
 ::
 
@@ -58,21 +61,29 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from bot import texts
+from bot.i18n import Msg
 
 
 class BotError(Exception):
     """Root of every error voicebot raises on purpose.
 
     ``user_message`` is a short, friendly text fit to show in a chat; ``str(exc)`` is for
-    logs and never holds secrets, audio or message text.
+    logs and never holds secrets, audio or message text. Pass ``user_message`` as a
+    msgid of :mod:`bot.texts`, or as a :class:`~bot.i18n.Msg` when it has fields: it is
+    translated when it is shown, not when the error is raised.
     """
 
-    default_user_message: str = texts.ERROR_GENERIC
+    default_user_message: str = texts.ERROR_GENERIC  # a msgid of bot.texts
 
-    def __init__(self, detail: str = "", *, user_message: str | None = None) -> None:
+    def __init__(self, detail: str = "", *, user_message: str | Msg | None = None) -> None:
         super().__init__(detail or type(self).__name__)
         self.detail = detail
-        self.user_message = user_message or self.default_user_message
+        self.message_text = Msg.of(user_message or self.default_user_message)
+
+    @property
+    def user_message(self) -> str:
+        """The message in the current language (:func:`bot.i18n.use`)."""
+        return self.message_text.render()
 
     def shown(self, style: SpellsCommands) -> str:
         """``user_message`` as a user of the platform reads it: every ``{cmd:NAME}`` field
@@ -111,10 +122,10 @@ class UserRateLimited(BotError):
     default_user_message = texts.USER_RATE_LIMITED
 
     def __init__(self, detail: str = "", *, retry_after: float | None = None) -> None:
-        msg = texts.USER_RATE_LIMITED
+        msg = Msg(texts.USER_RATE_LIMITED)
         if retry_after is not None:
             # Rounded up: never tell someone to come back before the window has room.
-            msg = texts.USER_RATE_LIMITED_WAIT.format(seconds=max(1, math.ceil(retry_after)))
+            msg = Msg(texts.USER_RATE_LIMITED_WAIT, seconds=max(1, math.ceil(retry_after)))
         super().__init__(detail, user_message=msg)
         self.retry_after = retry_after
 
@@ -130,7 +141,7 @@ class UnknownModel(BotError):
         names = ", ".join(allowed or [])
         super().__init__(
             f"unknown model {model!r}",
-            user_message=texts.UNKNOWN_MODEL_NAMED.format(model=model, allowed=names),
+            user_message=Msg(texts.UNKNOWN_MODEL_NAMED, model=model, allowed=names),
         )
         self.model = model
 
@@ -246,7 +257,7 @@ class AudioTooLarge(AudioError):
     def __init__(self, detail: str = "", *, size: int | None = None, limit: int) -> None:
         super().__init__(
             detail or f"size {size} over limit {limit}",
-            user_message=texts.AUDIO_TOO_LARGE.format(limit_mb=limit // (1024 * 1024)),
+            user_message=Msg(texts.AUDIO_TOO_LARGE, limit_mb=limit // (1024 * 1024)),
         )
         self.size = size
         self.limit = limit
@@ -292,7 +303,7 @@ class ForeignFileHost(AudioError):
     default_user_message = texts.FILE_FOREIGN_HOST
 
     def __init__(
-        self, detail: str = "", *, host: str | None, user_message: str | None = None
+        self, detail: str = "", *, host: str | None, user_message: str | Msg | None = None
     ) -> None:
         super().__init__(detail or f"file on host {host!r}", user_message=user_message)
         self.host = host
@@ -319,7 +330,7 @@ class ModelError(BotError):
         request_id: str | None = None,
         status: int | None = None,
         retry_after: float | None = None,
-        user_message: str | None = None,
+        user_message: str | Msg | None = None,
     ) -> None:
         parts = [p for p in (detail, code, message) if p]
         super().__init__(" | ".join(parts) or type(self).__name__, user_message=user_message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot import texts
 from bot.audio.types import AudioReport
+from bot.i18n import tr
 
 # Less than this much left out is rounding, not worth a note.
 _NOTE_THRESHOLD = 0.5  # seconds
@@ -23,7 +24,7 @@ def left_out_note(report: AudioReport) -> str | None:
     """E.g. "I listened to the first 3:00 of 7:42.", or ``None`` when nothing was left out."""
     sent, total = format_duration(report.seconds_sent), format_duration(report.total_seconds)
     if report.truncated:
-        return texts.AUDIO_LEFT_OUT_AT_LEAST.format(sent=sent, total=total)
+        return tr(texts.AUDIO_LEFT_OUT_AT_LEAST).format(sent=sent, total=total)
     if report.seconds_left_out < _NOTE_THRESHOLD:
         return None
-    return texts.AUDIO_LEFT_OUT.format(sent=sent, total=total)
+    return tr(texts.AUDIO_LEFT_OUT).format(sent=sent, total=total)

@@ -18,6 +18,7 @@ from bot.commands.ports import (
     ButtonRows,
 )
 from bot.engine.domain import GroupPolicy
+from bot.i18n import tr
 
 _POLICY_LABELS = (
     (GroupPolicy.MENTION, texts.POLICY_BUTTON_MENTION),
@@ -26,7 +27,7 @@ _POLICY_LABELS = (
 
 
 def _mark(label: str, selected: bool) -> str:
-    return f"{texts.BUTTON_SELECTED_MARK}{label}" if selected else label
+    return f"{tr(texts.BUTTON_SELECTED_MARK)}{label}" if selected else label
 
 
 def model_buttons(models: Sequence[ModelSpec], *, current: str) -> ButtonRows:
@@ -44,7 +45,11 @@ def model_buttons(models: Sequence[ModelSpec], *, current: str) -> ButtonRows:
 def policy_buttons(current: GroupPolicy) -> ButtonRows:
     """When the bot answers in a group: one row per policy, the current one marked."""
     return tuple(
-        (Button(label=_mark(label, policy == current), action=POLICY_ACTION, value=policy.value),)
+        (
+            Button(
+                label=_mark(tr(label), policy == current), action=POLICY_ACTION, value=policy.value
+            ),
+        )
         for policy, label in _POLICY_LABELS
     )
 
@@ -53,8 +58,8 @@ def forget_buttons() -> ButtonRows:
     """Delete, or cancel, on one row."""
     return (
         (
-            Button(label=texts.FORGET_YES, action=FORGET_ACTION, value=FORGET_YES, danger=True),
-            Button(label=texts.FORGET_NO, action=FORGET_ACTION, value=FORGET_NO),
+            Button(label=tr(texts.FORGET_YES), action=FORGET_ACTION, value=FORGET_YES, danger=True),
+            Button(label=tr(texts.FORGET_NO), action=FORGET_ACTION, value=FORGET_NO),
         ),
     )
 
@@ -65,7 +70,7 @@ def transcript_buttons(assistant_turn_id: int) -> ButtonRows:
     return (
         (
             Button(
-                label=texts.TRANSCRIPT_BUTTON,
+                label=tr(texts.TRANSCRIPT_BUTTON),
                 action=TRANSCRIPT_ACTION,
                 value=str(assistant_turn_id),
             ),

@@ -5,7 +5,9 @@
 :meth:`CommandHandler.press` a pressed button. Access is checked first, then the engine
 does the work and checks admin rights (:meth:`~bot.engine.service.Engine.update_settings`,
 :meth:`~bot.engine.service.Engine.forget`), for commands and buttons alike; its refusals
-become their ``user_message``.
+become their ``user_message``. Answers are in the language the engine picks for the chat
+and the sender (:meth:`~bot.engine.service.Engine.language`); a change of the chat's
+``language`` is answered in the new one.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from bot.engine.ports import AdminCheck, ChatRef
 from bot.engine.service import Engine
 from bot.engine.settings import ChatSettingsView, parse_setting_change
 from bot.errors import BotError
+from bot.i18n import choose, current, tr, use
 
 # Other names users type for a command (Telegram sends /start on first contact).
 ALIASES = {"start": "help", "?": "help", "": "help"}
@@ -65,12 +68,16 @@ class CommandHandler:
 
     async def run(self, command: ChatCommand) -> Answer:
         """The answer to a typed command (unknown names get a pointer to ``help``)."""
+        with use(await self._engine.language(command.chat, command.user_language)):
+            return await self._run(command)
+
+    async def _run(self, command: ChatCommand) -> Answer:
         if not self._engine.is_allowed(command.chat, command.user_id):
-            return Answer(text=texts.ACCESS_DENIED)
+            return Answer(text=tr(texts.ACCESS_DENIED))
         name = canonical_name(command.name)
         run = self._commands.get(name)
         if run is None:
-            return Answer(text=self._profile.style.format(texts.UNKNOWN_COMMAND, command=name))
+            return Answer(text=self._profile.style.format(tr(texts.UNKNOWN_COMMAND), command=name))
         try:
             return await run(command)
         except BotError as exc:
@@ -82,19 +89,23 @@ class CommandHandler:
         Rights are checked again here: a button stays pressable after rights change, and
         anyone in the chat can press it.
         """
+        with use(await self._engine.language(action.chat, action.user_language)):
+            return await self._press(action)
+
+    async def _press(self, action: ButtonAction) -> Answer:
         if not self._engine.is_allowed(action.chat, action.user_id):
-            return Answer(notice=texts.ACCESS_DENIED, alert=True)
+            return Answer(notice=tr(texts.ACCESS_DENIED), alert=True)
         try:
             if action.action == MODEL_ACTION:
                 view = await self._change(action, model=action.value)
                 menu = self._model_menu(view)
                 return dataclasses.replace(
-                    menu, notice=texts.MODEL_CHANGED.format(model=view.model)
+                    menu, notice=tr(texts.MODEL_CHANGED).format(model=view.model)
                 )
             if action.action == POLICY_ACTION:
                 view = await self._change(action, group_policy=action.value)
                 shown = self._settings_view(view, action.chat)
-                return dataclasses.replace(shown, notice=texts.SETTING_SAVED)
+                return dataclasses.replace(shown, notice=tr(texts.SETTING_SAVED))
             if action.action == TRANSCRIPT_ACTION:
                 return await self._transcript(action)
             if action.action == FORGET_ACTION:
@@ -102,8 +113,8 @@ class CommandHandler:
                     # Only whoever may confirm answers the question (the one who asked is
                     # such a person): a member can't dismiss an admin's prompt either.
                     if not await self._engine.can_manage(action.chat, action.user_id, self._admins):
-                        return Answer(notice=texts.NOT_ADMIN, alert=True)
-                    return Answer(text=texts.FORGET_CANCELLED)
+                        return Answer(notice=tr(texts.NOT_ADMIN), alert=True)
+                    return Answer(text=tr(texts.FORGET_CANCELLED))
                 counts = await self._engine.forget(action.chat, action.user_id, self._admins)
                 return Answer(text=presenters.forget_summary(counts))
         except BotError as exc:
@@ -116,17 +127,24 @@ class CommandHandler:
         engine, style = self._engine, self._profile.style
         request = await engine.find_transcript(action.chat, action.value)
         if engine.transcript_in_progress(request):
-            return Answer(notice=texts.TRANSCRIPT_IN_PROGRESS)
+            return Answer(notice=tr(texts.TRANSCRIPT_IN_PROGRESS))
+        # ``later`` runs after this press's language context has ended: it takes it along.
+        lang = current()
 
         async def make() -> Answer:
-            try:
-                made = await engine.transcript(request, chat=action.chat, user_id=action.user_id)
-            except BotError as exc:
-                reason = exc.shown(style)
-                return Answer(notice=texts.TRANSCRIPT_FAILED.format(reason=reason), alert=True)
-            return Answer(post=made.text) if made is not None else Answer()
+            with use(lang):
+                try:
+                    made = await engine.transcript(
+                        request, chat=action.chat, user_id=action.user_id
+                    )
+                except BotError as exc:
+                    reason = exc.shown(style)
+                    failed = tr(texts.TRANSCRIPT_FAILED).format(reason=reason)
+                    return Answer(notice=failed, alert=True)
+                return Answer(post=made.text) if made is not None else Answer()
 
-        return Answer(notice=None if request.cached else texts.TRANSCRIPT_WORKING, later=make)
+        working = None if request.cached else tr(texts.TRANSCRIPT_WORKING)
+        return Answer(notice=working, later=make)
 
     # --- commands -------------------------------------------------------------------------
 
@@ -137,21 +155,23 @@ class CommandHandler:
             model=view.model, prefix=profile.style.prefix, intro=profile.help_intro
         )
         if profile.group_help and not command.chat.is_private:
-            extra = profile.style.format(profile.group_help, username=profile.bot_username or "")
+            extra = profile.style.format(
+                tr(profile.group_help), username=profile.bot_username or ""
+            )
             text = f"{text}\n\n{extra}"
         return Answer(text=text)
 
     async def _new(self, command: ChatCommand) -> Answer:
         if self._profile.group_new is not None and not command.chat.is_private:
-            return Answer(text=self._profile.group_new)
+            return Answer(text=tr(self._profile.group_new))
         await self._engine.new_conversation(command.chat, command.thread_key)
-        return Answer(text=texts.NEW_CONVERSATION)
+        return Answer(text=tr(texts.NEW_CONVERSATION))
 
     async def _model(self, command: ChatCommand) -> Answer:
         words = command.args.split()
         if words:  # a model name has no spaces: the first word is the name
             view = await self._change(command, model=words[0])
-            return Answer(text=texts.MODEL_CHANGED.format(model=view.model))
+            return Answer(text=tr(texts.MODEL_CHANGED).format(model=view.model))
         return self._model_menu(await self._engine.get_settings(command.chat))
 
     async def _settings(self, command: ChatCommand) -> Answer:
@@ -161,7 +181,9 @@ class CommandHandler:
             view = await self._change(command, **parse_setting_change(key, raw))
         else:
             view = await self._engine.get_settings(command.chat)
-        return self._settings_view(view, command.chat)
+        # After "settings language en", already in the chat's new language.
+        with use(choose(view.language, command.user_language)):
+            return self._settings_view(view, command.chat)
 
     async def _usage(self, command: ChatCommand) -> Answer:
         return Answer(text=presenters.usage_summary(await self._engine.usage(command.chat)))
@@ -173,8 +195,8 @@ class CommandHandler:
             return Answer(text=presenters.forget_summary(counts))
         # Deleting can't be undone: ask first, but only someone who could confirm.
         if not await self._engine.can_manage(chat, user, self._admins):
-            return Answer(text=texts.NOT_ADMIN)
-        return Answer(text=texts.FORGET_CONFIRM, buttons=forget_buttons(), confirm=True)
+            return Answer(text=tr(texts.NOT_ADMIN))
+        return Answer(text=tr(texts.FORGET_CONFIRM), buttons=forget_buttons(), confirm=True)
 
     # --- shared views ---------------------------------------------------------------------
 
@@ -190,7 +212,7 @@ class CommandHandler:
         text = presenters.model_list(models, current=view.model)
         if not self._profile.buttons:
             return Answer(text=text)
-        pick = self._profile.style.format(texts.MODEL_PICK_BUTTONS)
+        pick = self._profile.style.format(tr(texts.MODEL_PICK_BUTTONS))
         return Answer(text=f"{text}\n\n{pick}", buttons=model_buttons(models, current=view.model))
 
     def _settings_view(self, view: ChatSettingsView, chat: ChatRef) -> Answer:

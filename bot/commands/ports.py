@@ -41,6 +41,7 @@ class ChatCommand:
     chat: ChatRef
     user_id: str
     thread_key: str | None = None  # forum topic / thread: the conversation ``new`` resets
+    user_language: str | None = None  # the platform's tag, as IncomingTurn.user_language
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +53,7 @@ class ButtonAction:
     chat: ChatRef
     user_id: str
     thread_key: str | None = None
+    user_language: str | None = None  # the presser's, as IncomingTurn.user_language
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,6 +104,7 @@ class CommandProfile:
     nothing to confirm with)."""
 
     style: CommandStyle
+    # The texts below are msgids of bot.texts: the core shows them in the reader's language.
     help_intro: str = texts.HELP_INTRO
     # Added to ``help`` outside private chats; ``{cmd:…}`` and ``{username}`` (the bot's).
     group_help: str | None = None

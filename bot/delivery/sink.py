@@ -45,6 +45,7 @@ from bot.errors import (
     SpellsCommands,
     Undelivered,
 )
+from bot.i18n import tr
 from bot.metrics import Metrics
 from bot.retrying import retrying
 
@@ -70,7 +71,7 @@ def compose(reply: FinalReply) -> str:
     body = reply.text if reply.text.strip() else ""
     notes = "\n\n".join(f"_{note}_" for note in reply.notes if note.strip())
     if not notes:
-        return body or texts.EMPTY_REPLY
+        return body or tr(texts.EMPTY_REPLY)
     if not body:
         return notes
     sep = "" if body.endswith("\n\n") else "\n" if body.endswith("\n") else "\n\n"

@@ -15,6 +15,7 @@ from bot import texts
 from bot.engine.chat_store import chat_row
 from bot.engine.ports import ChatRef
 from bot.errors import ConversationNotFound, InvalidConversationName
+from bot.i18n import Msg
 from bot.storage import repositories as repo
 from bot.storage.database import Database
 from bot.storage.repositories import ConversationSummary
@@ -52,7 +53,7 @@ def parse_reference(raw: str) -> int | str:
     if len(value) > NAME_MAX:
         raise InvalidConversationName(
             f"{len(value)} characters",
-            user_message=texts.CONVERSATION_NAME_TOO_LONG.format(limit=NAME_MAX),
+            user_message=Msg(texts.CONVERSATION_NAME_TOO_LONG, limit=NAME_MAX),
         )
     if not _NAME.fullmatch(value):
         raise InvalidConversationName("characters")
@@ -88,7 +89,7 @@ async def find_or_start(db: Database, chat: ChatRef, reference: int | str) -> Co
             if found is None:
                 raise ConversationNotFound(
                     f"conversation {reference}",
-                    user_message=texts.CONVERSATION_ID_NOT_FOUND.format(id=reference),
+                    user_message=Msg(texts.CONVERSATION_ID_NOT_FOUND, id=reference),
                 )
             conv = found
         return ConversationHandle(id=conv.id, name=conv.name)

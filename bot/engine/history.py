@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from bot import texts
 from bot.catalog import ModelSpec, audio_tokens
 from bot.errors import UnsupportedRequest
+from bot.i18n import tr
 
 # Chat-template tokens per message (role markers, separators) and per audio item (tags).
 MESSAGE_OVERHEAD = 8
@@ -85,10 +86,10 @@ class PastPair:
 def context_text(user_text: str | None, *, has_audio: bool) -> str:
     """How an unanswered thread parent is introduced to the model, after its audio."""
     if has_audio and user_text:
-        return texts.THREAD_PARENT_AUDIO_TEXT.format(text=user_text)
+        return tr(texts.THREAD_PARENT_AUDIO_TEXT).format(text=user_text)
     if has_audio:
-        return texts.THREAD_PARENT_AUDIO
-    return texts.THREAD_PARENT_TEXT.format(text=user_text or "")
+        return tr(texts.THREAD_PARENT_AUDIO)
+    return tr(texts.THREAD_PARENT_TEXT).format(text=user_text or "")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

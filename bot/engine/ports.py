@@ -106,6 +106,10 @@ class IncomingTurn:
     # A reply inside a thread: the message the thread hangs off, which a new thread's
     # conversation starts from (its audio, text and the bot's answer to it).
     parent: ThreadParent | None = None
+    # The sender's language as the platform tags it (Telegram ``language_code``, Slack
+    # ``locale``, the terminal's ``LANG``): what the bot speaks while the chat's
+    # ``language`` setting is ``auto`` (bot.i18n.choose).
+    user_language: str | None = None
 
     @property
     def recordings(self) -> tuple[AudioSource, ...]:

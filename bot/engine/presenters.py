@@ -1,6 +1,7 @@
 """Plain-text views both platforms show: help, settings, models, usage, forget.
 
-Short, friendly, texts from :mod:`bot.texts`; :mod:`bot.commands` puts them into answers.
+Short, friendly, texts from :mod:`bot.texts` in the current language (:mod:`bot.i18n`);
+:mod:`bot.commands` puts them into answers.
 Commands are spelt with the platform's prefix (``CommandStyle.prefix``): ``/new`` on
 Telegram, ``/voicebot new`` on Slack.
 """
@@ -15,6 +16,7 @@ from bot.catalog import ModelKind, ModelSpec
 from bot.engine.domain import GroupPolicy, TranscriptMode
 from bot.engine.settings import SETTING_KEYS, ChatSettingsView
 from bot.engine.usage import UsageReport
+from bot.i18n import tr
 from bot.storage.repositories import ForgetCounts
 
 _PROMPT_PREVIEW = 80
@@ -22,8 +24,8 @@ _PROMPT_PREVIEW = 80
 
 def help_text(*, model: str, prefix: str = "/", intro: str = texts.HELP_INTRO) -> str:
     """What the bot does and its commands (``prefix`` + name: a ``CommandStyle.prefix``)."""
-    commands = "\n".join(f"{prefix}{name} — {what}" for name, what in texts.HELP_COMMANDS)
-    return texts.HELP_TEXT.format(intro=intro, commands=commands, model=model)
+    commands = "\n".join(f"{prefix}{name} — {tr(what)}" for name, what in texts.HELP_COMMANDS)
+    return tr(texts.HELP_TEXT).format(intro=tr(intro), commands=commands, model=model)
 
 
 def capabilities(spec: ModelSpec) -> str:
@@ -40,14 +42,14 @@ def capabilities(spec: ModelSpec) -> str:
             parts.append(texts.MODEL_CAPABILITY_ANALYSIS)
     if spec.multi_turn:
         parts.append(texts.MODEL_CAPABILITY_HISTORY)
-    return ", ".join(parts)
+    return tr(texts.LIST_SEPARATOR).join(tr(part) for part in parts)
 
 
 def model_list(models: Sequence[ModelSpec], *, current: str) -> str:
     """The allowed models, one line each, the chat's current one marked."""
-    lines = [texts.MODELS_HEADER]
+    lines = [tr(texts.MODELS_HEADER)]
     for spec in models:
-        mark = texts.MODEL_CURRENT_MARK if spec.name == current else ""
+        mark = tr(texts.MODEL_CURRENT_MARK) if spec.name == current else ""
         lines.append(f"• {spec.name}{mark} — {capabilities(spec)}")
     return "\n".join(lines)
 
@@ -57,21 +59,23 @@ def _show(view: ChatSettingsView, key: str) -> str:
     if key == "model":
         return str(value)
     if key == "group_policy":
-        return (
+        return tr(
             texts.GROUP_POLICY_ALL_VOICE
             if value is GroupPolicy.ALL_VOICE
             else texts.GROUP_POLICY_MENTION
         )
     if key == "transcript":
         return {
-            TranscriptMode.BUTTON: texts.TRANSCRIPT_MODE_BUTTON,
-            TranscriptMode.ALWAYS: texts.TRANSCRIPT_MODE_ALWAYS,
-            TranscriptMode.OFF: texts.TRANSCRIPT_MODE_OFF,
+            TranscriptMode.BUTTON: tr(texts.TRANSCRIPT_MODE_BUTTON),
+            TranscriptMode.ALWAYS: tr(texts.TRANSCRIPT_MODE_ALWAYS),
+            TranscriptMode.OFF: tr(texts.TRANSCRIPT_MODE_OFF),
         }[TranscriptMode(value)]
+    if key == "language":
+        return f"{texts.LANGUAGE_NAMES[value]} ({value})" if value else tr(texts.LANGUAGE_AUTO)
     if value is None:
-        return texts.SETTINGS_DEFAULT
+        return tr(texts.SETTINGS_DEFAULT)
     if isinstance(value, bool):
-        return texts.SETTINGS_ON if value else texts.SETTINGS_OFF
+        return tr(texts.SETTINGS_ON if value else texts.SETTINGS_OFF)
     if key == "system_prompt":
         text = str(value).replace("\n", " ")
         return f"“{text[:_PROMPT_PREVIEW]}…”" if len(text) > _PROMPT_PREVIEW else f"“{text}”"
@@ -80,26 +84,22 @@ def _show(view: ChatSettingsView, key: str) -> str:
 
 def settings_summary(view: ChatSettingsView) -> str:
     """Every setting with its effective value; keys the chat did not choose say "default"."""
-    lines = [texts.SETTINGS_HEADER]
+    lines = [tr(texts.SETTINGS_HEADER)]
     for key in SETTING_KEYS:
-        label = (
-            texts.TRANSCRIPT_SETTING_LABEL
-            if key == "transcript"
-            else texts.SETTING_LABELS.get(key, key)
-        )
-        lines.append(f"• {label} ({key}): {_show(view, key)}")
-    lines.append(texts.SETTINGS_HOW_TO_CHANGE)
+        label = tr(texts.SETTING_LABELS.get(key, key))
+        lines.append(f"• {label} ({key}){tr(texts.LABEL_COLON)}{_show(view, key)}")
+    lines.append(tr(texts.SETTINGS_HOW_TO_CHANGE))
     return "\n".join(lines)
 
 
 def usage_summary(report: UsageReport) -> str:
     """Usage by day and model, then the totals."""
     if not report.rows:
-        return texts.USAGE_EMPTY
-    lines = [texts.USAGE_HEADER]
+        return tr(texts.USAGE_EMPTY)
+    lines = [tr(texts.USAGE_HEADER)]
     for row in report.rows:
         lines.append(
-            texts.USAGE_LINE.format(
+            tr(texts.USAGE_LINE).format(
                 day=row.day.isoformat(),
                 model=row.model,
                 turns=row.turns,
@@ -110,7 +110,7 @@ def usage_summary(report: UsageReport) -> str:
         )
     t = report.totals
     lines.append(
-        texts.USAGE_TOTAL.format(
+        tr(texts.USAGE_TOTAL).format(
             turns=t.turns,
             audio=format_duration(t.audio_seconds),
             input=t.input_tokens,
@@ -122,6 +122,6 @@ def usage_summary(report: UsageReport) -> str:
 
 
 def forget_summary(counts: ForgetCounts) -> str:
-    return texts.FORGET_DONE.format(
+    return tr(texts.FORGET_DONE).format(
         conversations=counts.conversations, turns=counts.turns, clips=counts.audio_clips
     )

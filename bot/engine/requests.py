@@ -19,6 +19,7 @@ from bot.catalog import ModelKind, ModelSpec
 from bot.engine.history import RequestPlan, context_text
 from bot.engine.settings import ChatSettingsView
 from bot.errors import UnsupportedRequest
+from bot.i18n import Msg, tr
 from bot.llm.types import AudioInfo, AudioPart, ChatMessage, GenerationParams, Part, TextPart
 
 # Left-out audio shorter than this is rounding, not worth a note.
@@ -52,23 +53,23 @@ def shape_turn(spec: ModelSpec, *, text: str | None, has_audio: bool) -> TurnSha
         if not has_audio:
             template = texts.NEEDS_AUDIO_ASR if asr else texts.NEEDS_AUDIO_CAPTION
             raise UnsupportedRequest(
-                f"{spec.name} needs audio", user_message=template.format(model=spec.name)
+                f"{spec.name} needs audio", user_message=Msg(template, model=spec.name)
             )
         # These models take no instruction: answer the audio and say the text was unused.
-        notes = (texts.INSTRUCTION_IGNORED.format(model=spec.name),) if text else ()
+        notes = (tr(texts.INSTRUCTION_IGNORED).format(model=spec.name),) if text else ()
         kind = TurnKind.TRANSCRIPTION if asr else TurnKind.CAPTION
         return TurnShape(kind=kind, model_text=None, notes=notes)
     if has_audio and text:
         return TurnShape(kind=TurnKind.ANALYSIS, model_text=text)
     if has_audio:
-        instruction = None if spec.voice_chat else texts.VOICE_CHAT_INSTRUCTION
+        instruction = None if spec.voice_chat else tr(texts.VOICE_CHAT_INSTRUCTION)
         return TurnShape(kind=TurnKind.VOICE_CHAT, model_text=instruction)
     return TurnShape(kind=TurnKind.FOLLOWUP, model_text=text)
 
 
 def replay_instruction(spec: ModelSpec) -> str | None:
     """The text a past audio-only user turn is replayed with on this model."""
-    return None if spec.voice_chat else texts.VOICE_CHAT_INSTRUCTION
+    return None if spec.voice_chat else tr(texts.VOICE_CHAT_INSTRUCTION)
 
 
 def generation_params(view: ChatSettingsView, spec: ModelSpec) -> GenerationParams:
@@ -134,12 +135,12 @@ def build_messages(
 def left_out_note(*, sent: float, total: float, truncated: bool = False) -> str | None:
     """E.g. "I listened to the first 3:00 of 7:42." — never drop audio silently."""
     if truncated:
-        return texts.AUDIO_LEFT_OUT_AT_LEAST.format(
+        return tr(texts.AUDIO_LEFT_OUT_AT_LEAST).format(
             sent=format_duration(sent), total=format_duration(total)
         )
     if total - sent < _NOTE_THRESHOLD:
         return None
-    return texts.AUDIO_LEFT_OUT.format(sent=format_duration(sent), total=format_duration(total))
+    return tr(texts.AUDIO_LEFT_OUT).format(sent=format_duration(sent), total=format_duration(total))
 
 
 def length_notes(mismatches: Sequence[LengthMismatch | None]) -> list[str]:
@@ -162,18 +163,18 @@ def length_note(mismatch: LengthMismatch, *, number: int | None = None) -> str:
     if mismatch.kind is MismatchKind.UNREAD_TAIL:
         rest = format_duration(mismatch.unread or 0.0)
         if number is None:
-            return texts.AUDIO_UNREAD_TAIL.format(heard=heard, rest=rest)
-        return texts.AUDIO_UNREAD_TAIL_NTH.format(heard=heard, rest=rest, number=number)
+            return tr(texts.AUDIO_UNREAD_TAIL).format(heard=heard, rest=rest)
+        return tr(texts.AUDIO_UNREAD_TAIL_NTH).format(heard=heard, rest=rest, number=number)
     if mismatch.kind is MismatchKind.LONGER_THAN_HEADER:
         declared = format_duration(mismatch.declared or 0.0)  # always set for this kind
         if number is None:
-            return texts.AUDIO_LONGER_THAN_HEADER.format(heard=heard, declared=declared)
-        return texts.AUDIO_LONGER_THAN_HEADER_NTH.format(
+            return tr(texts.AUDIO_LONGER_THAN_HEADER).format(heard=heard, declared=declared)
+        return tr(texts.AUDIO_LONGER_THAN_HEADER_NTH).format(
             heard=heard, declared=declared, number=number
         )
     if number is None:
-        return texts.AUDIO_CUT_OFF.format(heard=heard)
-    return texts.AUDIO_CUT_OFF_NTH.format(heard=heard, number=number)
+        return tr(texts.AUDIO_CUT_OFF).format(heard=heard)
+    return tr(texts.AUDIO_CUT_OFF_NTH).format(heard=heard, number=number)
 
 
 def audio_info_note(info: AudioInfo | None) -> str | None:
@@ -182,9 +183,9 @@ def audio_info_note(info: AudioInfo | None) -> str | None:
         return None
     details = []
     if info.language:
-        details.append(texts.ASR_LANGUAGE.format(language=info.language))
+        details.append(tr(texts.ASR_LANGUAGE).format(language=info.language))
     if info.emotion:
-        details.append(texts.ASR_EMOTION.format(emotion=info.emotion))
+        details.append(tr(texts.ASR_EMOTION).format(emotion=info.emotion))
     if not details:
         return None
-    return texts.ASR_DETECTED.format(details=", ".join(details))
+    return tr(texts.ASR_DETECTED).format(details=tr(texts.LIST_SEPARATOR).join(details))

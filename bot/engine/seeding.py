@@ -42,6 +42,7 @@ from bot.engine.ports import AudioSource, IncomingTurn, ParentMessage, ThreadPar
 from bot.engine.recordings import PreparedAudio, prepare_recordings
 from bot.engine.store import TurnContext
 from bot.errors import BotError
+from bot.i18n import tr
 from bot.metrics import Metrics
 from bot.storage.database import Database
 
@@ -165,7 +166,7 @@ async def _open_from(
             parent_text=text,
         )
         if budget is not None and budget < _MIN_SECONDS:
-            notes.append(texts.THREAD_PARENT_NO_ROOM)
+            notes.append(tr(texts.THREAD_PARENT_NO_ROOM))
         else:
             audio = await _hear(deps, ctx, recordings, budget)
             notes.extend(_heard_notes(audio))
@@ -221,14 +222,14 @@ async def _hear(
 
 def _heard_notes(audio: PreparedAudio | None) -> list[str]:
     if audio is None:
-        return [texts.THREAD_PARENT_AUDIO_FAILED]
+        return [tr(texts.THREAD_PARENT_AUDIO_FAILED)]
     if not audio.clips:  # not even its first segment fits (clips are cut at pauses)
-        return [texts.THREAD_PARENT_NO_ROOM]
+        return [tr(texts.THREAD_PARENT_NO_ROOM)]
     sent = sum(c.duration for c in audio.clips)
     if audio.total_seconds - sent < _NOTE_THRESHOLD:
         return []
     return [
-        texts.THREAD_PARENT_LEFT_OUT.format(
+        tr(texts.THREAD_PARENT_LEFT_OUT).format(
             sent=format_duration(sent), total=format_duration(audio.total_seconds)
         )
     ]

@@ -34,6 +34,7 @@ from bot.engine.transcripts import Transcriber, Transcript, TranscriptRequest
 from bot.engine.turn import TurnDeps, abandon_turn, run_turn, safe_fail
 from bot.engine.usage import UsageReport
 from bot.errors import AccessDenied, BotError, InvalidSetting, NotChatAdmin, ShuttingDown
+from bot.i18n import Lang, choose, use
 from bot.llm.types import ModelClient
 from bot.metrics import Metrics
 from bot.storage.database import Database
@@ -123,6 +124,10 @@ class Engine:
         Refusals (access, rate limit, shutting down) store nothing. Turns of one
         conversation run one at a time (across replicas the turn queue orders them; the
         in-process lock also covers ``voicebot ask`` and /new); others run concurrently.
+        Everything the turn shows, and the instruction it sends, is in the language
+        :meth:`language` picks for its chat and sender (read once the turn has its place
+        in the line: taking the place comes before any await, so that turns keep their
+        arrival order).
         """
         chat = turn.chat
         refusal: BotError | None = None
@@ -138,7 +143,8 @@ class Engine:
         if refusal is not None:
             log.info("turn.refused", platform=chat.platform, reason=type(refusal).__name__)
             self.metrics.turns.labels(chat.platform, "-", "-", "refused").inc()
-            shown = await safe_fail(sink, refusal, "")
+            with use(await self.language(chat, turn.user_language)):
+                shown = await safe_fail(sink, refusal, "")
             return TurnOutcome(status="refused", error=refusal, message_ids=shown)
 
         internal = asyncio.Event()
@@ -155,12 +161,14 @@ class Engine:
         )
         try:
             async with self._locks.hold(key):
-                if self._draining:
-                    # Queued behind a turn when shutdown began: not accepted, nothing stored.
-                    err = ShuttingDown()
-                    shown = await safe_fail(sink, err, "")
-                    return TurnOutcome(status="refused", error=err, message_ids=shown)
-                return await run_turn(self._deps, turn, sink, internal)
+                with use(await self.language(chat, turn.user_language)):
+                    if self._draining:
+                        # Queued behind a turn when shutdown began: not accepted, nothing
+                        # stored.
+                        err = ShuttingDown()
+                        shown = await safe_fail(sink, err, "")
+                        return TurnOutcome(status="refused", error=err, message_ids=shown)
+                    return await run_turn(self._deps, turn, sink, internal)
         finally:
             if relay is not None:
                 relay.cancel()
@@ -171,7 +179,8 @@ class Engine:
     async def abandon(self, turn: IncomingTurn, sink: ReplySink) -> TurnOutcome:
         """The turn's job is given up (every run crashed): apologise, store it failed."""
         try:
-            return await abandon_turn(self._deps, turn, sink)
+            with use(await self.language(turn.chat, turn.user_language)):
+                return await abandon_turn(self._deps, turn, sink)
         except Exception as exc:  # the apology is best effort; the job ends either way
             log.error("turn.abandon_failed", error=type(exc).__name__)
             return TurnOutcome(status="failed", error=BotError(type(exc).__name__))
@@ -201,6 +210,17 @@ class Engine:
         return await conversations.find_or_start(self.database, chat, reference)
 
     # --- settings, usage, forget ----------------------------------------------------------
+
+    async def language(self, chat: ChatRef, user_language: str | None) -> Lang:
+        """The language to speak to this user in this chat: the chat's ``language``
+        setting, else (``auto``) the user's own language tag. A database that can't be
+        read leaves it to the user's tag: the language never holds up an answer."""
+        try:
+            stored = await chat_store.stored_settings(self.database, chat)
+        except Exception as exc:
+            log.warning("engine.language_unread", error=type(exc).__name__)
+            stored = None
+        return choose(stored.language if stored is not None else None, user_language)
 
     async def get_settings(self, chat: ChatRef) -> ChatSettingsView:
         """The chat's effective settings (defaults applied)."""

@@ -15,6 +15,7 @@ from bot import texts
 from bot.catalog import ModelSpec, get_model
 from bot.engine.domain import GroupPolicy, TranscriptMode
 from bot.errors import InvalidSetting, UnknownModel
+from bot.i18n import Lang, Msg
 from bot.storage.tables import ChatSettings
 
 SETTING_KEYS: tuple[str, ...] = (
@@ -29,6 +30,7 @@ SETTING_KEYS: tuple[str, ...] = (
     "asr_enable_itn",
     "group_policy",
     "transcript",
+    "language",
 )
 
 # Spellings users type, mapped to the canonical key.
@@ -40,8 +42,8 @@ ALIASES: dict[str, str] = {
     "topk": "top_k",
     "max": "max_tokens",
     "maxtokens": "max_tokens",
-    "language": "asr_language",
-    "lang": "asr_language",
+    "lang": "language",
+    "asrlang": "asr_language",
     "itn": "asr_enable_itn",
     "groups": "group_policy",
     "group": "group_policy",
@@ -72,6 +74,8 @@ class ChatSettingsView:
     asr_enable_itn: bool | None
     group_policy: GroupPolicy
     transcript: TranscriptMode
+    # The language the bot speaks in the chat: "en", "zh", or None (auto: each user's own).
+    language: str | None
     chosen: frozenset[str]  # keys with a chat-specific value
 
     def value(self, key: str) -> Any:
@@ -85,19 +89,20 @@ def canonical_key(key: str) -> str:
     if norm not in SETTING_KEYS:
         raise InvalidSetting(
             f"unknown setting {key!r}",
-            user_message=texts.UNKNOWN_SETTING.format(key=key, keys=", ".join(SETTING_KEYS)),
+            user_message=Msg(texts.UNKNOWN_SETTING, key=key, keys=", ".join(SETTING_KEYS)),
         )
     return norm
 
 
-def _must(key: str, rule: str) -> InvalidSetting:
+def _must(key: str, rule: str | Msg) -> InvalidSetting:
     return InvalidSetting(
-        f"invalid value for {key}", user_message=texts.SETTING_MUST_BE.format(key=key, rule=rule)
+        f"invalid value for {key}",
+        user_message=Msg(texts.SETTING_MUST_BE, key=key, rule=Msg.of(rule)),
     )
 
 
 def _number(key: str, raw: str, low: float, high: float) -> float:
-    rule = texts.SETTING_RULE_NUMBER.format(low=low, high=high)
+    rule = Msg(texts.SETTING_RULE_NUMBER, low=low, high=high)
     try:
         value = float(raw.replace(",", "."))
     except ValueError:
@@ -108,7 +113,7 @@ def _number(key: str, raw: str, low: float, high: float) -> float:
 
 
 def _integer(key: str, raw: str, low: int, high: int) -> int:
-    rule = texts.SETTING_RULE_INTEGER.format(low=low, high=high)
+    rule = Msg(texts.SETTING_RULE_INTEGER, low=low, high=high)
     try:
         value = int(raw)
     except ValueError:
@@ -141,7 +146,7 @@ def coerce_value(name: str, value: Any) -> Any:
         return raw
     if name == "system_prompt":
         if len(raw) > SYSTEM_PROMPT_LIMIT:
-            raise _must(name, texts.SETTING_RULE_TEXT.format(limit=SYSTEM_PROMPT_LIMIT))
+            raise _must(name, Msg(texts.SETTING_RULE_TEXT, limit=SYSTEM_PROMPT_LIMIT))
         return raw or None
     if name == "temperature":
         return _number(name, raw, 0.0, 1.99)
@@ -169,14 +174,29 @@ def coerce_value(name: str, value: Any) -> Any:
     if name == "group_policy":
         choices = [p.value for p in GroupPolicy]
         if raw.lower() not in choices:
-            raise _must(name, texts.SETTING_RULE_CHOICE.format(choices=", ".join(choices)))
+            raise _must(name, Msg(texts.SETTING_RULE_CHOICE, choices=", ".join(choices)))
         return raw.lower()
     if name == "transcript":
         modes = [m.value for m in TranscriptMode]
         if raw.lower() not in modes:
-            raise _must(name, texts.SETTING_RULE_CHOICE.format(choices=", ".join(modes)))
+            raise _must(name, Msg(texts.SETTING_RULE_CHOICE, choices=", ".join(modes)))
         return raw.lower()
+    if name == "language":
+        return _language(raw)
     raise AssertionError(f"unhandled setting {canonical_key(name)}")
+
+
+def _language(raw: str) -> str | None:
+    """``auto`` (``None``: each user's own language), ``en`` or ``zh`` (``zh-CN``, ``zh_Hans``
+    and the like are ``zh``)."""
+    low = raw.lower()
+    if low == "auto":
+        return None
+    code = low.replace("_", "-").split("-")[0]
+    if code in {lang.value for lang in Lang}:
+        return code
+    choices = ", ".join(["auto", *(lang.value for lang in Lang)])
+    raise _must("language", Msg(texts.SETTING_RULE_CHOICE, choices=choices))
 
 
 def check_model(name: str, allowed: list[str]) -> ModelSpec:

@@ -34,6 +34,7 @@ from bot.engine.domain import TranscriptMode
 from bot.engine.ports import ChatRef
 from bot.engine.settings import ChatSettingsView
 from bot.errors import BotError, ModelError, TranscriptUnavailable
+from bot.i18n import Msg, tr
 from bot.llm.types import (
     AudioInfo,
     AudioPart,
@@ -86,7 +87,8 @@ def parse_turn_id(value: str) -> int | None:
 
 def language_name(code: str) -> str:
     """``en`` → ``English``; a code the bot has no name for is shown as it is."""
-    return texts.TRANSCRIPT_LANGUAGES.get(code.lower(), code)
+    name = texts.TRANSCRIPT_LANGUAGES.get(code.lower())
+    return tr(name) if name is not None else code
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,7 +173,7 @@ class Transcriber:
         if not fits([c.duration for c in replied.clips]):
             limit = format_duration(ASR_SPEC.clip_seconds)
             raise TranscriptUnavailable(
-                "clip too long", user_message=texts.TRANSCRIPT_TOO_LONG.format(limit=limit)
+                "clip too long", user_message=Msg(texts.TRANSCRIPT_TOO_LONG, limit=limit)
             )
         stored = await repo.clip_transcripts(session, [c.id for c in replied.clips])
         settings = await repo.get_chat_settings(session, chat_row_id)
@@ -359,21 +361,21 @@ def _render(
         dict.fromkeys(lang for c in clips if (lang := stored[c.id].language) is not None)
     )
     if languages:
-        header = texts.TRANSCRIPT_HEADER.format(
+        header = tr(texts.TRANSCRIPT_HEADER).format(
             language=", ".join(language_name(code) for code in languages)
         )
     else:
-        header = texts.TRANSCRIPT_HEADER_NO_LANGUAGE
+        header = tr(texts.TRANSCRIPT_HEADER_NO_LANGUAGE)
     paragraphs = [
         " ".join(words for c in group if (words := stored[c.id].text.strip()))
         for _, group in itertools.groupby(clips, key=lambda c: c.source_key)
     ]
-    body = "\n\n".join(p for p in paragraphs if p) or texts.TRANSCRIPT_NO_SPEECH
+    body = "\n\n".join(p for p in paragraphs if p) or tr(texts.TRANSCRIPT_NO_SPEECH)
     text = f"{header}\n{body}"
     sent = sum(c.duration for c in clips)
     total = request.audio_seconds_total
     if total is not None and total - sent >= _NOTE_THRESHOLD:
-        note = texts.TRANSCRIPT_LEFT_OUT.format(
+        note = tr(texts.TRANSCRIPT_LEFT_OUT).format(
             sent=format_duration(sent), total=format_duration(total)
         )
         text = f"{text}\n\n{note}"

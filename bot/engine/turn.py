@@ -64,6 +64,7 @@ from bot.errors import (
     TurnAbandoned,
     Undelivered,
 )
+from bot.i18n import Msg, tr
 from bot.llm.types import ModelClient
 from bot.metrics import Metrics
 from bot.storage.database import Database
@@ -184,7 +185,7 @@ class _TurnRun:
         heard = await self.plan(ctx, shape, prepared, labels)
         stored = await self.commit(ctx, shape, heard, labels)
         generated = await self.generate(ctx, heard, stored)
-        restarted = (texts.REPLY_RESTARTED,) if earlier is not None else ()
+        restarted = (tr(texts.REPLY_RESTARTED),) if earlier is not None else ()
         notes = (*heard.notes, *opening, *self.reply_notes(generated), *restarted)
         await self.store_reply(ctx, heard, stored, generated)
         observe(
@@ -228,7 +229,7 @@ class _TurnRun:
     async def redeliver(self, ctx: store.TurnContext, earlier: store.EarlierRun) -> TurnOutcome:
         """The earlier run stored the whole reply but died delivering it: deliver it."""
         assert earlier.assistant_turn_id is not None
-        body = f"{earlier.text}\n\n_{texts.REPLY_RESTARTED}_"
+        body = f"{earlier.text}\n\n_{tr(texts.REPLY_RESTARTED)}_"
         base = TurnOutcome(
             status="complete",
             conversation_id=ctx.conversation_id,
@@ -451,12 +452,12 @@ class _TurnRun:
         notes: list[str] = []
         state = generated.state
         if state.finish_reason == "length" and generated.status is TurnStatus.COMPLETE:
-            notes.append(texts.REPLY_CUT_AT_LIMIT)
+            notes.append(tr(texts.REPLY_CUT_AT_LIMIT))
         info_note = audio_info_note(state.audio_info)
         if info_note:
             notes.append(info_note)
         if generated.stopped:
-            notes.append(texts.REPLY_STOPPED)
+            notes.append(tr(texts.REPLY_STOPPED))
         return notes
 
     # --- 6. store the reply (then 7. show it) ---------------------------------------------
@@ -602,7 +603,7 @@ class _TurnRun:
         except BotError as exc:
             message = BotError(
                 "transcript failed",
-                user_message=texts.TRANSCRIPT_FAILED.format(reason=exc.user_message),
+                user_message=Msg(texts.TRANSCRIPT_FAILED, reason=exc.message_text),
             )
         except Exception as exc:  # e.g. the database: the reply itself is done
             log.error(
@@ -689,7 +690,7 @@ async def _deliver_pending(
         return False
     delivered = False
     for reply in pending:
-        body = f"_{texts.DELIVERED_LATE}_\n\n{reply.text}"
+        body = f"_{tr(texts.DELIVERED_LATE)}_\n\n{reply.text}"
         try:
             ids = await sink.deliver_late(
                 body, reply_to=reply.source_message_id, stale=reply.message_ids

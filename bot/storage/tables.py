@@ -112,6 +112,7 @@ class ChatSettings(Base):
     group_policy: Mapped[str] = mapped_column(String(16), server_default=GroupPolicy.MENTION.value)
     # A TranscriptMode value (button, always, off); ``None``: the default (button).
     transcript: Mapped[str | None] = mapped_column(String(8))
+    language: Mapped[str | None] = mapped_column(String(8))  # "en", "zh"; None: auto
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(64))
 

@@ -20,7 +20,11 @@ from tests.fakes.dashscope import FakeDashScope
 
 @pytest.fixture
 def run(dashscope_fake: FakeDashScope, db_url: str, tmp_path: Path) -> object:
-    env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
+    # The terminal's language decides the CLI's (bot.i18n): English unless a test says.
+    locale = ("LC_ALL", "LC_MESSAGES", "LANG")
+    env = {
+        k: v for k, v in os.environ.items() if k not in Settings.model_fields and k not in locale
+    }
     env.update(
         DATABASE_URL=db_url,
         DASHSCOPE_API_KEY=dashscope_fake.api_key,
@@ -28,8 +32,10 @@ def run(dashscope_fake: FakeDashScope, db_url: str, tmp_path: Path) -> object:
         DASHSCOPE_MAX_RETRIES="0",
     )
 
-    def voicebot(*args: str, command: str = "ask") -> subprocess.CompletedProcess[str]:
-        return zygote.run([command, *args], env=env, cwd=tmp_path)
+    def voicebot(
+        *args: str, command: str = "ask", lang: str = "C.UTF-8"
+    ) -> subprocess.CompletedProcess[str]:
+        return zygote.run([command, *args], env={**env, "LANG": lang}, cwd=tmp_path)
 
     return voicebot
 
@@ -111,3 +117,14 @@ def test_ask_errors_go_to_stderr_with_a_non_zero_exit(
     bad = run(str(junk))  # type: ignore[operator]
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1] == f"voicebot: {texts.NOT_AUDIO}"
+
+
+# The language is the same on every database: one run, on SQLite (a subprocess is costly).
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_ask_speaks_the_terminals_language(
+    run: object, note: str, dashscope_fake: FakeDashScope
+) -> None:
+    dashscope_fake.queue_error(429, "Throttling.RateQuota")
+    busy = run(note, lang="zh_CN.UTF-8")  # type: ignore[operator]
+    assert busy.returncode == 1 and busy.stdout == ""
+    assert busy.stderr.strip().splitlines()[-1] == "voicebot: 模型现在有点忙，请过一分钟再试。"

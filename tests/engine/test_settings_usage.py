@@ -26,7 +26,10 @@ def test_parse_setting_change() -> None:
     assert parse_setting_change("temp", "0,7") == {"temperature": 0.7}
     assert parse_setting_change("Top-K", "20") == {"top_k": 20}
     assert parse_setting_change("itn", "off") == {"asr_enable_itn": False}
-    assert parse_setting_change("language", "EN") == {"asr_language": "en"}
+    assert parse_setting_change("asr-language", "EN") == {"asr_language": "en"}
+    # "language" is the bot's own language (CONTRACT.md): auto | en | zh.
+    assert parse_setting_change("language", "zh-CN") == {"language": "zh"}
+    assert parse_setting_change("lang", "auto") == {"language": None}
     assert parse_setting_change("system", "Answer in French.") == {
         "system_prompt": "Answer in French."
     }

@@ -117,6 +117,7 @@ class FakeSlack:
         self.calls: list[ApiCall] = []
         self.messages: list[FakeMessage] = []
         self.users: dict[str, dict[str, Any]] = {}
+        self.locales: dict[str, str] = {}  # user id → Slack locale (users.info include_locale)
         self.files: dict[str, dict[str, Any]] = {}
         self.file_bytes: dict[str, bytes] = {}
         self.downloads: list[tuple[str, bool]] = []  # (file id, authorised)
@@ -187,7 +188,12 @@ class FakeSlack:
             _Script(error=error, status=status or 200, retry_after=retry_after, times=times)
         )
 
-    def add_user(self, user_id: str, *, admin: bool = False, owner: bool = False) -> None:
+    def add_user(
+        self, user_id: str, *, admin: bool = False, owner: bool = False, locale: str = "en-US"
+    ) -> None:
+        """A workspace member; ``locale`` is their Slack language, which ``users.info``
+        returns only when asked with ``include_locale``, as Slack does."""
+        self.locales[user_id] = locale
         self.users[user_id] = {
             "id": user_id,
             "team_id": self.team_id,
@@ -451,9 +457,12 @@ class FakeSlack:
         return {"url": f"ws://127.0.0.1:{self.port}/link/?ticket={uuid.uuid4().hex}"}
 
     def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any] | web.Response:
-        user = self.users.get(str(args.get("user")))
+        user_id = str(args.get("user"))
+        user = self.users.get(user_id)
         if user is None:
             return _error("user_not_found")
+        if str(args.get("include_locale")).lower() in ("1", "true"):
+            return {"user": {**user, "locale": self.locales.get(user_id, "en-US")}}
         return {"user": user}
 
     def _m_files_info(self, args: dict[str, Any]) -> dict[str, Any] | web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +102,7 @@ class SlackDeps:
             thread_ts=thread_ts,
             recipient_team_id=team_id,
             recipient_user_id=user_id,
+            # Rendered by the surface in the turn's language.
             status=texts.SLACK_STATUS_LISTENING if listening else texts.SLACK_STATUS_THINKING,
             interval=self.reply_interval,
             pauses=self.pauses,
@@ -113,6 +115,11 @@ class SlackDeps:
             style=STYLE,
         )
 
+    async def with_language(self, turn: IncomingTurn) -> IncomingTurn:
+        """The turn with its sender's Slack locale, which the engine answers in while the
+        chat's ``language`` is ``auto`` (English if Slack does not say)."""
+        return dataclasses.replace(turn, user_language=await self.admins.locale(turn.user_id))
+
     async def run_turn(
         self,
         turn: IncomingTurn,
@@ -123,6 +130,7 @@ class SlackDeps:
         team_id: str | None,
     ) -> TurnOutcome:
         """Answer a claimed event's turn with a replier in the right place."""
+        turn = await self.with_language(turn)
         if thread_ts is not None and not turn.chat.is_private:
             self.threads.mark_joined(channel, thread_ts)
         sink = self.replier(

@@ -37,6 +37,7 @@ from bot.errors import (
     DeliveryTransient,
     MessageGone,
 )
+from bot.i18n import tr
 
 log = structlog.get_logger(__name__)
 
@@ -131,7 +132,7 @@ class SlackSurface:
         thread_ts: str | None,
         recipient_team_id: str | None,
         recipient_user_id: str | None,
-        status: str | None = None,
+        status: str | None = None,  # a msgid of bot.texts, shown in the turn's language
         pauses: MethodPauses | None = None,
         native_stream: bool = True,
         interval: float = 1.0,
@@ -158,7 +159,7 @@ class SlackSurface:
     async def indicate(self) -> None:
         """``assistant.threads.setStatus``; only assistant threads have it, so failures pass."""
         if self._status and self._thread_ts:
-            await self.set_status(self._status)
+            await self.set_status(tr(self._status))
 
     async def set_status(self, status: str) -> None:
         if not self._thread_ts:

@@ -37,6 +37,7 @@ from bot.engine.ports import IncomingTurn
 from bot.engine.service import Engine
 from bot.http import paths
 from bot.http.server import HttpServer
+from bot.i18n import CATALOG_DIRS, Lang, tr
 from bot.metrics import Metrics
 from bot.queue.leader import AdvisoryLockLeader, Leadership, SoleLeader
 from bot.queue.port import Handler, Job, RunningJob, TurnQueue
@@ -252,6 +253,7 @@ class TelegramPlatform:
             thread_key=thread_key(message),
             text=message.text or message.caption,
             source_message_id=str(message.message_id),
+            user_language=user.language_code if user is not None else None,
         )
         await self.context.engine.abandon(turn, self.context.sink_for(message, self.bot))
 
@@ -341,10 +343,17 @@ class TelegramPlatform:
         return response
 
     async def _register_commands(self) -> None:
-        commands = [
-            BotCommand(command=name, description=desc) for name, desc in texts.HELP_COMMANDS
-        ]
-        try:
-            await self.bot.set_my_commands(commands)
-        except TelegramAPIError as exc:  # the menu is a nicety; never fail start for it
-            log.warning("telegram.set_commands_failed", error=type(exc).__name__)
+        """The command menu: English for everyone, and each other language for the users
+        whose Telegram speaks it (``language_code``, e.g. ``zh`` for every Chinese)."""
+        for lang in (Lang.EN, *CATALOG_DIRS):
+            commands = [
+                BotCommand(command=name, description=tr(desc, lang))
+                for name, desc in texts.HELP_COMMANDS
+            ]
+            try:
+                await self.bot.set_my_commands(
+                    commands, language_code=None if lang is Lang.EN else lang.value
+                )
+            except TelegramAPIError as exc:  # the menu is a nicety; never fail start for it
+                log.warning("telegram.set_commands_failed", error=type(exc).__name__)
+                return

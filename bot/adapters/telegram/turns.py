@@ -139,6 +139,7 @@ async def answer(
         text=what.text,
         audio=audio,
         source_message_id=str(message.message_id),
+        user_language=user.language_code if user is not None else None,
     )
     sink = ctx.sink_for(message, bot)
     stop = asyncio.Event()

@@ -50,6 +50,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                 value=pressed[1],
                 chat=commands.channel_chat(str(channel["id"]), str(channel.get("name") or "")),
                 user_id=user,
+                user_language=await deps.admins.locale(user),
             )
         )
         if answer.text is not None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import structlog
@@ -25,6 +26,8 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         # Slack shows an error if the ack takes over 3 s; the database work comes after.
         await ack()
         parsed = commands.parse(command)
+        locale = await deps.admins.locale(parsed.user_id)
+        parsed = dataclasses.replace(parsed, user_language=locale)
         log.info("slack.command", sub=canonical_name(parsed.name))
         answer = await handler.run(parsed)
         # Buttons (forget's confirmation) as Block Kit; presses reach listeners.buttons.

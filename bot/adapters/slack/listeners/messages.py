@@ -139,7 +139,7 @@ async def give_up(deps: SlackDeps, job: RunningJob, error: BaseException | None)
         user_id=msg.user,
         listening=False,
     )
-    await deps.engine.abandon(turn, sink)
+    await deps.engine.abandon(await deps.with_language(turn), sink)
 
 
 async def handle_message(

@@ -21,6 +21,7 @@ from bot.adapters.slack.events import PLATFORM, channel_kind, chat_ref, message_
 from bot.adapters.slack.files import is_audio_file
 from bot.engine.ordering import conversation_key
 from bot.engine.ports import AudioSource, ChatRef, IncomingTurn
+from bot.i18n import Lang, from_tag, tr
 from bot.queue.port import Job, RunningJob
 
 log = structlog.get_logger(__name__)
@@ -47,25 +48,28 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
     app.view(MODAL_ID)(on_submit)
 
 
-def modal(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The question modal (Block Kit)."""
+def modal(metadata: dict[str, Any], lang: Lang = Lang.EN) -> dict[str, Any]:
+    """The question modal (Block Kit), in ``lang``."""
     return {
         "type": "modal",
         "callback_id": MODAL_ID,
-        "title": {"type": "plain_text", "text": texts.SLACK_MODAL_TITLE},
-        "submit": {"type": "plain_text", "text": texts.SLACK_MODAL_SUBMIT},
+        "title": {"type": "plain_text", "text": tr(texts.SLACK_MODAL_TITLE, lang)},
+        "submit": {"type": "plain_text", "text": tr(texts.SLACK_MODAL_SUBMIT, lang)},
         "private_metadata": json.dumps(metadata, separators=(",", ":")),
         "blocks": [
             {
                 "type": "input",
                 "block_id": _BLOCK,
-                "label": {"type": "plain_text", "text": texts.SLACK_MODAL_LABEL},
+                "label": {"type": "plain_text", "text": tr(texts.SLACK_MODAL_LABEL, lang)},
                 "element": {
                     "type": "plain_text_input",
                     "action_id": _ACTION,
                     "multiline": True,
                     "max_length": 2000,
-                    "placeholder": {"type": "plain_text", "text": texts.SLACK_MODAL_PLACEHOLDER},
+                    "placeholder": {
+                        "type": "plain_text",
+                        "text": tr(texts.SLACK_MODAL_PLACEHOLDER, lang),
+                    },
                 },
             }
         ],
@@ -76,8 +80,15 @@ async def open_modal(deps: SlackDeps, *, body: dict[str, Any], respond: Any) -> 
     message = body.get("message") or {}
     channel = (body.get("channel") or {}).get("id")
     clips = [f for f in message_files(message) if is_audio_file(f)]
+    user = str((body.get("user") or {}).get("id") or "")
+    locale = await deps.admins.locale(user) if user else None
+    lang = (
+        await deps.engine.language(chat_ref(channel, channel_kind(channel)), locale)
+        if channel
+        else from_tag(locale)
+    )
     if not clips or not channel:
-        await respond(text=texts.SLACK_NO_CLIP, response_type="ephemeral")
+        await respond(text=tr(texts.SLACK_NO_CLIP, lang), response_type="ephemeral")
         return
     metadata = {
         "channel": channel,
@@ -87,7 +98,7 @@ async def open_modal(deps: SlackDeps, *, body: dict[str, Any], respond: Any) -> 
         "team": (body.get("team") or {}).get("id"),
     }
     try:
-        await deps.client.views_open(trigger_id=body["trigger_id"], view=modal(metadata))
+        await deps.client.views_open(trigger_id=body["trigger_id"], view=modal(metadata, lang))
     except SlackApiError as exc:
         log.warning("slack.views_open.failed", error=exc.response.get("error"))
         deps.metrics.platform_errors.labels(platform="slack", error="views_open").inc()
@@ -189,4 +200,4 @@ async def give_up(deps: SlackDeps, job: RunningJob) -> None:
         user_id=question.user,
         listening=False,
     )
-    await deps.engine.abandon(turn, sink)
+    await deps.engine.abandon(await deps.with_language(turn), sink)

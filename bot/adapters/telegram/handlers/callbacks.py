@@ -21,6 +21,7 @@ from bot.adapters.telegram.turns import TelegramContext
 from bot.adapters.telegram.updates import chat_ref, thread_key
 from bot.commands import ButtonAction
 from bot.errors import Undelivered
+from bot.i18n import from_tag, tr
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +38,8 @@ async def on_button(
     """Run one button press in the core; edit the message, then answer the query."""
     message = query.message
     if not isinstance(message, Message):  # too old: Telegram no longer shows it to bots
-        await query.answer(texts.TELEGRAM_BUTTON_EXPIRED, show_alert=True)
+        expired = tr(texts.TELEGRAM_BUTTON_EXPIRED, from_tag(query.from_user.language_code))
+        await query.answer(expired, show_alert=True)
         return
     action, value = press
     parsed = ButtonAction(
@@ -46,6 +48,7 @@ async def on_button(
         chat=chat_ref(message.chat),
         user_id=str(query.from_user.id),
         thread_key=thread_key(message),
+        user_language=query.from_user.language_code,
     )
     answer = await (await command_handler(bot, tg)).press(parsed)
     if answer.text is not None:

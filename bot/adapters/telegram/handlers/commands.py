@@ -37,6 +37,7 @@ async def on_command(
         chat=chat_ref(message.chat),
         user_id=sender_id(message),
         thread_key=thread_key(message),
+        user_language=message.from_user.language_code if message.from_user else None,
     )
     answer = await (await command_handler(bot, tg)).run(parsed)
     if answer.text:

@@ -10,6 +10,7 @@ from bot.adapters.telegram.turns import TelegramContext, answer
 from bot.adapters.telegram.updates import addressed, chat_ref, has_audio
 from bot.engine.domain import GroupPolicy
 from bot.engine.intake import Arrival
+from bot.i18n import tr
 
 
 def build_router() -> Router:
@@ -37,6 +38,8 @@ async def on_message(message: Message, bot: Bot, tg: TelegramContext, arrival: A
         what = addressed(message, me=me, all_voice=view.group_policy == GroupPolicy.ALL_VOICE)
     if what is None:
         if private and message.document is not None:
-            await message.reply(texts.NOT_AUDIO)
+            code = sender.language_code if sender is not None else None
+            lang = await tg.engine.language(chat_ref(message.chat), code)
+            await message.reply(tr(texts.NOT_AUDIO, lang))
         return
     await answer(tg, bot, message, what, arrival=arrival)
