@@ -32,7 +32,6 @@ log = structlog.get_logger(__name__)
 # receiving, in-flight replies finish or are closed as stopped while the platforms can
 # still deliver them, then platform sessions, the HTTP server and the database close.
 STOP_RECEIVING_SECONDS = 2.0
-DRAIN_SECONDS = 5.0
 CLOSE_SECONDS = 1.0
 HOUSEKEEPING_SECONDS = 6 * 3600.0
 
@@ -293,10 +292,11 @@ async def shutdown(*, core: Core, http: HttpServer, platforms: list[Platform]) -
     # replicas, or the next start). Running turns get the grace period. With one process
     # (in-process queue) the engine then closes the rest as "stopped"; with replicas they
     # are interrupted instead, and another replica answers them afresh (never both).
-    drain = asyncio.create_task(core.queue.drain(grace=DRAIN_SECONDS))
+    grace = core.settings.SHUTDOWN_GRACE
+    drain = asyncio.create_task(core.queue.drain(grace=grace))
     try:
         if core.queue.backend == "inprocess":
-            await core.engine.drain(timeout=DRAIN_SECONDS)
+            await core.engine.drain(timeout=grace)
         await drain
     except Exception as exc:
         log.warning("engine.drain_failed", error=type(exc).__name__)

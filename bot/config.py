@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     # Seconds the final text of a reply may take to reach the user, retries included;
     # after that the turn is stored ``undelivered`` and delivered at the chat's next message.
     DELIVERY_TIMEOUT: float = Field(default=60.0, gt=0)
+    # On SIGTERM/SIGINT: seconds running turns get to finish before they are closed as
+    # stopped (one process) or interrupted for another replica (several). Within Docker's
+    # and Kubernetes' default 10 s / 30 s stop timeouts with the other shutdown steps.
+    SHUTDOWN_GRACE: float = Field(default=5.0, gt=0, le=300)
 
     # --- the turn queue (bot.queue): in-process on SQLite, procrastinate on PostgreSQL
     # Turns (jobs) one process runs at once.

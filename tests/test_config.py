@@ -68,6 +68,7 @@ def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         ({"DATABASE_URL": "postgresql://u@h/db"}, "DATABASE_URL"),
         ({"DASHSCOPE_PROTOCOL": "grpc"}, "DASHSCOPE_PROTOCOL"),
         ({"HTTP_PORT": "http"}, "HTTP_PORT"),
+        ({"SHUTDOWN_GRACE": "0"}, "SHUTDOWN_GRACE"),
         ({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_MODE": "http"}, "SLACK_SIGNING_SECRET"),
         ({"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_APP_TOKEN"),
         ({"SLACK_APP_TOKEN": "xoxb-wrong"}, "SLACK_APP_TOKEN"),

@@ -71,6 +71,7 @@ async def launch(
             TELEGRAM_API_BASE=telegram_fake.base_url,
             TELEGRAM_EDIT_INTERVAL="0.1",
             AUDIO_WORKERS="1",
+            SHUTDOWN_GRACE="1",  # the SIGTERM test's reply streams far longer than this
             **extra,
         )
         proc = await BotProcess.start(env, cwd=tmp_path, warm=warm)

@@ -79,6 +79,9 @@ class Harness:
             "TELEGRAM_BOT_TOKEN": self.tg.token,
             "TELEGRAM_API_BASE": self.tg.base_url,
             "TELEGRAM_EDIT_INTERVAL": 0.05,
+            # Replies in flight at a stop get 1 s (not 5) before they are closed or requeued:
+            # the shutdown tests stream for longer than either.
+            "SHUTDOWN_GRACE": 1.0,
             "HTTP_HOST": "127.0.0.1",
             "USER_RATE_LIMIT": 0,
             "AUDIO_WORKERS": 1,
