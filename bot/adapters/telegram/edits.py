@@ -41,7 +41,10 @@ class EditSurface(TelegramSurface):
                 self._sent.append((msg.message_id, chunk))
                 continue
             mid, shown = self._sent[index]
-            if chunk_text_equal(shown, chunk) and (keys is None or self._marked == mid):
+            if chunk_text_equal(shown, chunk):
+                # Already shown: sending the text again only to add the buttons would show
+                # the user the same message twice over (and count as a second send of it);
+                # _mark_last adds them with editMessageReplyMarkup instead.
                 continue
             try:
                 # "Not modified" is raised on: the sink decides whether the message really
