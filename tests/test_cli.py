@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import sysconfig
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from sqlalchemy import inspect
 
 from bot.config import Settings
 from bot.storage.database import Database
+from tests import zygote
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -24,15 +24,8 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def _voicebot(
     args: list[str], *, env: dict[str, str], cwd: Path
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    # Forked warm (tests/zygote.py); the console-script tests below start it cold.
+    return zygote.run(args, env=env, cwd=cwd)
 
 
 async def test_migrate_creates_the_schema(db_url: str, tmp_path: Path) -> None:
