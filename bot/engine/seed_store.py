@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.audio.types import Segment
 from bot.engine.domain import THREAD_PARENT_KIND, TurnRole, TurnStatus
-from bot.engine.recordings import SAMPLE_RATE
-from bot.engine.store import sent_text
+from bot.engine.store import clip_row, sent_text
 from bot.storage import repositories as repo
 from bot.storage.database import Database
 from bot.storage.tables import AudioClip, Conversation, Turn
@@ -201,7 +200,7 @@ async def store_parent(
             if clips:
                 user.audio_seconds_total = total_seconds
                 user.audio_seconds_sent = sum(c.duration for c in clips)
-                user.clips = [_clip(c, i) for i, c in enumerate(clips)]
+                user.clips = [clip_row(c, i) for i, c in enumerate(clips)]
             session.add(user)
             await session.flush()
             return True
@@ -241,18 +240,4 @@ def _answer(user: Turn, *, text: str | None, model: str | None) -> Turn:
         status=TurnStatus.COMPLETE.value,
         source_message_id=user.source_message_id,
         model=model,
-    )
-
-
-def _clip(clip: Segment, position: int) -> AudioClip:
-    return AudioClip(
-        position=position,
-        format=clip.format,
-        sample_rate=SAMPLE_RATE,
-        start_seconds=clip.start,
-        duration=clip.duration,
-        size_bytes=len(clip.data),
-        sha256=clip.sha256,
-        source_key=clip.source_key,
-        data=clip.data,
     )

@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
+from tenacity import RetryCallState
 
 from bot.audio.types import Segment
 from bot.catalog import ModelSpec
@@ -24,6 +25,7 @@ from bot.engine.requests import TurnKind
 from bot.engine.settings import ChatSettingsView, check_model, effective
 from bot.errors import BotError, ConversationNotFound, ModelError
 from bot.llm.types import AudioPart, Usage
+from bot.retrying import retrying
 from bot.storage import repositories as repo
 from bot.storage.database import Database
 from bot.storage.tables import AudioClip, Turn, utcnow
@@ -246,7 +248,8 @@ async def store_failed_user_turn(
         return None
 
 
-def _clip(prepared: PreparedAudio, clip: Segment, position: int) -> AudioClip:
+def clip_row(clip: Segment, position: int, *, source_key: str | None = None) -> AudioClip:
+    """The stored row of a clip (``source_key``: the recording's, when the clip has none)."""
     return AudioClip(
         position=position,
         format=clip.format,
@@ -255,7 +258,7 @@ def _clip(prepared: PreparedAudio, clip: Segment, position: int) -> AudioClip:
         duration=clip.duration,
         size_bytes=len(clip.data),
         sha256=clip.sha256,
-        source_key=(clip.source_key or prepared.source_key or None),
+        source_key=(clip.source_key or source_key or None),
         data=clip.data,
     )
 
@@ -271,16 +274,25 @@ async def store_turn_pair(
     sent: Sequence[Segment],
 ) -> StoredTurns:
     """Commit the user turn with its clips and a ``pending`` reply; load history audio."""
-    for attempt in range(1, SEQ_ATTEMPTS + 1):
-        try:
+
+    def seq_taken(state: RetryCallState) -> None:
+        log.info(
+            "turn.seq_taken", conversation_id=ctx.conversation_id, attempt=state.attempt_number
+        )
+
+    # A short jittered wait, so the two processes do not collide on the next place again.
+    async for attempt in retrying(
+        retry_if=lambda exc: isinstance(exc, IntegrityError),
+        attempts=SEQ_ATTEMPTS,
+        base=0.01,
+        cap=0.1,
+        before_sleep=seq_taken,
+    ):
+        with attempt:
             return await _store_turn_pair(
                 db, ctx, turn, kind, plan=plan, prepared=prepared, sent=sent
             )
-        except IntegrityError:
-            if attempt == SEQ_ATTEMPTS:
-                raise
-            log.info("turn.seq_taken", conversation_id=ctx.conversation_id, attempt=attempt)
-    raise AssertionError("unreachable: the last attempt returns or raises")
+    raise AssertionError("unreachable: tenacity re-raises the last error")
 
 
 async def _store_turn_pair(
@@ -299,7 +311,9 @@ async def _store_turn_pair(
         if prepared is not None:
             user.audio_seconds_total = prepared.total_seconds
             user.audio_seconds_sent = sum(c.duration for c in sent)
-            user.clips = [_clip(prepared, c, i) for i, c in enumerate(sent)]
+            user.clips = [
+                clip_row(c, i, source_key=prepared.source_key) for i, c in enumerate(sent)
+            ]
         reply = Turn(
             conversation_id=ctx.conversation_id,
             seq=seq + 1,

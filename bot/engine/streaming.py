@@ -17,6 +17,7 @@ from bot.llm.types import (
     Finished,
     GenerationParams,
     ModelClient,
+    StreamEvent,
     TextDelta,
     Usage,
     UsageUpdate,
@@ -42,6 +43,28 @@ class ReplyState:
     first_token_at: dt.datetime | None = None
     first_token_mono: float | None = None
 
+    def fold(self, event: StreamEvent) -> str:
+        """Take one event of the model's stream in; returns the text it added ("" if none).
+
+        The usage is the latest report; a ``Finished`` without one keeps what came before.
+        """
+        if isinstance(event, TextDelta):
+            if event.text and self.first_token_at is None:
+                self.first_token_at = utcnow()
+                self.first_token_mono = time.monotonic()
+            self.text += event.text
+            return event.text
+        if isinstance(event, AudioInfo):
+            self.audio_info = event
+        elif isinstance(event, UsageUpdate):
+            self.usage = event.usage
+        elif isinstance(event, Finished):
+            self.finish_reason = event.finish_reason
+            self.request_id = event.request_id
+            if has_usage(event.usage) or event.usage.seconds is not None:
+                self.usage = event.usage
+        return ""
+
 
 def has_usage(usage: Usage) -> bool:
     return any(v is not None for v in (usage.input_tokens, usage.output_tokens, usage.audio_tokens))
@@ -60,26 +83,12 @@ async def stream_reply(
 
     async def consume() -> None:
         async for event in client.stream(model=model, messages=messages, params=params):
-            if isinstance(event, TextDelta):
-                if not event.text:
-                    continue
-                if state.first_token_at is None:
-                    state.first_token_at = utcnow()
-                    state.first_token_mono = time.monotonic()
-                state.text += event.text
+            delta = state.fold(event)
+            if delta:
                 try:
-                    await sink.update(state.text, event.text)
+                    await sink.update(state.text, delta)
                 except Exception as exc:
                     raise SinkBroken(type(exc).__name__) from exc
-            elif isinstance(event, AudioInfo):
-                state.audio_info = event
-            elif isinstance(event, UsageUpdate):
-                state.usage = event.usage
-            elif isinstance(event, Finished):
-                state.finish_reason = event.finish_reason
-                state.request_id = event.request_id
-                if has_usage(event.usage) or event.usage.seconds is not None:
-                    state.usage = event.usage
 
     consumer = asyncio.create_task(consume())
     stopper = asyncio.create_task(stop.wait())

@@ -33,18 +33,15 @@ from bot.catalog import CATALOG, ModelKind, ModelSpec
 from bot.engine.domain import TranscriptMode
 from bot.engine.ports import ChatRef
 from bot.engine.settings import ChatSettingsView
+from bot.engine.streaming import ReplyState
 from bot.errors import BotError, ModelError, TranscriptUnavailable
 from bot.i18n import Msg, tr
 from bot.llm.types import (
-    AudioInfo,
     AudioPart,
     ChatMessage,
-    Finished,
     GenerationParams,
     ModelClient,
-    TextDelta,
     Usage,
-    UsageUpdate,
 )
 from bot.metrics import Metrics
 from bot.storage import repositories as repo
@@ -280,18 +277,16 @@ class Transcriber:
 
     async def _ask(self, part: AudioPart, params: GenerationParams) -> _Heard:
         """One clip through the ASR model (the turn's DashScope client and protocol)."""
-        text, info, usage = "", None, Usage()
+        state = ReplyState()
         messages = [ChatMessage(role="user", parts=(part,))]
         async for event in self._client.stream(
             model=TRANSCRIPT_MODEL, messages=messages, params=params
         ):
-            if isinstance(event, TextDelta):
-                text += event.text
-            elif isinstance(event, AudioInfo):
-                info = event
-            elif isinstance(event, UsageUpdate | Finished) and event.usage != Usage():
-                usage = event.usage
-        return _Heard(text=text.strip(), language=info.language if info else None, usage=usage)
+            state.fold(event)
+        info = state.audio_info
+        return _Heard(
+            text=state.text.strip(), language=info.language if info else None, usage=state.usage
+        )
 
     async def _store(
         self,

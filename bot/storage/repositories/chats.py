@@ -9,6 +9,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.storage.repositories.unique import insert_or_read
 from bot.storage.tables import (
     Chat,
     ChatSettings,
@@ -96,16 +97,11 @@ async def open_conversation(
     found = await find_open_conversation(session, chat_id=chat_id, thread_key=thread_key)
     if found is not None:
         return found
-    try:
-        async with session.begin_nested():
-            conv = Conversation(chat_id=chat_id, thread_key=thread_key)
-            session.add(conv)
-            await session.flush()
-        return conv
-    except IntegrityError:
-        again = await find_open_conversation(session, chat_id=chat_id, thread_key=thread_key)
-        assert again is not None
-        return again
+    return await insert_or_read(
+        session,
+        Conversation(chat_id=chat_id, thread_key=thread_key),
+        lambda: find_open_conversation(session, chat_id=chat_id, thread_key=thread_key),
+    )
 
 
 async def close_open_conversations(session: AsyncSession, *, chat_id: int, thread_key: str) -> int:
@@ -155,16 +151,11 @@ async def start_named_conversation(
     It is its own thread (``thread_key`` = its name), so it is never the chat's open
     conversation that an unnamed ``voicebot ask`` closes.
     """
-    try:
-        async with session.begin_nested():
-            conv = Conversation(chat_id=chat_id, thread_key=name, name=name)
-            session.add(conv)
-            await session.flush()
-        return conv
-    except IntegrityError:
-        found = await find_named_conversation(session, chat_id=chat_id, name=name)
-        assert found is not None
-        return found
+    return await insert_or_read(
+        session,
+        Conversation(chat_id=chat_id, thread_key=name, name=name),
+        lambda: find_named_conversation(session, chat_id=chat_id, name=name),
+    )
 
 
 async def named_conversation(session: AsyncSession, *, chat_id: int, name: str) -> Conversation:

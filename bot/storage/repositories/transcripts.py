@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.storage.repositories.unique import insert_or_read
 from bot.storage.tables import AudioClip, ClipTranscript, Conversation, Turn, TurnRole
 
 
@@ -116,16 +116,11 @@ async def add_clip_transcript(
     """Store a clip's transcript, or return the one stored first: the unique clip id makes
     a concurrent second insert (another press, another replica) fail, and the loser reads
     the winner's row (in a savepoint, so the caller's work stays)."""
-    try:
-        async with session.begin_nested():
-            row = ClipTranscript(clip_id=clip_id, text=text, language=language, model=model)
-            session.add(row)
-            await session.flush()
-        return _stored(row)
-    except IntegrityError:
-        found = (
-            await session.execute(select(ClipTranscript).where(ClipTranscript.clip_id == clip_id))
-        ).scalar_one_or_none()
-        if found is None:  # not a duplicate: the clip itself is gone (forgotten meanwhile)
-            raise
-        return _stored(found)
+
+    async def stored_first() -> ClipTranscript | None:
+        # None: no duplicate, the clip itself is gone (forgotten meanwhile): re-raised.
+        query = select(ClipTranscript).where(ClipTranscript.clip_id == clip_id)
+        return (await session.execute(query)).scalar_one_or_none()
+
+    row = ClipTranscript(clip_id=clip_id, text=text, language=language, model=model)
+    return _stored(await insert_or_read(session, row, stored_first))
