@@ -22,6 +22,7 @@ from bot.adapters.telegram.updates import Addressed, chat_ref, thread_key, topic
 from bot.commands.style import SLASH as STYLE
 from bot.config import Settings
 from bot.delivery.sink import DeliveryPolicy, StreamingSink
+from bot.delivery.surface import Surface
 from bot.engine.intake import Arrival
 from bot.engine.ports import IncomingTurn, TurnOutcome
 from bot.engine.service import Engine
@@ -77,13 +78,7 @@ class TelegramContext:
             surface = EditSurface(
                 bot=bot, chat_id=chat_id, topic_id=topic, reply_to=reply_to, pacer=self.edit_pacer
             )
-        return StreamingSink(
-            surface=surface,
-            policy=DeliveryPolicy(timeout=self.settings.DELIVERY_TIMEOUT),
-            metrics=self.metrics,
-            platform="telegram",
-            style=STYLE,
-        )
+        return self._sink(surface)
 
     def follow_sink(self, message: Message, bot: Bot) -> StreamingSink:
         """Where a pressed button's follow-up goes (a transcript): a reply to the pressed
@@ -95,6 +90,9 @@ class TelegramContext:
             reply_to=str(message.message_id),
             pacer=self.edit_pacer,
         )
+        return self._sink(surface)
+
+    def _sink(self, surface: Surface) -> StreamingSink:
         return StreamingSink(
             surface=surface,
             policy=DeliveryPolicy(timeout=self.settings.DELIVERY_TIMEOUT),
