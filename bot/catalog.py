@@ -10,6 +10,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
+class ModelStatus(StrEnum):
+    """Whether DashScope still serves a model (issue #15: the catalog lifecycle)."""
+
+    LIVE = "live"
+    TRIAL = "trial"  # served on a free trial quota only; payment not supported
+    RETIRED = "retired"  # calls fail; the row stays so admins see it, with its replacement
+
+
 class ModelKind(StrEnum):
     """What a model does with a request."""
 
@@ -42,6 +50,13 @@ class ModelSpec:
     max_output_tokens: int | None
     asr_options: bool = False  # accepts parameters.asr_options
     description: str = ""
+    status: ModelStatus = ModelStatus.LIVE
+    replacement: str | None = None  # the model to use instead once this one is retired
+    # The only protocol the model is served on ("compatible" for Qwen-Omni); None: either,
+    # as DASHSCOPE_PROTOCOL says.
+    protocol: str | None = None
+    speech_output: bool = False  # answers with speech in the same stream (Qwen-Omni)
+    voices: tuple[str, ...] = ()  # speakers for speech output; the first is the default
 
 
 def _turbo(name: str, *, voice_chat: bool, max_in: int, max_out: int, desc: str) -> ModelSpec:

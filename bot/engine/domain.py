@@ -43,3 +43,11 @@ class TranscriptMode(StrEnum):
 # message the thread replies to and the bot's answer to it, copied or fetched, never
 # sent in the thread itself.
 THREAD_PARENT_KIND = "thread_parent"
+
+
+class VoiceReply(StrEnum):
+    """When a reply is also spoken (the chat setting ``voice_reply``)."""
+
+    OFF = "off"
+    AUTO = "auto"  # a voice message gets a voice reply, a text message a text reply
+    ALWAYS = "always"

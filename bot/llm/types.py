@@ -44,6 +44,9 @@ class GenerationParams:
     max_tokens: int | None = None
     asr_language: str | None = None
     asr_enable_itn: bool | None = None
+    # Ask for speech output with this speaker (models with ``speech_output`` only): the
+    # stream then also carries :class:`SpeechDelta` events.
+    voice: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,6 +66,13 @@ class TextDelta:
     """New text of the reply (always incremental, whatever the wire sent)."""
 
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechDelta:
+    """More of the spoken reply: raw PCM, signed 16-bit little-endian, mono, 24 kHz."""
+
+    pcm: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,7 +97,7 @@ class Finished:
     usage: Usage = field(default_factory=Usage)
 
 
-StreamEvent = TextDelta | AudioInfo | UsageUpdate | Finished
+StreamEvent = TextDelta | SpeechDelta | AudioInfo | UsageUpdate | Finished
 
 
 class ModelClient(Protocol):
@@ -100,3 +110,19 @@ class ModelClient(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+SPEECH_SAMPLE_RATE = 24_000  # Hz, of every SpeechDelta and synthesized chunk
+
+
+class SpeechSynthesizer(Protocol):
+    """Text to speech (Qwen TTS over the native API; ``bot.llm.tts``)."""
+
+    def synthesize(
+        self, *, model: str, text: str, voice: str, language: str | None = None
+    ) -> AsyncIterator[bytes]:
+        """Stream PCM (s16le, mono, :data:`SPEECH_SAMPLE_RATE`) for ``text`` (<= 600 characters).
+
+        Raises :class:`bot.errors.ModelError` subclasses.
+        """
+        ...

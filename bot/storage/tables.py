@@ -113,6 +113,11 @@ class ChatSettings(Base):
     # A TranscriptMode value (button, always, off); ``None``: the default (button).
     transcript: Mapped[str | None] = mapped_column(String(8))
     language: Mapped[str | None] = mapped_column(String(8))  # "en", "zh"; None: auto
+    # A VoiceReply value (off, auto, always); ``None``: the platform's default.
+    voice_reply: Mapped[str | None] = mapped_column(String(8))
+    voice: Mapped[str | None] = mapped_column(String(64))  # a speaker of the model; None: default
+    # The retired model this chat was last told about (so it is told once).
+    retired_notice: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(64))
 
