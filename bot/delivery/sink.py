@@ -300,9 +300,13 @@ class StreamingSink:
                 await asyncio.wait_for(self._dirty.wait(), timeout=surface.keepalive)
             except TimeoutError:
                 self._dirty.set()  # nothing new for a while: show the same text again
-            now = time.monotonic()
-            delay = max(next_at - now, self._paused_until - now, surface.ready_in())
-            if delay > 0:
+            # Wait for the pace, interruptibly; again if another call took the slot meanwhile
+            # (a second reply in the same chat), so the step itself never sleeps unasked.
+            while not self._closing.is_set():
+                now = time.monotonic()
+                delay = max(next_at - now, self._paused_until - now, surface.ready_in())
+                if delay <= 0:
+                    break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), timeout=delay)
             if self._closing.is_set():

@@ -193,9 +193,14 @@ class AdvisoryLockLeader(_Base):
         self._closed = True
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Cancelled until it ends: a cancellation that arrives just as an inner
+            # wait_for/connect finishes can be swallowed (CPython gh-86296), and one lost
+            # cancel must not hang the shutdown.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
         conn, self._conn = self._conn, None
         if conn is not None:
             if self._leading.is_set() and not conn.closed:
@@ -213,7 +218,7 @@ class AdvisoryLockLeader(_Base):
     # --- the background task ------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
+        while not self._closed:
             try:
                 conn = await self._connect()
                 while True:  # a follower: try again and again
@@ -224,6 +229,8 @@ class AdvisoryLockLeader(_Base):
                 await self._watch(conn)
             except Exception as exc:  # psycopg.Error, OSError, TimeoutError, or a surprise
                 # Follower or leader, the connection is gone: so is the lock, if we had it.
+                if self._closed:
+                    return  # aclose() is waiting; the error is the cancellation's echo
                 log.warning("leader.connection_lost", key=self.key, error=type(exc).__name__)
             self._step_down("connection_lost")
             await self._drop_connection()

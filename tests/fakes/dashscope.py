@@ -146,6 +146,15 @@ class Reply:
     # request's incremental_output (the service default is cumulative); compatible sends
     # deltas. True imitates a server that ignores incremental_output.
     cumulative: bool | None = None
+    # Before the event of chunk ``hold_at``, wait until the test sets ``hold`` (the model
+    # "thinking" for exactly as long as the test needs, instead of a guessed delay).
+    hold: threading.Event | None = None
+    hold_at: int = 1
+
+
+async def _held(reply: Reply, index: int) -> None:
+    if reply.hold is not None and index == reply.hold_at:
+        await asyncio.to_thread(reply.hold.wait, 60.0)  # never hang the fake for good
 
 
 @dataclass(kw_only=True)
@@ -665,6 +674,7 @@ class FakeDashScope:
         sent = ""
         event_id = 0
         for i, chunk in enumerate(chunks):
+            await _held(reply, i)
             if i and reply.chunk_delay:
                 await asyncio.sleep(reply.chunk_delay)
             sent += chunk
@@ -767,6 +777,7 @@ class FakeDashScope:
         )
         sent = ""
         for i, chunk in enumerate(chunks):
+            await _held(reply, i)
             if i and reply.chunk_delay:
                 await asyncio.sleep(reply.chunk_delay)
             sent += chunk

@@ -190,7 +190,8 @@ class FakeTelegram:
         self._scripts: list[_Script] = []
         self._holds: dict[str, asyncio.Event] = {}
         self._flood_interval: float | None = None
-        self._flood_last: dict[int, float] = {}
+        self._flood_burst = 1
+        self._flood_tokens: dict[int, tuple[float, float]] = {}  # chat: (tokens, at)
         self._new_update = asyncio.Event()
         self._changed = asyncio.Event()
         self._open_polls: list[web.Request] = []  # getUpdates being answered
@@ -260,10 +261,14 @@ class FakeTelegram:
         """Drop every scripted error not served yet."""
         self._scripts.clear()
 
-    def flood_control(self, min_interval: float | None) -> None:
-        """Refuse sendMessage/editMessageText in a chat sooner than ``min_interval`` apart."""
+    def flood_control(self, min_interval: float | None, *, burst: int = 1) -> None:
+        """Refuse sendMessage/editMessageText in a chat faster than one per
+        ``min_interval`` on average: a token bucket of ``burst`` calls (Telegram tolerates
+        a short burst above its one-message-a-second pace; ``burst=1`` is the strictest
+        reading, no two calls sooner than ``min_interval`` apart)."""
         self._flood_interval = min_interval
-        self._flood_last.clear()
+        self._flood_burst = burst
+        self._flood_tokens.clear()
 
     def set_member(self, chat_id: int, user_id: int, status: str) -> None:
         """``creator``, ``administrator``, ``member``… for getChatMember."""
@@ -556,11 +561,14 @@ class FakeTelegram:
         if self._flood_interval is not None and method in FLOOD_METHODS:
             chat_id = int(params.get("chat_id", 0))
             now = time.monotonic()
-            last = self._flood_last.get(chat_id)
-            if last is not None and now - last < self._flood_interval:
-                wait = max(1, round(self._flood_interval - (now - last) + 0.49))
+            interval = self._flood_interval
+            tokens, at = self._flood_tokens.get(chat_id, (float(self._flood_burst), now))
+            tokens = min(float(self._flood_burst), tokens + (now - at) / interval)
+            if tokens < 1.0:
+                self._flood_tokens[chat_id] = (tokens, now)
+                wait = max(1, round((1.0 - tokens) * interval + 0.49))
                 raise ApiError(429, f"Too Many Requests: retry after {wait}", retry_after=wait)
-            self._flood_last[chat_id] = now
+            self._flood_tokens[chat_id] = (tokens - 1.0, now)
 
     # --- methods --------------------------------------------------------------------
 

@@ -41,3 +41,27 @@ async def test_a_cancelled_wait_keeps_a_penalty_and_slowdown_is_capped() -> None
     # (slower than its slowest documented pace already), and the retry_after still holds.
     assert pacer._pace("chat").interval == 4.0
     assert pacer.delay("chat") > 119.0
+
+
+async def test_an_urgent_call_skips_the_queue_once_per_interval() -> None:
+    pacer = Pacer(interval=60.0)
+    await pacer.wait("chat")  # a preview took the slot
+    await asyncio.wait_for(pacer.wait("chat", urgent=True), timeout=5)  # the final: at once
+    # The next call, urgent or not, keeps the chat's pace.
+    assert pacer.delay("chat") > 59.0
+    waiting = asyncio.create_task(pacer.wait("chat", urgent=True))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+
+
+async def test_an_urgent_call_never_skips_a_retry_after() -> None:
+    pacer = Pacer(interval=1.0)
+    pacer.penalize("chat", 120.0)
+    waiting = asyncio.create_task(pacer.wait("chat", urgent=True))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert pacer.delay("chat") > 119.0

@@ -52,18 +52,24 @@ class DraftSurface(TelegramSurface):
 
     async def final(self, text: str, *, plain: bool, buttons: ButtonRows = ()) -> list[str]:
         markup = keyboard(buttons)
-        await self._send_missing(self._render(text, plain=plain), markup=markup)
+        await self._send_missing(self._render(text, plain=plain), markup=markup, urgent=True)
         await self._mark_last(markup)
         return self.message_ids()
 
     async def _send_missing(
-        self, chunks: list[Chunk], *, markup: InlineKeyboardMarkup | None = None
+        self,
+        chunks: list[Chunk],
+        *,
+        markup: InlineKeyboardMarkup | None = None,
+        urgent: bool = False,
     ) -> None:
         for index, chunk in enumerate(chunks):
             if index < len(self._sent):
                 continue  # confirmed before (possibly with entities the plain retry drops)
             last = index == len(chunks) - 1
-            msg = await self._send(chunk, reply=index == 0, markup=markup if last else None)
+            msg = await self._send(
+                chunk, reply=index == 0, markup=markup if last else None, urgent=urgent
+            )
             self._sent.append((msg.message_id, chunk))
 
     async def _draft(self, chunk: Chunk) -> None:

@@ -3,6 +3,10 @@
 Telegram allows about one message per second per chat (Bots FAQ) and answers floods with
 429 ``retry_after``. Each chat gets slots at least ``interval`` apart; a 429 blocks the
 chat for ``retry_after`` and doubles its interval, which relaxes again on success.
+
+A reply's final text is *urgent*: the user is waiting for it and the previews it replaces
+are already stale. An urgent call skips the queue at most once per interval (so a chat
+still averages the pace), never while a 429's ``retry_after`` holds.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ _RELAX = 0.8  # each successful call shrinks a raised interval by this factor
 class _ChatPace:
     interval: float
     next_at: float = 0.0
+    blocked_until: float = 0.0  # Telegram's retry_after: no call at all before then
+    urgent_at: float = float("-inf")  # when an urgent call last skipped the queue
 
 
 class Pacer:
@@ -45,8 +51,11 @@ class Pacer:
         """Seconds until the next slot, without taking it."""
         return max(0.0, self._pace(key).next_at - time.monotonic())
 
-    async def wait(self, key: Hashable) -> None:
+    async def wait(self, key: Hashable, *, urgent: bool = False) -> None:
         """Take the next slot of ``key`` and sleep until it comes.
+
+        ``urgent`` (a final text): go now if the chat is not blocked by a 429 and no other
+        urgent call went within the last interval; the calls after it keep their spacing.
 
         A waiter cancelled before its slot (a delivery that ran out of time, a draft
         superseded by the final text) gives the slot back when no one took a later one, so
@@ -54,7 +63,11 @@ class Pacer:
         """
         pace = self._pace(key)
         now = time.monotonic()
-        at = max(now, pace.next_at)
+        if urgent and now >= pace.blocked_until and now - pace.urgent_at >= pace.interval:
+            pace.urgent_at = now
+            pace.next_at = max(pace.next_at, now + pace.interval)
+            return
+        at = max(now, pace.next_at, pace.blocked_until)
         taken = pace.next_at = at + pace.interval
         if at <= now:
             return
@@ -68,7 +81,9 @@ class Pacer:
     def penalize(self, key: Hashable, retry_after: float) -> None:
         """Telegram said "retry after N": nothing before then, and slower afterwards."""
         pace = self._pace(key)
-        pace.next_at = max(pace.next_at, time.monotonic() + retry_after)
+        until = time.monotonic() + retry_after
+        pace.next_at = max(pace.next_at, until)
+        pace.blocked_until = max(pace.blocked_until, until)
         pace.interval = min(pace.interval * 2, self.base * _MAX_SLOWDOWN)
 
     def relax(self, key: Hashable) -> None:

@@ -137,7 +137,7 @@ class TelegramSurface:
         """Our short text (an error), as a reply to the user's message, plain."""
         ids: list[str] = []
         for chunk in render_notice(text)[self._notice_sent :]:
-            msg = await self._send(chunk, reply=not ids)
+            msg = await self._send(chunk, reply=not ids, urgent=True)
             self._notice_sent += 1
             ids.append(str(msg.message_id))
         return ids
@@ -192,9 +192,10 @@ class TelegramSurface:
     def _render(markdown: str, *, plain: bool) -> list[Chunk]:
         return render(markdown, plain=plain)
 
-    async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
-        """One call in the chat's next slot; failures come out classified."""
-        await self._pacer.wait(self.chat_id)
+    async def _call(self, make: Callable[[], Awaitable[T]], *, urgent: bool = False) -> T:
+        """One call in the chat's next slot (``urgent``: a final text, which may skip the
+        queue once per interval); failures come out classified."""
+        await self._pacer.wait(self.chat_id, urgent=urgent)
         try:
             result = await make()
         except TelegramRetryAfter as exc:
@@ -211,7 +212,12 @@ class TelegramSurface:
         return ReplyParameters(message_id=int(self.reply_to), allow_sending_without_reply=True)
 
     async def _send(
-        self, chunk: Chunk, *, reply: bool, markup: InlineKeyboardMarkup | None = None
+        self,
+        chunk: Chunk,
+        *,
+        reply: bool,
+        markup: InlineKeyboardMarkup | None = None,
+        urgent: bool = False,
     ) -> Message:
         msg = await self._call(
             lambda: self.bot.send_message(
@@ -221,7 +227,8 @@ class TelegramSurface:
                 message_thread_id=self.topic_id,
                 reply_parameters=self._reply_parameters() if reply else None,
                 reply_markup=markup,
-            )
+            ),
+            urgent=urgent,
         )
         if markup is not None:
             self._marked = msg.message_id
