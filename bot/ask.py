@@ -31,6 +31,7 @@ from bot.console import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from bot.console import fail as _fail
 from bot.engine.conversations import ConversationHandle, parse_reference
 from bot.engine.ports import ChatRef, FinalReply, IncomingTurn, TurnOutcome
+from bot.engine.settings import choosable_models
 from bot.errors import BotError, ConversationNotFound, InvalidConversationName, UnknownModel
 from bot.i18n import terminal_language, tr
 
@@ -155,7 +156,7 @@ async def ask(
         _fail(f"no such file: {file}")
         return EXIT_USAGE
     if model is not None and model not in settings.ALLOWED_MODELS:
-        _fail(UnknownModel(model, allowed=settings.ALLOWED_MODELS).shown(SLASH))
+        _fail(UnknownModel(model, allowed=choosable_models(settings.ALLOWED_MODELS)).shown(SLASH))
         return EXIT_USAGE
     reference: int | str | None = None
     if conversation is not None:

@@ -1,7 +1,11 @@
-"""The Qwen-Audio model catalog (values from the DashScope seed documents, CONTRACT.md).
+"""The model catalog: Qwen-Audio (the DashScope seed documents, CONTRACT.md) and Qwen-Omni.
 
-The catalog is data: which turn kinds a model accepts and how much audio and text fit into
-one request. The engine and the audio pipeline read it; nothing here does I/O.
+The catalog is data: which turn kinds a model accepts, how much audio and text fit into
+one request, whether DashScope still serves it (its status and replacement), and what it
+can answer with (text, or text and speech). The engine, the audio pipeline and the model
+client read it; nothing here does I/O. Every name, limit and voice lives here, not in code.
+Values marked UNVERIFIED are not confirmed by Alibaba-authored text
+(``reference/omni-tts-facts.md``); they are chosen on the safe side.
 """
 
 from __future__ import annotations
@@ -57,6 +61,25 @@ class ModelSpec:
     protocol: str | None = None
     speech_output: bool = False  # answers with speech in the same stream (Qwen-Omni)
     voices: tuple[str, ...] = ()  # speakers for speech output; the first is the default
+    # Audio items one user message may hold (``None``: any). Qwen-Omni takes text plus one
+    # other item per message, so a long note is one whole clip up to ``clip_seconds``.
+    clips_per_message: int | None = None
+    # Whether a system message may go with a request for speech output; where it may
+    # not (older Qwen-Omni), it is sent as a leading user/assistant pair instead.
+    system_with_speech: bool = True
+
+    @property
+    def choosable(self) -> bool:
+        """Whether a chat may choose this model (a retired one keeps its row only)."""
+        return self.status is not ModelStatus.RETIRED
+
+
+# Qwen-Audio is "free trial only, payment not supported … use Qwen-Omni" (Alibaba's audio
+# model doc, 2026), Beijing only: every Qwen-Audio chat model is a trial, with Qwen-Omni as
+# its successor. The dated snapshots, qwen2-audio-instruct and qwen-audio-chat are no
+# longer listed; their retirement date is UNVERIFIED, so they stay choosable (if DashScope
+# refuses them, the user is told to choose another model).
+_AUDIO_SUCCESSOR = "qwen3-omni-flash"
 
 
 def _turbo(name: str, *, voice_chat: bool, max_in: int, max_out: int, desc: str) -> ModelSpec:
@@ -74,6 +97,66 @@ def _turbo(name: str, *, voice_chat: bool, max_in: int, max_out: int, desc: str)
         max_input_tokens=max_in,
         max_output_tokens=max_out,
         description=desc,
+        status=ModelStatus.TRIAL,
+        replacement=_AUDIO_SUCCESSOR,
+    )
+
+
+# Qwen-Omni speakers. qwen3-omni-flash: the 17 voices its docs list for it and its
+# 2025-09-15 snapshot (the 2025-12-01 snapshot it now points at lists 49, a superset).
+_OMNI3_VOICES = (
+    "Cherry",
+    "Ethan",
+    "Nofish",
+    "Jennifer",
+    "Ryan",
+    "Katerina",
+    "Elias",
+    "Jada",
+    "Dylan",
+    "Sunny",
+    "Li",
+    "Marcus",
+    "Roy",
+    "Peter",
+    "Rocky",
+    "Kiki",
+    "Eric",
+)
+# qwen3.5-omni: "Tina" is the official sample's voice; Ethan and Serena were accepted in a
+# third-party test (Cherry, Chelsie refused). The official list is UNVERIFIED.
+_OMNI35_VOICES = ("Tina", "Ethan", "Serena")
+
+
+def _omni(
+    name: str,
+    *,
+    clip_seconds: float,
+    tokens_per_second: float,
+    max_in: int,
+    max_out: int,
+    voices: tuple[str, ...],
+    desc: str,
+) -> ModelSpec:
+    """A Qwen-Omni model: audio in, text and speech out, OpenAI-compatible streaming only."""
+    return ModelSpec(
+        name=name,
+        kind=ModelKind.CHAT,
+        voice_chat=True,
+        instruction=True,
+        multi_turn=True,  # history: assistant turns as text only (bot.llm.compatible)
+        accepts_system=True,  # "Qwen3-Omni-Flash模型已支持设定System Message"
+        clip_seconds=clip_seconds,
+        max_clips=None,  # one per user message; the token budget limits the rest
+        max_recording_seconds=clip_seconds,
+        audio_tokens_per_second=tokens_per_second,
+        max_input_tokens=max_in,
+        max_output_tokens=max_out,
+        description=desc,
+        protocol="compatible",
+        speech_output=True,
+        voices=voices,
+        clips_per_message=1,
     )
 
 
@@ -168,6 +251,46 @@ CATALOG: dict[str, ModelSpec] = {
             max_input_tokens=None,
             max_output_tokens=None,
             description="Transcribes Chinese and English (beta)",
+            # Gone from the Qwen ASR docs (Mar 2026), which list only Qwen3-ASR-Flash; the
+            # retirement date (2026-03-30) is UNVERIFIED.
+            status=ModelStatus.RETIRED,
+            replacement="qwen3-asr-flash",
+        ),
+        # "For speech output, use qwen3.5-omni-plus" (Alibaba, late 2026). Limits not in an
+        # Alibaba table: UNVERIFIED, chosen on the safe side — 256k context is reported, the
+        # budget assumes 65,536 in / 16,384 out; the clip window and the token rate are
+        # qwen3-omni-flash's documented 20 min and the higher documented rate, 25 tokens/s,
+        # so the bot never sends more than the service takes.
+        _omni(
+            "qwen3.5-omni-plus",
+            clip_seconds=20 * 60.0,
+            tokens_per_second=25.0,
+            max_in=65536,
+            max_out=16384,
+            voices=_OMNI35_VOICES,
+            desc="Qwen3.5-Omni Plus: hears audio, answers with text and speech",
+        ),
+        _omni(
+            "qwen3.5-omni-flash",
+            clip_seconds=20 * 60.0,
+            tokens_per_second=25.0,
+            max_in=65536,
+            max_out=16384,
+            voices=_OMNI35_VOICES,
+            desc="Qwen3.5-Omni Flash: hears audio, answers with text and speech",
+        ),
+        # Documented (zh docs, Dec 2025): context 65,536, max input 49,152 without thinking
+        # (the bot never enables thinking: it rules out speech), max output 16,384; one
+        # audio file <= 100 MB (by URL) and <= 20 min; 12.5 audio tokens per second.
+        # Late-2026 availability UNVERIFIED.
+        _omni(
+            "qwen3-omni-flash",
+            clip_seconds=20 * 60.0,
+            tokens_per_second=12.5,
+            max_in=49152,
+            max_out=16384,
+            voices=_OMNI3_VOICES,
+            desc="Qwen3-Omni Flash: hears audio, answers with text and speech",
         ),
     )
 }
@@ -181,6 +304,25 @@ MAX_ENCODED_AUDIO_BYTES = 10 * 1024 * 1024
 def get_model(name: str) -> ModelSpec | None:
     """The catalog entry for ``name``, or ``None``."""
     return CATALOG.get(name)
+
+
+def resolve_model(name: str) -> ModelSpec | None:
+    """The model that answers for ``name``: itself, or for a retired model its replacement
+    (followed while that is retired too); ``None`` if nothing choosable is found."""
+    spec = CATALOG.get(name)
+    seen: set[str] = set()
+    while spec is not None and not spec.choosable:
+        seen.add(spec.name)
+        if spec.replacement is None or spec.replacement in seen:
+            return None
+        spec = CATALOG.get(spec.replacement)
+    return spec
+
+
+def turn_clip_cap(spec: ModelSpec) -> int | None:
+    """Audio items the current turn may send: the request's cap and the message's."""
+    caps = [c for c in (spec.max_clips, spec.clips_per_message) if c is not None]
+    return min(caps) if caps else None
 
 
 def audio_tokens(spec: ModelSpec, seconds: float) -> int:

@@ -218,6 +218,13 @@ class Settings(BaseSettings):
             raise _field_error("DEFAULT_MODEL", f"{self.DEFAULT_MODEL!r} is not in the catalog")
         if self.DEFAULT_MODEL not in self.ALLOWED_MODELS:
             raise _field_error("DEFAULT_MODEL", f"{self.DEFAULT_MODEL!r} is not in ALLOWED_MODELS")
+        if not CATALOG[self.DEFAULT_MODEL].choosable:
+            successor = CATALOG[self.DEFAULT_MODEL].replacement
+            raise _field_error(
+                "DEFAULT_MODEL",
+                f"{self.DEFAULT_MODEL!r} was retired by DashScope"
+                + (f"; use {successor!r}" if successor else ""),
+            )
         if self.TELEGRAM_BOT_TOKEN and self.TELEGRAM_MODE == "webhook":
             if not self.TELEGRAM_WEBHOOK_URL:
                 raise _field_error("TELEGRAM_WEBHOOK_URL", "required when TELEGRAM_MODE=webhook")

@@ -16,6 +16,7 @@ in the language current where it is shown (:mod:`bot.i18n`).
     ├── UserRateLimited                  per-user rate limit of the bot itself
     ├── UnsupportedRequest               the chosen model cannot do what was asked
     ├── UnknownModel                     a model name that is not in the catalog / allow-list
+    │   └── RetiredModel                 a catalog model DashScope no longer serves
     ├── InvalidSetting                   a setting value out of range
     ├── ConversationNotFound             `ask --conversation` with an unknown id
     ├── InvalidConversationName          `ask --conversation` with a name it can't take
@@ -138,12 +139,33 @@ class UnknownModel(BotError):
     default_user_message = texts.UNKNOWN_MODEL
 
     def __init__(self, model: str, *, allowed: list[str] | None = None) -> None:
-        names = ", ".join(allowed or [])
+        names = model_list(allowed or [])
         super().__init__(
             f"unknown model {model!r}",
             user_message=Msg(texts.UNKNOWN_MODEL_NAMED, model=model, allowed=names),
         )
         self.model = model
+
+
+def model_list(names: Sequence[str], *, limit: int = 160) -> str:
+    """``names`` joined for an error line, cut (", …") where it would pass ``limit``
+    characters: the catalog keeps growing, and an error stays one short line."""
+    shown: list[str] = []
+    for name in names:
+        if shown and len(", ".join([*shown, name])) > limit:
+            return ", ".join(shown) + ", …"
+        shown.append(name)
+    return ", ".join(shown)
+
+
+class RetiredModel(UnknownModel):
+    """A model DashScope retired: its catalog row stays, but it cannot be chosen."""
+
+    def __init__(self, model: str, *, allowed: list[str] | None = None) -> None:
+        super().__init__(model, allowed=allowed)
+        self.message_text = Msg(
+            texts.MODEL_RETIRED_NAMED, model=model, allowed=model_list(allowed or [])
+        )
 
 
 class InvalidSetting(BotError):

@@ -34,6 +34,11 @@ USER_RATE_LIMITED_WAIT = N_(
 UNSUPPORTED_REQUEST = N_("The current model can't do that.")
 UNKNOWN_MODEL = N_("I don't know that model.")
 UNKNOWN_MODEL_NAMED = N_("I don't know the model “{model}”. Choose one of: {allowed}.")
+MODEL_RETIRED_NAMED = N_(
+    "DashScope has retired “{model}”, so it can't be chosen any more. Choose one of: {allowed}."
+)
+# Shown under a reply, once per chat: its stored model was retired and another answered.
+MODEL_RETIRED_REPLACED = N_("DashScope has retired {model}, so {replacement} answered instead.")
 INVALID_SETTING = N_("That value isn't valid for this setting.")
 CONVERSATION_NOT_FOUND = N_("I can't find that conversation.")
 
@@ -77,6 +82,10 @@ MODEL_QUOTA = N_(
 # Error texts name commands as {cmd:NAME}; BotError.shown(style) spells them per platform.
 MODEL_NOT_FOUND = N_(
     "That model isn't available right now. An admin can pick another with {cmd:model}."
+)
+MODEL_NOT_FOUND_NAMED = N_(
+    "DashScope says {model} doesn't exist or isn't available to this bot's key. "
+    "An admin can pick another with {{cmd:model}}."
 )
 MODEL_BAD_REQUEST = N_("The model couldn't accept this request.")
 MODEL_PAYLOAD_TOO_LARGE = N_("That recording is too large to send to the model (10 MB limit).")

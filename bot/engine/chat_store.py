@@ -69,6 +69,14 @@ async def change_settings(
         return stored
 
 
+async def record_retired_notice(db: Database, *, chat_row_id: int, model: str) -> None:
+    """Remember that the chat was told its stored ``model`` was retired (told once)."""
+    async with db.sessions() as session, session.begin():
+        stored = await repo.get_chat_settings(session, chat_row_id)
+        if stored is not None:  # a retired model can only be a stored choice
+            stored.retired_notice = model[:64]
+
+
 async def usage_rows(db: Database, chat: ChatRef) -> list[UsageRow]:
     async with db.sessions() as session:
         row = await repo.find_chat(session, platform=chat.platform, external_id=chat.chat_id)

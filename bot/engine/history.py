@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bot import texts
-from bot.catalog import ModelSpec, audio_tokens
+from bot.catalog import ModelSpec, audio_tokens, turn_clip_cap
 from bot.errors import UnsupportedRequest
 from bot.i18n import tr
 
@@ -202,8 +202,9 @@ def plan_request(
         raise UnsupportedRequest("text over the input budget", user_message=texts.TEXT_TOO_LONG)
 
     fitted = 0
+    turn_cap = turn_clip_cap(spec)
     for seconds in current_clips:
-        if spec.max_clips is not None and fitted >= spec.max_clips:
+        if turn_cap is not None and fitted >= turn_cap:
             break
         cost = clip_tokens(spec, seconds)
         if used + cost > limit:
@@ -221,6 +222,10 @@ def plan_request(
             cost = pair_tokens(spec, pair, instruction=instruction)
             over_clips = (
                 spec.max_clips is not None and clips_used + len(pair.clips) > spec.max_clips
+            ) or (
+                # A turn recorded for a 30 s window model (several clips) cannot be replayed
+                # to a model that hears one item per message.
+                spec.clips_per_message is not None and len(pair.clips) > spec.clips_per_message
             )
             if over_clips or used + cost > limit:
                 # Stop at the first pair that does not fit: history stays contiguous.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import structlog
 
 from bot.audio.types import AudioConverter, AudioInput, LengthMismatch, Segment, counted_seconds
-from bot.catalog import ModelSpec
+from bot.catalog import ModelSpec, turn_clip_cap
 from bot.engine import chat_store
 from bot.engine.ports import AudioSource
 from bot.errors import AudioEmpty, AudioTooLarge
@@ -104,7 +104,7 @@ async def prepare_audio(
         AudioInput(data=data, mime_type=source.mime_type, file_name=source.file_name),
         segment_seconds=spec.clip_seconds,
         budget_seconds=budget_seconds,
-        max_segments=spec.max_clips if max_clips is None else max_clips,
+        max_segments=turn_clip_cap(spec) if max_clips is None else max_clips,
     )
     elapsed = time.monotonic() - started
     metrics.transcode.observe(elapsed)
@@ -150,7 +150,8 @@ async def prepare_recordings(
     """
     parts: list[PreparedAudio] = []
     remaining = budget_seconds
-    clips_left = spec.max_clips
+    # One message carries the turn's audio: the per-message cap counts as well.
+    clips_left = turn_clip_cap(spec)
     for source in sources:
         part = await prepare_audio(
             source,

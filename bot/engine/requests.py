@@ -72,8 +72,23 @@ def replay_instruction(spec: ModelSpec) -> str | None:
     return None if spec.voice_chat else tr(texts.VOICE_CHAT_INSTRUCTION)
 
 
-def generation_params(view: ChatSettingsView, spec: ModelSpec) -> GenerationParams:
-    """The chat's sampling settings, as far as the model takes them."""
+def speech_voice(spec: ModelSpec, chosen: str | None = None) -> str | None:
+    """The speaker for a spoken reply on ``spec``: ``chosen`` if the model has it, else the
+    model's default (its first voice); ``None`` if the model does not speak."""
+    if not spec.speech_output or not spec.voices:
+        return None
+    return chosen if chosen in spec.voices else spec.voices[0]
+
+
+def generation_params(
+    view: ChatSettingsView, spec: ModelSpec, *, speak: bool = False, voice: str | None = None
+) -> GenerationParams:
+    """The chat's sampling settings, as far as the model takes them.
+
+    ``speak`` asks a model with ``speech_output`` to answer with speech too, in ``voice``
+    (see :func:`speech_voice`); on other models it changes nothing (their replies are
+    synthesized afterwards, if at all).
+    """
     if spec.kind is ModelKind.ASR:
         return GenerationParams(
             asr_language=view.asr_language if spec.asr_options else None,
@@ -89,6 +104,7 @@ def generation_params(view: ChatSettingsView, spec: ModelSpec) -> GenerationPara
         top_k=view.top_k,
         seed=view.seed,
         max_tokens=max_tokens,
+        voice=speech_voice(spec, voice) if speak else None,
     )
 
 
@@ -122,14 +138,25 @@ def build_messages(
         user_text = pair.user_text or (instruction if pair.clips else None)
         if user_text:
             parts.append(TextPart(user_text))
-        messages.append(ChatMessage(role="user", parts=(*opening, *parts)))
+        messages.extend(_user_messages(spec, opening, parts))
         messages.append(ChatMessage(role="assistant", parts=(TextPart(pair.assistant_text),)))
         opening = []
-    current: list[Part] = [*opening, *(AudioPart(a.data, a.format) for a in current_audio)]
+    current: list[Part] = [AudioPart(a.data, a.format) for a in current_audio]
     if plan.current_text:
         current.append(TextPart(plan.current_text))
-    messages.append(ChatMessage(role="user", parts=tuple(current)))
+    messages.extend(_user_messages(spec, opening, current))
     return messages
+
+
+def _user_messages(spec: ModelSpec, opening: list[Part], parts: list[Part]) -> list[ChatMessage]:
+    """A user message opened by an unanswered thread parent; as two consecutive user
+    messages where one would hold more audio items than the model takes in a message
+    (Qwen-Omni: one), so neither the parent's audio nor the user's is dropped."""
+    limit = spec.clips_per_message
+    audio = sum(isinstance(p, AudioPart) for p in (*opening, *parts))
+    if opening and limit is not None and audio > limit:
+        return [ChatMessage(role="user", parts=tuple(opening)), ChatMessage("user", tuple(parts))]
+    return [ChatMessage(role="user", parts=(*opening, *parts))]
 
 
 def left_out_note(*, sent: float, total: float, truncated: bool = False) -> str | None:

@@ -97,6 +97,12 @@ class Engine:
         """The models admins may choose from, in ALLOWED_MODELS order."""
         return [CATALOG[name] for name in self.settings.ALLOWED_MODELS]
 
+    @property
+    def choosable_models(self) -> list[ModelSpec]:
+        """The allowed models a chat may choose now: retired ones left out (they keep
+        their catalog rows, shown to admins with their replacement)."""
+        return [spec for spec in self.allowed_models if spec.choosable]
+
     def is_allowed(self, chat: ChatRef, user_id: str) -> bool:
         """ALLOWED_USERS / ALLOWED_CHATS / BOT_ADMINS (see :class:`AccessPolicy`)."""
         return self.access.is_allowed(chat, user_id)

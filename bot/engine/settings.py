@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import texts
-from bot.catalog import ModelSpec, get_model
+from bot.catalog import ModelSpec, ModelStatus, get_model, resolve_model
 from bot.engine.domain import GroupPolicy, TranscriptMode
-from bot.errors import InvalidSetting, UnknownModel
+from bot.errors import InvalidSetting, RetiredModel, UnknownModel
 from bot.i18n import Lang, Msg
 from bot.storage.tables import ChatSettings
 
@@ -77,6 +77,15 @@ class ChatSettingsView:
     # The language the bot speaks in the chat: "en", "zh", or None (auto: each user's own).
     language: str | None
     chosen: frozenset[str]  # keys with a chat-specific value
+    # The chat's stored model when DashScope retired it (``model`` is then its
+    # replacement), and the retired model the chat was last told about.
+    retired_model: str | None = None
+    retired_notice: str | None = None
+
+    @property
+    def retired_notice_due(self) -> bool:
+        """The chat has not yet been told that its model was retired and replaced."""
+        return self.retired_model is not None and self.retired_notice != self.retired_model
 
     def value(self, key: str) -> Any:
         return getattr(self, key)
@@ -200,11 +209,23 @@ def _language(raw: str) -> str | None:
 
 
 def check_model(name: str, allowed: list[str]) -> ModelSpec:
-    """The spec of an allowed model, or :class:`UnknownModel`."""
+    """The spec of an allowed model a chat may choose, or :class:`UnknownModel`
+    (:class:`RetiredModel` for a model DashScope retired)."""
     spec = get_model(name)
+    choosable = choosable_models(allowed)
+    if spec is not None and name in allowed and not spec.choosable:
+        raise RetiredModel(name, allowed=choosable)
     if spec is None or name not in allowed:
-        raise UnknownModel(name, allowed=allowed)
+        raise UnknownModel(name, allowed=choosable)
     return spec
+
+
+def choosable_models(allowed: list[str]) -> list[str]:
+    """The allowed models a chat may choose (retired ones left out) as an error suggests
+    them: live ones first, then trial ones, each in ``allowed`` order."""
+    specs = [spec for name in allowed if (spec := get_model(name)) is not None]
+    live = [s.name for s in specs if s.status is ModelStatus.LIVE]
+    return live + [s.name for s in specs if s.choosable and s.status is not ModelStatus.LIVE]
 
 
 def effective(
@@ -213,7 +234,9 @@ def effective(
     """The view of a stored row with defaults applied.
 
     A stored model that is no longer allowed (ALLOWED_MODELS changed) falls back to the
-    default instead of failing every turn of the chat.
+    default instead of failing every turn of the chat. A stored model DashScope retired is
+    answered for by its replacement (the default if that is not allowed), and the view
+    names the retired model so the chat can be told once.
     """
     chosen: set[str] = set()
     values: dict[str, Any] = {}
@@ -231,6 +254,12 @@ def effective(
         if stored is not None:
             chosen.add(key)
     model = values.pop("model") or default_model
+    retired: str | None = None
+    stored_spec = get_model(model) if model in allowed else None
+    if stored_spec is not None and not stored_spec.choosable:
+        retired = model
+        successor = resolve_model(model)
+        model = successor.name if successor and successor.name in allowed else default_model
     if model not in allowed or get_model(model) is None:
         model = default_model
         chosen.discard("model")
@@ -251,5 +280,7 @@ def effective(
         group_policy=policy,
         transcript=transcript,
         chosen=frozenset(chosen),
+        retired_model=retired,
+        retired_notice=row.retired_notice if row is not None else None,
         **values,
     )

@@ -39,7 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot import texts
 from bot.audio.types import AudioConverter, Segment
 from bot.config import Settings
-from bot.engine import seeding, store, transcripts
+from bot.engine import chat_store, seeding, store, transcripts
 from bot.engine.domain import TranscriptMode, TurnStatus
 from bot.engine.history import RequestPlan, audio_budget_seconds, plan_request
 from bot.engine.ports import FinalReply, IncomingTurn, ReplySink, TurnOutcome
@@ -186,7 +186,8 @@ class _TurnRun:
         stored = await self.commit(ctx, shape, heard, labels)
         generated = await self.generate(ctx, heard, stored)
         restarted = (tr(texts.REPLY_RESTARTED),) if earlier is not None else ()
-        notes = (*heard.notes, *opening, *self.reply_notes(generated), *restarted)
+        retired = self.retired_note(ctx)
+        notes = (*retired, *heard.notes, *opening, *self.reply_notes(generated), *restarted)
         await self.store_reply(ctx, heard, stored, generated)
         observe(
             self.deps.metrics,
@@ -205,7 +206,27 @@ class _TurnRun:
             audio_seconds_sent=heard.sent_seconds if heard.prepared is not None else None,
         )
         durations = tuple(c.duration for c in heard.sent)
-        return await self.deliver(ctx, base, stored, generated, notes, durations)
+        outcome = await self.deliver(ctx, base, stored, generated, notes, durations)
+        if retired and outcome.status in ("complete", "stopped"):
+            # Told once: only a reply the user saw with the note counts.
+            assert ctx.view.retired_model is not None
+            try:
+                await chat_store.record_retired_notice(
+                    self.deps.database, chat_row_id=ctx.chat_row_id, model=ctx.view.retired_model
+                )
+            except Exception as exc:  # the reply is delivered: at worst the note comes again
+                log.warning("turn.retired_notice_not_stored", error=type(exc).__name__)
+        return outcome
+
+    def retired_note(self, ctx: store.TurnContext) -> tuple[str, ...]:
+        """The once-per-chat note that the chat's stored model was retired and replaced."""
+        view = ctx.view
+        if not view.retired_notice_due or self.turn.model is not None:
+            return ()
+        text = tr(texts.MODEL_RETIRED_REPLACED).format(
+            model=view.retired_model, replacement=view.model
+        )
+        return (text,)
 
     async def ended(
         self,

@@ -1,6 +1,10 @@
 """The DashScope model client: one pooled ``httpx.AsyncClient``, both wire protocols.
 
-:class:`DashScopeClient` implements :class:`bot.llm.types.ModelClient`. It validates audio
+:class:`DashScopeClient` implements :class:`bot.llm.types.ModelClient`. A model the catalog
+serves on one protocol only (Qwen-Omni: OpenAI-compatible) is always called on that one,
+whatever ``DASHSCOPE_PROTOCOL`` says. With ``GenerationParams.voice`` set, a model with
+``speech_output`` also speaks: the stream then carries :class:`~bot.llm.types.SpeechDelta`
+events (PCM) beside the text. It validates audio
 sizes before any network call, opens the request with retries (only before the first
 byte of an answer, only for rate limits, 5xx and connection errors), then decodes the
 stream into typed events with separate time-to-first-byte and idle timeouts.
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,7 +25,9 @@ import httpx
 import structlog
 from tenacity import RetryCallState
 
-from bot import errors
+from bot import errors, texts
+from bot.catalog import get_model
+from bot.i18n import Msg
 from bot.llm import compatible, native
 from bot.llm.errors import (
     error_from_body,
@@ -66,6 +73,7 @@ class _Opened:
     chunks: AsyncIterator[bytes]
     first: bytes
     request_id: str | None
+    protocol: WireProtocol
 
 
 class DashScopeClient:
@@ -125,12 +133,41 @@ class DashScopeClient:
     ) -> AsyncIterator[StreamEvent]:
         """Stream one reply: text deltas, audio info, usage, then :class:`Finished` last.
 
+        With ``params.voice`` set and a model with ``speech_output``, speech comes too:
+        :class:`~bot.llm.types.SpeechDelta` events of raw PCM (s16le, mono,
+        :data:`~bot.llm.types.SPEECH_SAMPLE_RATE`), interleaved with the text, and the
+        usage's ``audio_output_tokens``. Otherwise the request asks for text only.
+
         Raises a :class:`bot.errors.ModelError` subclass otherwise; after partial text that
         is :class:`~bot.errors.ModelConnectionLost` or :class:`~bot.errors.ModelTimeout`
-        (or the service's own mid-stream error), and the caller keeps what it got.
+        (or the service's own mid-stream error), and the caller keeps what it got. A model
+        the service does not know (or the key may not use) is
+        :class:`~bot.errors.ModelNotFoundError`, whose user message names the model.
         """
-        body = self._body(model=model, messages=messages, params=params, stream=True)
-        opened = await self._open_with_retries(body, stream=True, model=model)
+        try:
+            # aclosing: a caller that stops early closes the request at once, not at GC.
+            async with aclosing(self._stream(model=model, messages=messages, params=params)) as it:
+                async for event in it:
+                    yield event
+        except errors.ModelNotFoundError as exc:
+            exc.message_text = Msg(texts.MODEL_NOT_FOUND_NAMED, model=model)
+            raise
+
+    def protocol_for(self, model: str) -> WireProtocol:
+        """The protocol ``model`` is called on: its only one, else ``DASHSCOPE_PROTOCOL``."""
+        spec = get_model(model)
+        if spec is not None and spec.protocol == "compatible":
+            return "openai"
+        return self.protocol
+
+    async def _stream(
+        self, *, model: str, messages: list[ChatMessage], params: GenerationParams
+    ) -> AsyncGenerator[StreamEvent, None]:
+        protocol = self.protocol_for(model)
+        body = self._body(
+            model=model, messages=messages, params=params, stream=True, protocol=protocol
+        )
+        opened = await self._open_with_retries(body, stream=True, model=model, protocol=protocol)
         decoder = SSEDecoder()
         state = StreamState(request_id=opened.request_id)
         response = opened.response
@@ -138,13 +175,13 @@ class DashScopeClient:
         try:
             async for raw in reader:
                 for event in decoder.feed(raw):
-                    for out in self._on_event(event, state, response.status_code):
+                    for out in self._on_event(event, state, response.status_code, protocol):
                         yield out
                 if state.done:
                     break
             if not state.done:
                 for event in decoder.close():
-                    for out in self._on_event(event, state, response.status_code):
+                    for out in self._on_event(event, state, response.status_code, protocol):
                         yield out
         finally:
             await reader.aclose()
@@ -162,6 +199,7 @@ class DashScopeClient:
             finish_reason=state.finish_reason,
             request_id=state.request_id,
             output_tokens=state.usage.output_tokens if state.usage else None,
+            speech_bytes=state.speech_bytes or None,
         )
         yield Finished(
             finish_reason=state.finish_reason,
@@ -176,25 +214,42 @@ class DashScopeClient:
 
     # --- request building ------------------------------------------------------------
 
-    def _endpoint(self) -> str:
-        if self.protocol == "native":
+    def _endpoint(self, protocol: WireProtocol | None = None) -> str:
+        if (protocol or self.protocol) == "native":
             return self.base_url + native.PATH
         return self.compatible_base_url + compatible.PATH
 
     def _body(
-        self, *, model: str, messages: list[ChatMessage], params: GenerationParams, stream: bool
+        self,
+        *,
+        model: str,
+        messages: list[ChatMessage],
+        params: GenerationParams,
+        stream: bool,
+        protocol: WireProtocol,
     ) -> bytes:
         # The size check runs before anything touches the network.
         for message in messages:
             for part in message.parts:
                 if isinstance(part, AudioPart):
                     check_audio_size(part)
-        build = native.build_body if self.protocol == "native" else compatible.build_body
-        obj = build(model=model, messages=messages, params=params, stream=stream)
+        if protocol == "native":
+            obj = native.build_body(model=model, messages=messages, params=params, stream=stream)
+        else:
+            spec = get_model(model)
+            speech = params.voice is not None and spec is not None and spec.speech_output
+            obj = compatible.build_body(
+                model=model,
+                messages=messages,
+                params=params,
+                stream=stream,
+                speech=speech,
+                system_as_user=speech and spec is not None and not spec.system_with_speech,
+            )
         return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
-    def _headers(self, *, stream: bool) -> dict[str, str]:
-        if self.protocol == "native":
+    def _headers(self, *, stream: bool, protocol: WireProtocol) -> dict[str, str]:
+        if protocol == "native":
             return native.headers(api_key=self._api_key, stream=stream)
         return compatible.headers(api_key=self._api_key, stream=stream)
 
@@ -209,7 +264,9 @@ class DashScopeClient:
 
     # --- opening, with retries ---------------------------------------------------------
 
-    async def _open_with_retries(self, body: bytes, *, stream: bool, model: str) -> _Opened:
+    async def _open_with_retries(
+        self, body: bytes, *, stream: bool, model: str, protocol: WireProtocol
+    ) -> _Opened:
         def log_retry(state: RetryCallState) -> None:
             outcome = state.outcome
             exc = outcome.exception() if outcome is not None else None
@@ -228,17 +285,21 @@ class DashScopeClient:
         async for attempt in self._retry.attempts(before_sleep=log_retry):
             with attempt:
                 return await self._open(
-                    body, stream=stream, model=model, attempt=attempt.retry_state.attempt_number - 1
+                    body,
+                    stream=stream,
+                    model=model,
+                    protocol=protocol,
+                    attempt=attempt.retry_state.attempt_number - 1,
                 )
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
-    async def _open(self, body: bytes, *, stream: bool, model: str, attempt: int) -> _Opened:
+    async def _open(
+        self, body: bytes, *, stream: bool, model: str, protocol: WireProtocol, attempt: int
+    ) -> _Opened:
         """Send the request and wait for the first byte of a successful answer."""
         loop = asyncio.get_running_loop()
-        url = self._endpoint()
-        log.debug(
-            "model_request", model=model, protocol=self.protocol, stream=stream, attempt=attempt
-        )
+        url = self._endpoint(protocol)
+        log.debug("model_request", model=model, protocol=protocol, stream=stream, attempt=attempt)
         # Until the request is on the wire, allow for connecting and uploading; once it
         # is sent, the time-to-first-byte clock starts (reset from httpcore's trace).
         budget = self.connect_timeout + self.first_byte_timeout
@@ -249,7 +310,7 @@ class DashScopeClient:
                     "POST",
                     url,
                     content=body,
-                    headers=self._headers(stream=stream),
+                    headers=self._headers(stream=stream, protocol=protocol),
                     timeout=self._httpx_timeout(),
                     extensions={
                         "trace": _first_byte_clock(deadline, loop, self.first_byte_timeout)
@@ -271,7 +332,11 @@ class DashScopeClient:
                 while first == b"":
                     first = await anext(chunks, None)
                 return _Opened(
-                    response=response, chunks=chunks, first=first or b"", request_id=request_id
+                    response=response,
+                    chunks=chunks,
+                    first=first or b"",
+                    request_id=request_id,
+                    protocol=protocol,
                 )
         except TimeoutError:
             if response is not None:
@@ -303,7 +368,7 @@ class DashScopeClient:
                 async with asyncio.timeout(self.idle_timeout):
                     raw = await anext(opened.chunks, None)
             except TimeoutError:
-                if state.finish_reason is not None and self.protocol == "native":
+                if state.finish_reason is not None and opened.protocol == "native":
                     return  # the reply was complete; the server just did not close
                 raise errors.ModelTimeout(
                     f"no data for {self.idle_timeout} s",
@@ -311,7 +376,7 @@ class DashScopeClient:
                     request_id=state.request_id,
                 ) from None
             except (httpx.TransportError, httpx.StreamError) as exc:
-                if state.finish_reason is not None and self.protocol == "native":
+                if state.finish_reason is not None and opened.protocol == "native":
                     return  # dropped after the last event: nothing was lost
                 raise errors.ModelConnectionLost(
                     f"connection lost mid-stream: {type(exc).__name__}",
@@ -324,8 +389,10 @@ class DashScopeClient:
             if raw:
                 yield raw
 
-    def _on_event(self, event: SSEEvent, state: StreamState, http_status: int) -> list[StreamEvent]:
-        if self.protocol == "openai" and event.data.strip() == compatible.DONE:
+    def _on_event(
+        self, event: SSEEvent, state: StreamState, http_status: int, protocol: WireProtocol
+    ) -> list[StreamEvent]:
+        if protocol == "openai" and event.data.strip() == compatible.DONE:
             state.done = True
             return []
         try:
@@ -349,10 +416,8 @@ class DashScopeClient:
                 request_id=wire.request_id or state.request_id,
                 detail="error in stream",
             )
-        if self.protocol == "native":
-            chunk = native.parse_message(obj)
-        else:
-            chunk = compatible.parse_chunk(obj)
+        parse = native.parse_message if protocol == "native" else compatible.parse_chunk
+        chunk = parse(obj)
         return state.apply(chunk)
 
 

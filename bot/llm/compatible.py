@@ -3,12 +3,22 @@
 ``POST {compatible_base}/chat/completions`` with ``input_audio`` content parts, ``stream``
 plus ``stream_options.include_usage``, and DashScope's ``asr_options`` as a top-level
 extension field. Streams are ``data: {json}`` lines ending with ``data: [DONE]``.
+
+Qwen-Omni (``reference/omni-tts-facts.md``) speaks when asked with ``modalities:
+["text","audio"]`` and ``audio: {"voice", "format": "wav"}`` ("wav" is the only format,
+and what streams is raw PCM, s16le mono 24 kHz, with no RIFF header): text comes in
+``choices[0].delta.content``, speech as base64 in ``choices[0].delta.audio.data``, and the
+final usage chunk counts the speech in ``completion_tokens_details.audio_tokens``.
+Assistant history is text only.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
+from bot import errors
 from bot.llm.types import AudioPart, ChatMessage, GenerationParams, TextPart, Usage
 from bot.llm.wire import (
     Chunk,
@@ -32,6 +42,7 @@ __all__ = [
 
 PATH = "/chat/completions"
 DONE = "[DONE]"
+SPEECH_FORMAT = "wav"  # the only value Qwen-Omni takes; the stream carries headerless PCM
 
 
 def headers(*, api_key: str, stream: bool) -> dict[str, str]:
@@ -44,10 +55,27 @@ def headers(*, api_key: str, stream: bool) -> dict[str, str]:
 
 
 def build_body(
-    *, model: str, messages: list[ChatMessage], params: GenerationParams, stream: bool
+    *,
+    model: str,
+    messages: list[ChatMessage],
+    params: GenerationParams,
+    stream: bool,
+    speech: bool = False,
+    system_as_user: bool = False,
 ) -> dict[str, Any]:
-    """The JSON body. Audio items must have passed the size check already."""
-    body: dict[str, Any] = {"model": model, "messages": [_message(m) for m in messages]}
+    """The JSON body. Audio items must have passed the size check already.
+
+    ``speech`` asks for a spoken reply in ``params.voice`` besides the text;
+    ``system_as_user`` sends a system message as a leading user/assistant pair (models
+    that take no system message when they speak).
+    """
+    wire = [_message(m) for m in messages]
+    if system_as_user:
+        wire = _system_as_pair(wire)
+    body: dict[str, Any] = {"model": model, "messages": wire}
+    if speech and params.voice is not None:
+        body["modalities"] = ["text", "audio"]
+        body["audio"] = {"voice": params.voice, "format": SPEECH_FORMAT}
     if stream:
         body["stream"] = True
         # The docs forbid stream_options on non-stream requests.
@@ -66,9 +94,24 @@ def build_body(
     return body
 
 
+def _system_as_pair(wire: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The workaround Alibaba gives for Qwen-Omni without system messages: the
+    instructions as the first user message, acknowledged by the assistant."""
+    out: list[dict[str, Any]] = []
+    for message in wire:
+        if message["role"] == "system":
+            text = {"type": "text", "text": message["content"]}
+            out.append({"role": "user", "content": [text]})
+            out.append({"role": "assistant", "content": "OK."})
+        else:
+            out.append(message)
+    return out
+
+
 def _message(message: ChatMessage) -> dict[str, Any]:
     has_audio = any(isinstance(p, AudioPart) for p in message.parts)
-    if not has_audio and message.role != "user":
+    if message.role == "assistant" or (not has_audio and message.role != "user"):
+        # Assistant history is text only (Qwen-Omni takes nothing else there).
         # Plain strings are what every OpenAI-compatible server understands for these roles.
         return {"role": message.role, "content": "".join(_texts(message))}
     content: list[dict[str, Any]] = []
@@ -113,14 +156,32 @@ def _parse(obj: Any, field: str) -> Chunk:
         if isinstance(body, dict):
             chunk.text = content_text(body.get("content"))
             chunk.audio_info = audio_info_from(body.get("annotations"))
+            chunk.speech = _speech(body.get("audio"))
         chunk.finish_reason = finish_reason_of(choice.get("finish_reason"))
     return chunk
 
 
+def _speech(audio: Any) -> bytes | None:
+    """The PCM of one ``delta.audio`` (``data``, base64; ``expires_at``, ``id`` ignored)."""
+    if not isinstance(audio, dict):
+        return None
+    data = audio.get("data")
+    if not isinstance(data, str) or not data:
+        return None
+    try:
+        # Padding restored: each chunk is its own base64 string.
+        return base64.b64decode(data + "=" * (-len(data) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.ModelServerError("speech chunk is not base64", code="BadSpeechChunk") from None
+
+
 def parse_usage(usage: dict[str, Any]) -> Usage:
-    """Normalise OpenAI-style usage (with DashScope's ``seconds`` for ASR)."""
+    """Normalise OpenAI-style usage (with DashScope's ``seconds`` for ASR and Qwen-Omni's
+    speech tokens in ``completion_tokens_details.audio_tokens``)."""
     details = usage.get("prompt_tokens_details")
     details = details if isinstance(details, dict) else {}
+    out_details = usage.get("completion_tokens_details")
+    out_details = out_details if isinstance(out_details, dict) else {}
     return Usage(
         input_tokens=int_or_none(usage.get("prompt_tokens")),
         output_tokens=int_or_none(usage.get("completion_tokens")),
@@ -128,6 +189,7 @@ def parse_usage(usage: dict[str, Any]) -> Usage:
         text_tokens=int_or_none(details.get("text_tokens")),
         total_tokens=int_or_none(usage.get("total_tokens")),
         seconds=float_or_none(usage.get("seconds")),
+        audio_output_tokens=int_or_none(out_details.get("audio_tokens")),
     )
 
 

@@ -5,7 +5,7 @@ Pure bookkeeping shared by both wire protocols; no I/O.
 
 from __future__ import annotations
 
-from bot.llm.types import AudioInfo, StreamEvent, TextDelta, Usage, UsageUpdate
+from bot.llm.types import AudioInfo, SpeechDelta, StreamEvent, TextDelta, Usage, UsageUpdate
 from bot.llm.wire import Chunk
 
 __all__ = ["StreamState", "TextAccumulator"]
@@ -55,6 +55,8 @@ class StreamState:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self.audio_info: AudioInfo | None = None
+        self.speech_bytes = 0  # PCM bytes of speech passed on (for the log)
+        self._odd_byte = b""  # half a sample, kept for the next speech chunk
         self.done = False
 
     def apply(self, chunk: Chunk) -> list[StreamEvent]:
@@ -68,6 +70,14 @@ class StreamState:
             new = self.text.push(chunk.text)
             if new:
                 out.append(TextDelta(new))
+        if chunk.speech:
+            # Every SpeechDelta holds whole 16-bit samples, wherever the wire split them.
+            pcm = self._odd_byte + chunk.speech
+            whole = len(pcm) - len(pcm) % 2
+            self._odd_byte = pcm[whole:]
+            if whole:
+                self.speech_bytes += whole
+                out.append(SpeechDelta(pcm[:whole]))
         if chunk.usage is not None and chunk.usage != self.usage:
             self.usage = chunk.usage
             out.append(UsageUpdate(usage=chunk.usage))

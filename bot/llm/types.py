@@ -59,6 +59,9 @@ class Usage:
     text_tokens: int | None = None
     total_tokens: int | None = None
     seconds: float | None = None
+    # Of ``output_tokens``, those spent on speech (Qwen-Omni's
+    # ``completion_tokens_details.audio_tokens``); ``None``: no speech was asked for.
+    audio_output_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

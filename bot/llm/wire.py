@@ -36,6 +36,7 @@ class Chunk:
     usage: Usage | None = None
     audio_info: AudioInfo | None = None
     request_id: str | None = None
+    speech: bytes | None = None  # decoded PCM of the spoken reply (Qwen-Omni delta.audio)
 
 
 def encoded_size(raw_len: int) -> int:

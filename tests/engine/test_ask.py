@@ -128,3 +128,25 @@ def test_ask_speaks_the_terminals_language(
     busy = run(note, lang="zh_CN.UTF-8")  # type: ignore[operator]
     assert busy.returncode == 1 and busy.stdout == ""
     assert busy.stderr.strip().splitlines()[-1] == "voicebot: 模型现在有点忙，请过一分钟再试。"
+
+
+def test_ask_with_an_omni_model_answers_over_the_compatible_endpoint(
+    run: object, note: str, dashscope_fake: FakeDashScope
+) -> None:
+    # DASHSCOPE_PROTOCOL is native (the default): Qwen-Omni goes compatible all the same.
+    done = run(note, "--json", "--model", "qwen3-omni-flash")  # type: ignore[operator]
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["text"] == "Heard 1 audio clip(s): 3.00 s."
+    assert result["model"] == "qwen3-omni-flash"
+    assert result["usage"]["audio_tokens"] == 38  # 3 s at 12.5 tokens/s, rounded up
+    assert result["usage"]["audio_output_tokens"] is None  # text only: no speech asked for
+    req = dashscope_fake.last_request
+    assert req.protocol == "openai" and req.body["stream"] is True
+    assert "modalities" not in req.body
+
+
+def test_ask_refuses_a_retired_model(run: object, note: str) -> None:
+    refused = run(note, "--model", "qwen-audio-asr")  # type: ignore[operator]
+    assert refused.returncode != 0
+    assert "DashScope has retired “qwen-audio-asr”" in refused.stderr

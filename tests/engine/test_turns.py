@@ -176,14 +176,15 @@ async def test_captioner_describes_single_turn_and_refuses_text_alone(h: Harness
 
 
 async def test_asr_refuses_text_alone_and_notes_left_out_audio(h: Harness) -> None:
-    refused, sink = await h.turn(text="hi", model="qwen-audio-asr")
+    refused, sink = await h.turn(text="hi", model="qwen3-asr-flash")
     assert refused.status == "refused"
-    assert sink.shown == texts.NEEDS_AUDIO_ASR.format(model="qwen-audio-asr")
-    out, sink = await h.turn(audio=Audio(voice(70.0)), model="qwen-audio-asr")
+    assert sink.shown == texts.NEEDS_AUDIO_ASR.format(model="qwen3-asr-flash")
+    # qwen3-asr-flash hears one clip of at most 5 min.
+    out, sink = await h.turn(audio=Audio(voice(310.0)), model="qwen3-asr-flash")
     assert out.status == "complete"
-    assert user_audio(h.fake.last_request) == [(0, 30.0)]
-    assert "I listened to the first 0:30 of 1:10." in sink.shown
-    assert out.audio_seconds_sent == pytest.approx(30.0, abs=0.1)
+    assert user_audio(h.fake.last_request) == [(0, 300.0)]
+    assert "I listened to the first 5:00 of 5:10." in sink.shown
+    assert out.audio_seconds_sent == pytest.approx(300.0, abs=0.1)
 
 
 async def test_long_voice_note_is_sent_as_consecutive_clips(h: Harness) -> None:

@@ -21,6 +21,14 @@ Use in tests (registered from ``tests/conftest.py``)::
         req = dashscope_fake.requests[-1]
         assert req.audio_durations == pytest.approx([1.0], abs=0.1)
 
+Qwen-Omni models (``protocol="compatible"`` in the catalog) follow
+``reference/omni-tts-facts.md``: OpenAI-compatible and streaming only, one audio item per
+user message, text-only assistant history; asked for ``modalities: ["text","audio"]`` they
+stream base64 PCM (s16le, mono, 24 kHz, no header) in ``delta.audio.data`` beside the text
+deltas — a deterministic tone (:func:`speech_tone`), whose bytes are recorded in
+``RecordedRequest.speech`` — and count it in the final usage chunk's
+``completion_tokens_details.audio_tokens``.
+
 With nothing queued (and no :meth:`FakeDashScope.script` hook) the reply is derived from
 the request, so a test can check what the model "heard": for example
 ``Heard 2 audio clip(s): 1.00 s, 2.50 s. Prompt: “what is this”.``
@@ -67,6 +75,7 @@ __all__ = [
     "dashscope_fake",
     "model_answers",
     "request_audio",
+    "speech_tone",
 ]
 
 NATIVE_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
@@ -82,6 +91,25 @@ _COMPAT_CODES = {
     "Arrearage": "Arrearage",
     "InternalError": "internal_error",
 }
+
+SPEECH_RATE = 24_000  # Hz, s16le mono: what Qwen-Omni streams
+# The fake's own rule for speech output tokens (DashScope's rate is not documented; the
+# doc's sample bills 83 audio tokens for a short sentence).
+SPEECH_TOKENS_PER_SECOND = 12.5
+_TONE_PERIOD = 60  # samples: 400 Hz at 24 kHz, a whole number of samples per period
+
+
+def speech_tone(seconds: float) -> bytes:
+    """``seconds`` of a 400 Hz tone as s16le mono 24 kHz PCM (deterministic: tests compare
+    what the bot got with what the fake sent)."""
+    period = b"".join(
+        int(8000 * math.sin(2 * math.pi * i / _TONE_PERIOD)).to_bytes(2, "little", signed=True)
+        for i in range(_TONE_PERIOD)
+    )
+    samples = round(seconds * SPEECH_RATE)
+    whole, rest = divmod(samples, _TONE_PERIOD)
+    return period * whole + period[: 2 * rest]
+
 
 _CJK_RANGES = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7AF))
 
@@ -146,6 +174,13 @@ class Reply:
     # request's incremental_output (the service default is cumulative); compatible sends
     # deltas. True imitates a server that ignores incremental_output.
     cumulative: bool | None = None
+    # Qwen-Omni speech, when the request asks for audio: how long (default: 0.05 s per
+    # character of the text, at least 0.5 s), in chunks of ``speech_chunk_seconds``;
+    # ``speech_transcript`` also sends ``delta.audio.transcript`` (seen through a proxy,
+    # UNVERIFIED for DashScope itself, so off by default).
+    speech_seconds: float | None = None
+    speech_chunk_seconds: float = 0.2
+    speech_transcript: bool = False
     # Before the event of chunk ``hold_at``, wait until the test sets ``hold`` (the model
     # "thinking" for exactly as long as the test needs, instead of a guessed delay).
     hold: threading.Event | None = None
@@ -241,6 +276,7 @@ class RecordedRequest:
     input_tokens: int | None = None
     status: int | None = None  # what the fake answered
     error_code: str | None = None
+    speech: bytes = b""  # the PCM the fake streamed back (Qwen-Omni with audio output)
     received_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -256,6 +292,17 @@ class RecordedRequest:
             params = self.body.get("parameters")
             return params if isinstance(params, dict) else {}
         return {k: v for k, v in self.body.items() if k not in ("model", "messages")}
+
+    @property
+    def wants_speech(self) -> bool:
+        """The request asked for ``modalities: ["text","audio"]``."""
+        return isinstance(self.body, dict) and "audio" in (self.body.get("modalities") or [])
+
+    @property
+    def voice(self) -> str | None:
+        """The ``audio.voice`` asked for, if any."""
+        audio = self.body.get("audio") if isinstance(self.body, dict) else None
+        return audio.get("voice") if isinstance(audio, dict) else None
 
 
 class _Rejected(Exception):
@@ -493,6 +540,9 @@ class FakeDashScope:
                     "The parameter stream_options is only allowed when stream is true.",
                 )
         spec = self.models.get(model)
+        if spec is not None and spec.protocol == "compatible" and native:
+            # OpenAI-compatible only; what the native endpoint answers is UNVERIFIED.
+            raise _Rejected(400, "InvalidParameter", "Model not exist.")
         if spec is None:
             if native:
                 raise _Rejected(400, "InvalidParameter", "Model not exist.")
@@ -501,6 +551,8 @@ class FakeDashScope:
                 "ModelNotFound",
                 f"The model `{model}` does not exist or you do not have access to it.",
             )
+        if spec.protocol == "compatible":
+            _check_omni_options(spec, rec)
         messages = _messages(body, native)
         if not messages:
             raise _Rejected(
@@ -609,7 +661,9 @@ class FakeDashScope:
             }
         return {"audio_tokens": audio_tok, "output_tokens": out_tok, "input_tokens": text_tok}
 
-    def _usage_compat(self, rec: RecordedRequest, out_text: str) -> dict[str, Any]:
+    def _usage_compat(
+        self, rec: RecordedRequest, out_text: str, speech_seconds: float = 0.0
+    ) -> dict[str, Any]:
         spec = self.models[rec.model or ""]
         audio_tok = sum(audio_tokens(spec, a.duration or 0.0) for a in rec.audio)
         text_tok = sum(self.text_tokens(t) for _, t in rec.texts)
@@ -623,6 +677,14 @@ class FakeDashScope:
         }
         if spec.kind is ModelKind.ASR:
             usage["seconds"] = math.ceil(sum(a.duration or 0.0 for a in rec.audio))
+        if speech_seconds:
+            speech_tok = math.ceil(speech_seconds * SPEECH_TOKENS_PER_SECOND)
+            usage["completion_tokens"] = out_tok + speech_tok
+            usage["total_tokens"] = audio_tok + text_tok + out_tok + speech_tok
+            usage["completion_tokens_details"] = {
+                "audio_tokens": speech_tok,
+                "text_tokens": out_tok,
+            }
         return usage
 
     def _annotations(self, rec: RecordedRequest, reply: Reply) -> list[dict[str, Any]] | None:
@@ -723,7 +785,13 @@ class FakeDashScope:
     ) -> web.StreamResponse:
         chunks, finish = self._plan(rec, reply)
         full = "".join(chunks)
-        usage = reply.usage or self._usage_compat(rec, full)
+        speech = b""
+        if rec.wants_speech:
+            seconds = reply.speech_seconds
+            if seconds is None:
+                seconds = max(0.5, 0.05 * len(full))
+            speech = speech_tone(seconds)
+        usage = reply.usage or self._usage_compat(rec, full, len(speech) / (2 * SPEECH_RATE))
         annotations = self._annotations(rec, reply)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
@@ -776,6 +844,20 @@ class FakeDashScope:
             frame([{"logprobs": None, "index": 0, "delta": {"content": "", "role": "assistant"}}])
         )
         sent = ""
+        audio_id = f"audio_{uuid.uuid4()}"
+
+        def speech_choice(piece: bytes, transcript: str) -> dict[str, Any]:
+            audio: dict[str, Any] = {
+                "data": base64.b64encode(piece).decode("ascii"),
+                "expires_at": created + 3600,
+                "id": audio_id,
+            }
+            if reply.speech_transcript:
+                audio["transcript"] = transcript
+            rec.speech += piece
+            return {"delta": {"audio": audio}, "finish_reason": None, "index": 0, "logprobs": None}
+
+        pieces = _speech_pieces(speech, reply.speech_chunk_seconds, max(1, len(chunks)))
         for i, chunk in enumerate(chunks):
             await _held(reply, i)
             if i and reply.chunk_delay:
@@ -785,6 +867,12 @@ class FakeDashScope:
             if annotations and i == 0:
                 delta["annotations"] = annotations
             await resp.write(frame([{"delta": delta, "index": 0}]))
+            # Speech follows the text it speaks, in several chunks (the doc's shape).
+            for piece in pieces[i] if i < len(pieces) else []:
+                await resp.write(frame([speech_choice(piece, chunk)]))
+        for group in pieces[len(chunks) :]:  # a reply with no text still speaks
+            for piece in group:
+                await resp.write(frame([speech_choice(piece, "")]))
         if chunks and reply.chunk_delay:
             await asyncio.sleep(reply.chunk_delay)
         if reply.drop:
@@ -937,9 +1025,65 @@ def _decode(data: bytes) -> tuple[float, str, int] | None:
         return None
 
 
+def _check_omni_options(spec: ModelSpec, rec: RecordedRequest) -> None:
+    """Qwen-Omni's request rules (omni-tts-facts.md): streaming only, ``modalities`` and
+    ``audio`` as documented, a voice of the model's own."""
+    body = rec.body
+    if not rec.stream:
+        # The doc: "stream参数必须设置为True，否则会报错"; the body is DashScope's generic
+        # stream-only answer (UNVERIFIED for Omni).
+        raise _Rejected(
+            400,
+            "InvalidParameter",
+            "This model only support stream mode, please enable the stream parameter to "
+            "access the model. ",
+        )
+    modalities = body.get("modalities", ["text"])
+    if modalities not in (["text"], ["text", "audio"]):
+        raise _Rejected(400, "InvalidParameter", f"Invalid modalities: {modalities!r}.")
+    audio = body.get("audio")
+    if "audio" in modalities:
+        if not spec.speech_output:
+            raise _Rejected(400, "InvalidParameter", f"{spec.name} does not output audio.")
+        if not isinstance(audio, dict) or audio.get("format") != "wav":
+            raise _Rejected(400, "InvalidParameter", 'audio.format must be "wav".')
+        if audio.get("voice") not in spec.voices:
+            # The text seen through a proxy for an unknown voice (UNVERIFIED upstream).
+            raise _Rejected(
+                400, "InvalidParameter", f"Voice '{audio.get('voice')}' is not supported"
+            )
+    elif audio is not None:
+        raise _Rejected(400, "InvalidParameter", "audio is only allowed with audio output.")
+
+
+def _check_omni_messages(
+    spec: ModelSpec, rec: RecordedRequest, messages: list[tuple[str, list[tuple[str, str]]]]
+) -> None:
+    for index, (role, items) in enumerate(messages):
+        kinds = [kind for kind, _ in items]
+        if role == "assistant" and any(kind != "text" for kind in kinds):
+            raise _Rejected(400, "InvalidParameter", "Assistant messages may contain text only.")
+        limit = spec.clips_per_message
+        if limit is not None and kinds.count("audio") > limit:
+            # "A user message's content may hold text + one other modality"; the error
+            # text is UNVERIFIED.
+            raise _Rejected(
+                400,
+                "InvalidParameter",
+                f"Message {index} contains {kinds.count('audio')} audio items; "
+                f"at most {limit} is supported.",
+            )
+    if rec.wants_speech and not spec.system_with_speech and rec.roles.count("system"):
+        raise _Rejected(
+            400, "InvalidParameter", "System message is not supported with audio output."
+        )
+
+
 def _check_model_rules(
     spec: ModelSpec, rec: RecordedRequest, messages: list[tuple[str, list[tuple[str, str]]]]
 ) -> None:
+    if spec.protocol == "compatible":
+        _check_omni_messages(spec, rec, messages)
     roles = [role for role, _ in messages]
     if roles[-1] != "user":
         raise _Rejected(400, "InvalidParameter", "The last message must be from the user.")
@@ -1025,6 +1169,14 @@ def _abort(request: web.Request) -> None:
     transport = request.transport
     if transport is not None:
         transport.abort()
+
+
+def _speech_pieces(speech: bytes, chunk_seconds: float, groups: int) -> list[list[bytes]]:
+    """``speech`` in chunks of ``chunk_seconds``, spread over ``groups`` text chunks."""
+    step = max(2, 2 * round(chunk_seconds * SPEECH_RATE))
+    pieces = [speech[i : i + step] for i in range(0, len(speech), step)]
+    per = max(1, math.ceil(len(pieces) / groups))
+    return [pieces[i : i + per] for i in range(0, len(pieces), per)] if pieces else []
 
 
 def _split(text: str, size: int = 3) -> list[str]:
