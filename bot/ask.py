@@ -30,9 +30,16 @@ from bot.config import Settings
 from bot.console import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from bot.console import fail as _fail
 from bot.engine.conversations import ConversationHandle, parse_reference
+from bot.engine.domain import VoiceReply
 from bot.engine.ports import ChatRef, FinalReply, IncomingTurn, TurnOutcome
 from bot.engine.settings import choosable_models
-from bot.errors import BotError, ConversationNotFound, InvalidConversationName, UnknownModel
+from bot.errors import (
+    BotError,
+    ConversationNotFound,
+    InvalidConversationName,
+    Undelivered,
+    UnknownModel,
+)
 from bot.i18n import terminal_language, tr
 
 # Every terminal conversation lives in one chat of its own: ids are the database's, and
@@ -69,10 +76,11 @@ class FileAudio:
 class TerminalSink:
     """Streams deltas to ``out`` (unless quiet); the caller prints errors and JSON."""
 
-    def __init__(self, *, out: TextIO, stream: bool) -> None:
+    def __init__(self, *, out: TextIO, stream: bool, voice_path: Path | None = None) -> None:
         self.out = out
         self.stream = stream
         self.printed = False
+        self.voice_path = voice_path  # --voice-reply: where the spoken reply goes
 
     async def start(self) -> None:
         return None
@@ -114,6 +122,14 @@ class TerminalSink:
             self.out.flush()
         return []
 
+    async def voice(self, ogg: bytes, seconds: float) -> str:
+        """Write the voice note to ``--voice-reply PATH`` (its "id" is the path)."""
+        del seconds
+        if self.voice_path is None:
+            raise Undelivered("no --voice-reply path")
+        await asyncio.to_thread(self.voice_path.write_bytes, ogg)
+        return str(self.voice_path)
+
     async def deliver_late(
         self, text: str, *, reply_to: str | None, stale: Sequence[str] = ()
     ) -> list[str]:
@@ -125,9 +141,13 @@ class TerminalSink:
 
 
 def _json_result(
-    outcome: TurnOutcome, reply: FinalReply, conversation: ConversationHandle
+    outcome: TurnOutcome,
+    reply: FinalReply,
+    conversation: ConversationHandle,
+    *,
+    voice_reply: bool = False,
 ) -> dict[str, Any]:
-    return {
+    result: dict[str, Any] = {
         "text": reply.text,
         "model": reply.model,
         "usage": dataclasses.asdict(reply.usage),
@@ -139,6 +159,12 @@ def _json_result(
         "finish_reason": reply.finish_reason,
         "notes": list(reply.notes),
     }
+    if voice_reply:  # --voice-reply: where the spoken reply went (null: none was spoken)
+        note = outcome.voice_note
+        result["voice_reply"] = (
+            {"path": note.message_id, "seconds": round(note.seconds, 3)} if note else None
+        )
+    return result
 
 
 async def ask(
@@ -149,11 +175,18 @@ async def ask(
     model: str | None,
     conversation: str | None,
     as_json: bool,
+    voice_reply: str | None = None,
 ) -> int:
-    """Run one turn on FILE and print the reply; return the exit status."""
+    """Run one turn on FILE and print the reply; return the exit status. With
+    ``voice_reply`` (a path) the reply is also spoken, as far as the model can, and the
+    voice note written there."""
     path = Path(file).expanduser()  # noqa: ASYNC240 - one stat before any I/O starts
     if not path.is_file():
         _fail(f"no such file: {file}")
+        return EXIT_USAGE
+    voice_path = Path(voice_reply).expanduser() if voice_reply else None  # noqa: ASYNC240
+    if voice_path is not None and not voice_path.parent.is_dir():
+        _fail(f"no such directory: {voice_path.parent}")
         return EXIT_USAGE
     if model is not None and model not in settings.ALLOWED_MODELS:
         _fail(UnknownModel(model, allowed=choosable_models(settings.ALLOWED_MODELS)).shown(SLASH))
@@ -198,8 +231,9 @@ async def ask(
             fresh_conversation=named is None,
             model=model,
             user_language=terminal_language(os.environ),  # the engine answers in it
+            voice_reply=VoiceReply.ALWAYS if voice_path is not None else VoiceReply.OFF,
         )
-        sink = TerminalSink(out=sys.stdout, stream=not as_json)
+        sink = TerminalSink(out=sys.stdout, stream=not as_json, voice_path=voice_path)
         outcome = await engine.handle_turn(turn, sink, stop=stop)
     finally:
         if handled:
@@ -209,7 +243,9 @@ async def ask(
     if outcome.reply is not None and outcome.status in ("complete", "stopped"):
         continued = named or _unnamed(outcome)
         if as_json:
-            result = _json_result(outcome, outcome.reply, continued)
+            result = _json_result(
+                outcome, outcome.reply, continued, voice_reply=voice_path is not None
+            )
             print(json.dumps(result, ensure_ascii=False))
         else:
             # After the reply, apart from it (stdout holds the reply alone): how to go on.

@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
         help="continue a stored conversation (its id), or the one of this name (started "
         "the first time)",
     )
+    ask.add_argument(
+        "--voice-reply",
+        metavar="PATH",
+        help="also speak the reply (models with speech output) and write it to PATH as "
+        "an OGG/Opus voice note",
+    )
     ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
     listing = sub.add_parser("conversations", help="list the conversations of voicebot ask")
     listing.add_argument(
@@ -110,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     model=args.model,
                     conversation=args.conversation,
                     as_json=args.json,
+                    voice_reply=args.voice_reply,
                 )
             )
     except ConfigError as exc:

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # Seconds the final text of a reply may take to reach the user, retries included;
     # after that the turn is stored ``undelivered`` and delivered at the chat's next message.
     DELIVERY_TIMEOUT: float = Field(default=60.0, gt=0)
+    # Seconds of a spoken reply (a voice note) at most: longer speech is cut there and the
+    # reply says so; the text is always whole.
+    VOICE_REPLY_MAX_SECONDS: float = Field(default=120.0, gt=0, le=3600)
     # On SIGTERM/SIGINT: seconds running turns get to finish before they are closed as
     # stopped (one process) or interrupted for another replica (several). Within Docker's
     # and Kubernetes' default 10 s / 30 s stop timeouts with the other shutdown steps.

@@ -184,6 +184,8 @@ SETTING_LABELS = {
     "group_policy": N_("In groups"),
     "language": N_("Bot language"),
     "transcript": N_("Transcripts"),
+    "voice_reply": N_("Voice replies"),
+    "voice": N_("Voice"),
 }
 # The ``language`` setting's values: ``auto`` (unset) follows each person's app language;
 # the languages themselves are named in their own words, untranslated.
@@ -208,6 +210,7 @@ USAGE_TOTAL = N_(
     "Total: {turns} turns, {audio} of audio, {input} in / {output} out tokens ({audio_tokens} "
     "audio tokens)"
 )
+USAGE_SPOKEN = N_("Spoken replies: {spoken}")
 FORGET_DONE = N_(
     "Done. I deleted {conversations} conversations, {turns} messages and {clips} recordings of "
     "this chat."
@@ -313,6 +316,20 @@ TRANSCRIPT_FAILED = N_("I couldn't make the transcript. {reason}")
 TRANSCRIPT_MODE_BUTTON = N_("a Transcript button under replies to voice")
 TRANSCRIPT_MODE_ALWAYS = N_("posted with every reply to voice")
 TRANSCRIPT_MODE_OFF = N_("off")
+
+# --- spoken replies (bot.voice) ----------------------------------------------------------
+VOICE_REPLY_MODE_AUTO = N_("auto (a voice message gets a voice reply)")
+VOICE_REPLY_MODE_ALWAYS = N_("every reply")
+VOICE_REPLY_MODE_OFF = N_("off")
+VOICE_REPLY_COST = N_("seconds spoken show in the usage report")
+VOICE_REPLY_NO_SPEECH = N_("{model} can't speak: replies stay text")
+VOICE_NONE = N_("none (the current model can't speak)")
+VOICE_MODEL_CANNOT_SPEAK = N_("{model} can't speak, so it has no voices to choose from.")
+# Read aloud in place of a code block.
+VOICE_CODE_IN_TEXT = N_("(code in the text)")
+VOICE_REPLY_CUT = N_("The voice note reads the first {spoken}; the rest is in the text.")
+VOICE_NOTE_TITLE = N_("Spoken reply")
+VOICE_REPLY_FAILED = N_("I couldn't send the voice note; the reply above is complete.")
 # The languages qwen3-asr-flash detects, by the code it reports (others show the code).
 TRANSCRIPT_LANGUAGES = {
     "ar": N_("Arabic"),

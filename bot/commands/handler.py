@@ -216,7 +216,7 @@ class CommandHandler:
         return Answer(text=f"{text}\n\n{pick}", buttons=model_buttons(models, current=view.model))
 
     def _settings_view(self, view: ChatSettingsView, chat: ChatRef) -> Answer:
-        text = presenters.settings_summary(view)
+        text = presenters.settings_summary(view, chat)
         if not self._profile.buttons or chat.is_private:
             return Answer(text=text)
         return Answer(text=text, buttons=policy_buttons(view.group_policy))

@@ -10,6 +10,8 @@ of a platform's :class:`~bot.delivery.surface.Surface`. It owns, once for every 
   preview is sent before the final text.
 - **the working indicator** ("typing…") until the first text.
 - **notes** under the reply ("I listened to the first 3:00 of 7:42."), as Markdown italics.
+- **the voice note** of a spoken reply (:meth:`voice`), after the final text, retried
+  like it.
 - **delivery truth**: :meth:`finish` returns only once the platform confirmed the whole
   final text. Refused formatting → the same text as plain, once. "Not modified" counts as
   delivered only when the last text the platform confirmed *is* the final text; otherwise
@@ -170,6 +172,17 @@ class StreamingSink:
         its user message), answering the reply; retried like the final text."""
         text = message.shown(self._style) if isinstance(message, BotError) else message
         return await self._with_retries(lambda: self.surface.follow(text))
+
+    async def voice(self, ogg: bytes, seconds: float) -> str:
+        """After the final text: the voice note, retried like the final text within
+        ``DELIVERY_TIMEOUT``; raises :class:`Undelivered`."""
+        if not ogg or seconds <= 0:
+            raise ValueError("a voice note is never empty")
+
+        async def once() -> list[str]:
+            return [await self.surface.voice(ogg, seconds)]
+
+        return (await self._with_retries(once))[0]
 
     async def deliver_late(
         self, text: str, *, reply_to: str | None, stale: Sequence[str] = ()

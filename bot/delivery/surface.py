@@ -56,6 +56,12 @@ class Surface(Protocol):
         with the same text after a failure sends only the parts not yet confirmed."""
         ...
 
+    async def voice(self, ogg: bytes, seconds: float) -> str:
+        """The spoken reply as a voice note (OGG/Opus, ``seconds`` long) after the reply,
+        in its place, answering ``reply_to`` where the platform can; returns the note's
+        id. Once confirmed, a call again returns that id without sending it twice."""
+        ...
+
     async def notice(self, text: str) -> list[str]:
         """A short text of ours (an error) in its own message, as plain text."""
         ...

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from bot.engine.domain import VoiceReply
 from bot.errors import BotError
 from bot.llm.types import AudioInfo, Usage
 
@@ -110,6 +111,9 @@ class IncomingTurn:
     # ``locale``, the terminal's ``LANG``): what the bot speaks while the chat's
     # ``language`` setting is ``auto`` (bot.i18n.choose).
     user_language: str | None = None
+    # A one-turn ``voice_reply`` override (``voicebot ask --voice-reply``); ``None``: the
+    # chat's setting.
+    voice_reply: VoiceReply | None = None
 
     @property
     def recordings(self) -> tuple[AudioSource, ...]:
@@ -199,11 +203,26 @@ class ReplySink(Protocol):
         platform. Raises :class:`bot.errors.Undelivered` if it can't be delivered."""
         ...
 
+    async def voice(self, ogg: bytes, seconds: float) -> str:
+        """After the final text: the spoken reply as a voice note (OGG/Opus, never empty,
+        ``seconds`` long) answering the user's message, in the reply's place. Returns the
+        platform's id of the note; raises :class:`bot.errors.Undelivered` if it could not
+        be sent in time. Called at most once per reply."""
+        ...
+
 
 class AdminCheck(Protocol):
     """The platform's own admin check (BOT_ADMINS is applied by the engine)."""
 
     async def is_admin(self, chat: ChatRef, user_id: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoiceNoteSent:
+    """A spoken reply the platform confirmed: the note's id there and its duration."""
+
+    message_id: str
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,3 +238,4 @@ class TurnOutcome:
     message_ids: tuple[str, ...] = ()
     # Seconds of this turn's own recording that the request carried (history not counted).
     audio_seconds_sent: float | None = None
+    voice_note: VoiceNoteSent | None = None  # the spoken reply, if one was sent

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from bot import texts
 from bot.audio.report import format_duration
 from bot.catalog import ModelKind, ModelSpec
-from bot.engine.domain import GroupPolicy, TranscriptMode
+from bot.engine.domain import GroupPolicy, TranscriptMode, VoiceReply
+from bot.engine.ports import ChatRef
 from bot.engine.settings import SETTING_KEYS, ChatSettingsView
 from bot.engine.usage import UsageReport
 from bot.i18n import tr
@@ -54,8 +55,13 @@ def model_list(models: Sequence[ModelSpec], *, current: str) -> str:
     return "\n".join(lines)
 
 
-def _show(view: ChatSettingsView, key: str) -> str:
+def _show(view: ChatSettingsView, key: str, chat: ChatRef | None) -> str:
     value = view.value(key)
+    if key == "voice_reply":
+        return _show_voice_reply(view, chat)
+    if key == "voice":
+        speaker = view.speaker()
+        return speaker if speaker is not None else tr(texts.VOICE_NONE)
     if key == "model":
         return str(value)
     if key == "group_policy":
@@ -82,12 +88,33 @@ def _show(view: ChatSettingsView, key: str) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def settings_summary(view: ChatSettingsView) -> str:
-    """Every setting with its effective value; keys the chat did not choose say "default"."""
+def _show_voice_reply(view: ChatSettingsView, chat: ChatRef | None) -> str:
+    mode = view.voice_reply
+    if mode is None and chat is not None:
+        mode = view.voice_reply_for(chat)
+    if mode is None:
+        return tr(texts.SETTINGS_DEFAULT)
+    shown = tr(
+        {
+            VoiceReply.OFF: texts.VOICE_REPLY_MODE_OFF,
+            VoiceReply.AUTO: texts.VOICE_REPLY_MODE_AUTO,
+            VoiceReply.ALWAYS: texts.VOICE_REPLY_MODE_ALWAYS,
+        }[mode]
+    )
+    if mode is not VoiceReply.OFF:
+        # What speaking costs: the usage report counts the seconds spoken.
+        key = texts.VOICE_REPLY_COST if view.spec.speech_output else texts.VOICE_REPLY_NO_SPEECH
+        shown += f" ({tr(key).format(model=view.spec.name)})"
+    return shown
+
+
+def settings_summary(view: ChatSettingsView, chat: ChatRef | None = None) -> str:
+    """Every setting with its effective value; keys the chat did not choose say "default"
+    (``chat`` resolves defaults that depend on it: ``voice_reply``)."""
     lines = [tr(texts.SETTINGS_HEADER)]
     for key in SETTING_KEYS:
         label = tr(texts.SETTING_LABELS.get(key, key))
-        lines.append(f"• {label} ({key}){tr(texts.LABEL_COLON)}{_show(view, key)}")
+        lines.append(f"• {label} ({key}){tr(texts.LABEL_COLON)}{_show(view, key, chat)}")
     lines.append(tr(texts.SETTINGS_HOW_TO_CHANGE))
     return "\n".join(lines)
 
@@ -118,6 +145,8 @@ def usage_summary(report: UsageReport) -> str:
             audio_tokens=t.audio_tokens,
         )
     )
+    if t.speech_seconds > 0:
+        lines.append(tr(texts.USAGE_SPOKEN).format(spoken=format_duration(t.speech_seconds)))
     return "\n".join(lines)
 
 

@@ -27,6 +27,7 @@ from bot.engine.settings import (
     SETTING_KEYS,
     ChatSettingsView,
     check_model,
+    check_voice,
     coerce_value,
     effective,
 )
@@ -251,6 +252,11 @@ class Engine:
                 clean[key] = str(value)
             else:
                 clean[key] = coerce_value(key, value)
+        if clean.get("voice") is not None:
+            # A voice is one of the model's: the one chosen with it, else the chat's.
+            model = clean.get("model") or (await self.get_settings(chat)).model
+            spec = check_model(model, self.settings.ALLOWED_MODELS)
+            clean["voice"] = check_voice(clean["voice"], spec)
         stored = await chat_store.change_settings(
             self.database, chat, changes=clean, changed_by=f"{chat.platform}:{user_id}"
         )

@@ -13,7 +13,8 @@ from typing import Any
 
 from bot import texts
 from bot.catalog import ModelSpec, ModelStatus, get_model, resolve_model
-from bot.engine.domain import GroupPolicy, TranscriptMode
+from bot.engine.domain import GroupPolicy, TranscriptMode, VoiceReply
+from bot.engine.ports import ChatRef
 from bot.errors import InvalidSetting, RetiredModel, UnknownModel
 from bot.i18n import Lang, Msg
 from bot.storage.tables import ChatSettings
@@ -31,6 +32,8 @@ SETTING_KEYS: tuple[str, ...] = (
     "group_policy",
     "transcript",
     "language",
+    "voice_reply",
+    "voice",
 )
 
 # Spellings users type, mapped to the canonical key.
@@ -48,6 +51,10 @@ ALIASES: dict[str, str] = {
     "groups": "group_policy",
     "group": "group_policy",
     "transcripts": "transcript",
+    "voicereply": "voice_reply",
+    "voicereplies": "voice_reply",
+    "speak": "voice_reply",
+    "speaker": "voice",
 }
 
 SYSTEM_PROMPT_LIMIT = 2000  # characters; it is sent with every request of the chat
@@ -76,7 +83,11 @@ class ChatSettingsView:
     transcript: TranscriptMode
     # The language the bot speaks in the chat: "en", "zh", or None (auto: each user's own).
     language: str | None
-    chosen: frozenset[str]  # keys with a chat-specific value
+    # When replies are also spoken; ``None``: the chat's default (:func:`voice_reply_default`).
+    voice_reply: VoiceReply | None = None
+    # The chat's speaker: one of ``spec.voices``, or ``None`` (the model's first voice).
+    voice: str | None = None
+    chosen: frozenset[str] = frozenset()  # keys with a chat-specific value
     # The chat's stored model when DashScope retired it (``model`` is then its
     # replacement), and the retired model the chat was last told about.
     retired_model: str | None = None
@@ -89,6 +100,25 @@ class ChatSettingsView:
 
     def value(self, key: str) -> Any:
         return getattr(self, key)
+
+    def voice_reply_for(self, chat: ChatRef) -> VoiceReply:
+        """The chat's ``voice_reply``, its default applied."""
+        return self.voice_reply if self.voice_reply is not None else voice_reply_default(chat)
+
+    def speaker(self, spec: ModelSpec | None = None) -> str | None:
+        """The voice to speak with on ``spec`` (default: the chat's model): the chat's voice
+        if that model has it, else the model's first; ``None`` if it cannot speak."""
+        spec = spec or self.spec
+        if not spec.voices:
+            return None
+        return self.voice if self.voice in spec.voices else spec.voices[0]
+
+
+def voice_reply_default(chat: ChatRef) -> VoiceReply:
+    """``auto`` in Telegram private chats; ``off`` in groups and on Slack, where teams read."""
+    if chat.platform == "telegram" and chat.private:
+        return VoiceReply.AUTO
+    return VoiceReply.OFF
 
 
 def canonical_key(key: str) -> str:
@@ -192,6 +222,13 @@ def coerce_value(name: str, value: Any) -> Any:
         return raw.lower()
     if name == "language":
         return _language(raw)
+    if name == "voice_reply":
+        modes = [m.value for m in VoiceReply]
+        if raw.lower() not in modes:
+            raise _must(name, Msg(texts.SETTING_RULE_CHOICE, choices=", ".join(modes)))
+        return raw.lower()
+    if name == "voice":
+        return raw  # checked against the model's voices by check_voice
     raise AssertionError(f"unhandled setting {canonical_key(name)}")
 
 
@@ -226,6 +263,21 @@ def choosable_models(allowed: list[str]) -> list[str]:
     specs = [spec for name in allowed if (spec := get_model(name)) is not None]
     live = [s.name for s in specs if s.status is ModelStatus.LIVE]
     return live + [s.name for s in specs if s.choosable and s.status is not ModelStatus.LIVE]
+
+
+def check_voice(raw: str, spec: ModelSpec) -> str:
+    """The model's spelling of the voice ``raw`` (case and spaces aside), or
+    :class:`InvalidSetting` naming the voices it has (or saying it cannot speak)."""
+    if not spec.voices:
+        raise InvalidSetting(
+            f"{spec.name} has no voices",
+            user_message=Msg(texts.VOICE_MODEL_CANNOT_SPEAK, model=spec.name),
+        )
+    wanted = " ".join(raw.split()).casefold()
+    for voice in spec.voices:
+        if voice.casefold() == wanted:
+            return voice
+    raise _must("voice", Msg(texts.SETTING_RULE_CHOICE, choices=", ".join(spec.voices)))
 
 
 def effective(
@@ -274,6 +326,11 @@ def effective(
         transcript = TranscriptMode(row.transcript if row is not None and row.transcript else "")
     except ValueError:
         transcript = TranscriptMode.BUTTON
+    try:
+        values["voice_reply"] = VoiceReply(values["voice_reply"]) if values["voice_reply"] else None
+    except ValueError:
+        values["voice_reply"] = None
+        chosen.discard("voice_reply")
     return ChatSettingsView(
         model=model,
         spec=spec,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from tenacity import RetryCallState
 
@@ -455,6 +455,40 @@ async def record_delivery(
             status=status,
             message_ids=message_ids,
             error_code=error_code,
+        )
+
+
+async def voice_note_sent(db: Database, assistant_turn_id: int) -> bool:
+    """Whether the reply's voice note is on record (sent: never again)."""
+    async with db.sessions() as session:
+        found = await session.scalar(select(Turn.voice_note_id).where(Turn.id == assistant_turn_id))
+    return found is not None
+
+
+async def record_voice_note(
+    db: Database,
+    ctx: TurnContext,
+    turn: IncomingTurn,
+    *,
+    assistant_turn_id: int,
+    model: str,
+    message_id: str,
+    seconds: float,
+) -> None:
+    """The voice note the platform confirmed, on the reply's turn and in the usage ledger."""
+    async with db.sessions() as session, session.begin():
+        await session.execute(
+            update(Turn)
+            .where(Turn.id == assistant_turn_id)
+            .values(voice_note_id=message_id[:128], voice_seconds=seconds)
+        )
+        await repo.add_speech(
+            session,
+            chat_id=ctx.chat_row_id,
+            turn_id=assistant_turn_id,
+            user_external_id=turn.user_id[:64],
+            model=model,
+            seconds=seconds,
         )
 
 

@@ -17,6 +17,7 @@ from bot.llm.types import (
     Finished,
     GenerationParams,
     ModelClient,
+    SpeechDelta,
     StreamEvent,
     TextDelta,
     Usage,
@@ -24,6 +25,7 @@ from bot.llm.types import (
 )
 from bot.metrics import Metrics
 from bot.storage.tables import utcnow
+from bot.voice.reply import SpeechBuffer
 
 
 class SinkBroken(BotError):
@@ -42,6 +44,8 @@ class ReplyState:
     started_at: dt.datetime | None = None
     first_token_at: dt.datetime | None = None
     first_token_mono: float | None = None
+    # The spoken reply (Omni speech output): PCM kept apart from the text, never shown.
+    speech: SpeechBuffer = field(default_factory=SpeechBuffer)
 
     def fold(self, event: StreamEvent) -> str:
         """Take one event of the model's stream in; returns the text it added ("" if none).
@@ -54,7 +58,9 @@ class ReplyState:
                 self.first_token_mono = time.monotonic()
             self.text += event.text
             return event.text
-        if isinstance(event, AudioInfo):
+        if isinstance(event, SpeechDelta):
+            self.speech.add(event.pcm)
+        elif isinstance(event, AudioInfo):
             self.audio_info = event
         elif isinstance(event, UsageUpdate):
             self.usage = event.usage

@@ -17,7 +17,10 @@ whatever step fails:
    stopped; then store the assistant turn (``delivering``, or ``failed``/``stopped``) with
    model, usage, finish reason and timings, and record usage;
 6. deliver the final text: ``complete`` once the platform confirmed all of it, else
-   ``undelivered`` (the text is kept and delivered at the thread's next message).
+   ``undelivered`` (the text is kept and delivered at the thread's next message);
+7. a spoken reply (:mod:`bot.engine.speech`): the speech the model streamed, encoded
+   while the text goes out, is sent as a voice note after it, once (its id and duration
+   stored with the reply); a failure leaves the text and says so.
 
 A turn whose job is run again (its process died mid-turn, see :mod:`bot.queue`) finds what
 the earlier run stored: an answer the user already saw ends it there (never answered
@@ -38,11 +41,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot import texts
 from bot.audio.types import AudioConverter, Segment
+from bot.catalog import ModelSpec, get_model
 from bot.config import Settings
-from bot.engine import chat_store, seeding, store, transcripts
+from bot.engine import chat_store, seeding, speech, store, transcripts
 from bot.engine.domain import TranscriptMode, TurnStatus
 from bot.engine.history import RequestPlan, audio_budget_seconds, plan_request
-from bot.engine.ports import FinalReply, IncomingTurn, ReplySink, TurnOutcome
+from bot.engine.ports import FinalReply, IncomingTurn, ReplySink, TurnOutcome, VoiceNoteSent
 from bot.engine.recordings import PreparedAudio, prepare_recordings
 from bot.engine.requests import (
     TurnKind,
@@ -65,7 +69,7 @@ from bot.errors import (
     Undelivered,
 )
 from bot.i18n import Msg, tr
-from bot.llm.types import ModelClient
+from bot.llm.types import ModelClient, SpeechSynthesizer
 from bot.metrics import Metrics
 from bot.storage.database import Database
 from bot.storage.tables import utcnow
@@ -87,6 +91,10 @@ class TurnDeps:
     audio: AudioConverter
     metrics: Metrics
     transcriber: transcripts.Transcriber
+    # Text to speech for models that cannot speak themselves (bot.engine.speech.synthesize)
+    # with this TTS model; ``None``: such models answer in text only.
+    synthesizer: SpeechSynthesizer | None = None
+    tts_model: str | None = None
 
 
 async def safe_fail(sink: ReplySink, error: BotError, partial: str) -> tuple[str, ...]:
@@ -125,6 +133,7 @@ class _Generated:
     state: ReplyState
     error: BotError | None
     stopped: bool
+    voice: bool = False  # a spoken reply was wanted
 
     @property
     def status(self) -> TurnStatus:
@@ -206,7 +215,12 @@ class _TurnRun:
             audio_seconds_sent=heard.sent_seconds if heard.prepared is not None else None,
         )
         durations = tuple(c.duration for c in heard.sent)
-        outcome = await self.deliver(ctx, base, stored, generated, notes, durations)
+        voice = self.voice_phase(ctx, generated)
+        try:
+            outcome = await self.deliver(ctx, base, stored, generated, notes, durations, voice)
+        finally:
+            if voice is not None:
+                voice.cancel()
         if retired and outcome.status in ("complete", "stopped"):
             # Told once: only a reply the user saw with the note counts.
             assert ctx.view.retired_model is not None
@@ -436,7 +450,8 @@ class _TurnRun:
         messages = build_messages(
             heard.plan, spec=spec, current_audio=heard.sent, history_audio=stored.history_audio
         )
-        params = generation_params(ctx.view, spec)
+        voice = speech.voice_wanted(ctx.view, self.turn)
+        params = generation_params(ctx.view, spec, speak=voice, voice=ctx.view.voice)
         state = ReplyState()
         error: BotError | None = None
         stopped = False
@@ -466,7 +481,7 @@ class _TurnRun:
             deps.metrics.in_flight.dec()
         if error is None and not stopped and not state.text.strip():
             error = ModelError("empty reply", user_message=texts.EMPTY_REPLY)
-        return _Generated(state=state, error=error, stopped=stopped)
+        return _Generated(state=state, error=error, stopped=stopped, voice=voice)
 
     @staticmethod
     def reply_notes(generated: _Generated) -> list[str]:
@@ -560,11 +575,16 @@ class _TurnRun:
         generated: _Generated,
         notes: tuple[str, ...],
         clips: tuple[float, ...],
+        voice: speech.VoicePhase | None = None,
     ) -> TurnOutcome:
         state, status, error = generated.state, generated.status, generated.error
         if error is not None:
             shown = await safe_fail(self.sink, error, state.text)
             return replace(base, error=error, message_ids=shown)
+        if voice is not None:
+            cut = voice.cut_note()
+            notes = (*notes, cut) if cut else notes
+            voice.start_encoding()
         # A reply to a recording offers its transcript: a button, or (complete replies
         # in chats that chose "always") the transcript posted after it.
         offer = transcripts.offer(ctx.view, ctx.spec, clips)
@@ -602,9 +622,89 @@ class _TurnRun:
         await _record_delivery(
             self.deps, stored.assistant_turn_id, status=status, message_ids=message_ids
         )
+        spoken = await self.send_voice(ctx, stored, generated, voice)
         if post:
             await self.post_transcript(ctx, stored)
-        return replace(base, status=reply.status, reply=reply, message_ids=message_ids)
+        return replace(
+            base, status=reply.status, reply=reply, message_ids=message_ids, voice_note=spoken
+        )
+
+    # --- 7b. the spoken reply, after the text ---------------------------------------------
+
+    def voice_phase(
+        self, ctx: store.TurnContext, generated: _Generated
+    ) -> speech.VoicePhase | None:
+        """The voice note's phase if the reply is to be spoken (a complete reply only)."""
+        if not generated.voice or generated.status is not TurnStatus.COMPLETE:
+            return None
+        state = generated.state
+        if not len(state.speech) and not self._can_synthesize(ctx.spec):
+            return None
+        return speech.VoicePhase(
+            state.speech, max_seconds=self.deps.settings.VOICE_REPLY_MAX_SECONDS
+        )
+
+    def _can_synthesize(self, spec: ModelSpec) -> bool:
+        deps = self.deps
+        return not spec.speech_output and deps.synthesizer is not None and bool(deps.tts_model)
+
+    async def send_voice(
+        self,
+        ctx: store.TurnContext,
+        stored: store.StoredTurns,
+        generated: _Generated,
+        voice: speech.VoicePhase | None,
+    ) -> VoiceNoteSent | None:
+        """Send the voice note once (never again on a resumed turn) and record it."""
+        if voice is None:
+            return None
+        deps, turn_id = self.deps, stored.assistant_turn_id
+        tts = self._can_synthesize(ctx.spec) and not len(generated.state.speech)
+        if tts and not await self.synthesize(ctx, generated):
+            return None
+        note = await voice.note()
+        if note is None:
+            return None  # nothing was spoken: no voice note (never an empty one)
+        if await store.voice_note_sent(deps.database, turn_id):
+            return None
+        message_id = await speech.VoicePhase.send(self.sink, note)
+        if message_id is None:
+            return None
+        await store.record_voice_note(
+            deps.database,
+            ctx,
+            self.turn,
+            assistant_turn_id=turn_id,
+            model=ctx.spec.name,
+            message_id=message_id,
+            seconds=note.seconds,
+        )
+        log.info("turn.voice_sent", assistant_turn_id=turn_id, seconds=round(note.seconds, 2))
+        return VoiceNoteSent(message_id=message_id, seconds=note.seconds)
+
+    async def synthesize(self, ctx: store.TurnContext, generated: _Generated) -> bool:
+        """The hook for models that cannot speak: TTS of the final text into the reply's
+        speech (``TurnDeps.synthesizer``, unwired for now). On failure the text stands and
+        a short note says so; returns whether there is speech to send."""
+        deps = self.deps
+        assert deps.synthesizer is not None and deps.tts_model is not None
+        tts = get_model(deps.tts_model)
+        voices = tts.voices if tts is not None else ()
+        chosen = ctx.view.voice
+        try:
+            await speech.synthesize(
+                deps.synthesizer,
+                model=deps.tts_model,
+                text=generated.state.text,
+                voice=chosen if chosen in voices else (voices[0] if voices else chosen or ""),
+                language=None,
+                into=generated.state.speech,
+            )
+        except BotError as exc:
+            log.warning("turn.tts_failed", error=type(exc).__name__)
+            await speech.VoicePhase.say_failed(self.sink)
+            return False
+        return True
 
     async def post_transcript(self, ctx: store.TurnContext, stored: store.StoredTurns) -> None:
         """``transcript always``: the transcript of the recording, after the reply. Best

@@ -15,6 +15,7 @@ class UsageTotals:
     input_tokens: int = 0
     output_tokens: int = 0
     audio_tokens: int = 0
+    speech_seconds: float = 0.0  # spoken replies delivered
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,5 +35,6 @@ class UsageReport:
                 input_tokens=sum(r.input_tokens for r in rows),
                 output_tokens=sum(r.output_tokens for r in rows),
                 audio_tokens=sum(r.audio_tokens for r in rows),
+                speech_seconds=sum(r.speech_seconds for r in rows),
             ),
         )

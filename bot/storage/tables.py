@@ -195,6 +195,10 @@ class Turn(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column()
     source_message_id: Mapped[str | None] = mapped_column(String(64))
     reply_message_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    # The spoken reply sent after the text (bot.voice): the platform's id of the voice note
+    # and its duration; set once, so a resumed turn never sends it again.
+    voice_note_id: Mapped[str | None] = mapped_column(String(128))
+    voice_seconds: Mapped[float | None] = mapped_column(Float)
 
     clips: Mapped[list[AudioClip]] = relationship(
         order_by="AudioClip.position",
@@ -275,6 +279,8 @@ class UsageEntry(Base):
     input_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
     output_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
     audio_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Seconds of speech delivered as a voice note (the turn's row; NULL: none).
+    speech_seconds: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
 
 

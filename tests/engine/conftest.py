@@ -91,6 +91,8 @@ class Sink:
     stale: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     on_visible: Callable[[list[str]], Awaitable[None]] | None = None
+    voices: list[tuple[bytes, float]] = field(default_factory=list)  # voice notes sent
+    voice_error: BotError | None = None  # the platform never confirms the voice note
 
     async def start(self) -> None:
         self.calls.append("start")
@@ -143,6 +145,13 @@ class Sink:
         text = message.user_message if isinstance(message, BotError) else message
         self.follow_ups.append(text)
         return [f"follow-{len(self.follow_ups)}"]
+
+    async def voice(self, ogg: bytes, seconds: float) -> str:
+        self.calls.append("voice")
+        if self.voice_error is not None:
+            raise self.voice_error
+        self.voices.append((ogg, seconds))
+        return f"voice-{len(self.voices)}"
 
     @property
     def shown(self) -> str:

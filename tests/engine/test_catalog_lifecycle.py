@@ -107,7 +107,9 @@ async def test_an_omni_turn_goes_compatible_with_one_whole_clip(h: Harness) -> N
     assert out.status == "complete"
     req = h.fake.last_request
     assert req.protocol == "openai" and req.model == "qwen3-omni-flash"
-    assert req.body["stream"] is True and "modalities" not in req.body
+    assert req.body["stream"] is True
+    # A voice note in a private chat (voice_reply auto) is answered with speech too.
+    assert req.body["modalities"] == ["text", "audio"]
     # A 70 s note is one clip (Omni hears up to 20 min), not 30 s segments.
     assert req.audio_durations == [pytest.approx(70.0, abs=0.1)]
     assert "Heard 1 audio clip(s): 70.00 s." in sink.shown

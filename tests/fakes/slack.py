@@ -5,7 +5,10 @@ It follows the wire formats of the real service (see
 send: the Bearer token is checked on every call, bodies may be JSON, form-encoded or query
 parameters, ``chat.*Stream`` accept both ``markdown_text`` and ``chunks``, files are only
 served with the bot token (an HTML login page otherwise), and ``ratelimited`` comes as
-HTTP 429 with ``Retry-After``.
+HTTP 429 with ``Retry-After``. Uploads take Slack's three steps (``files_upload_v2``):
+``files.getUploadURLExternal`` (filename, length) → a POST of the bytes to the upload URL
+it returns → ``files.completeUploadExternal`` (files, channel_id, thread_ts), which shares
+the file into the channel or thread as a message of the bot (:attr:`FakeSlack.uploads`).
 
 Tests script it (:meth:`FakeSlack.script`, :meth:`FakeSlack.add_file`, ...) and read what
 the bot did from :attr:`FakeSlack.calls`, :attr:`FakeSlack.messages`,
@@ -121,6 +124,9 @@ class FakeSlack:
         self.files: dict[str, dict[str, Any]] = {}
         self.file_bytes: dict[str, bytes] = {}
         self.downloads: list[tuple[str, bool]] = []  # (file id, authorised)
+        # files.getUploadURLExternal: file id -> (filename, declared length, bytes or None)
+        self._pending_uploads: dict[str, tuple[str, int, bytes | None]] = {}
+        self.uploads: list[dict[str, Any]] = []  # files shared by completeUploadExternal
         self.responses: list[dict[str, Any]] = []  # posts to response_url
         self.acks: dict[str, dict[str, Any]] = {}  # envelope_id -> ack message
         self.disabled: set[str] = set()  # methods answering unknown_method
@@ -142,6 +148,7 @@ class FakeSlack:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/files-pri/{file_id}/{name}", self._download)
+        app.router.add_post("/upload/v1/{file_id}", self._upload)
         app.router.add_post("/response/{key}", self._response_url)
         app.router.add_get("/link/", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
@@ -393,6 +400,29 @@ class FakeSlack:
             return web.Response(text=LOGIN_PAGE, content_type="text/html")
         return web.Response(body=self.file_bytes[key], content_type="application/octet-stream")
 
+    async def _upload(self, request: web.Request) -> web.Response:
+        """Step 2 of an upload: the bytes, raw or as a multipart ``file`` part."""
+        file_id = request.match_info["file_id"]
+        pending = self._pending_uploads.get(file_id)
+        if pending is None:
+            return web.Response(status=404, text="Not Found")
+        if request.content_type == "multipart/form-data":
+            part = (await request.post()).get("file")
+            data = part.file.read() if part is not None and not isinstance(part, str) else b""
+        else:
+            data = await request.read()
+        name, length, _ = pending
+        if len(data) != length:
+            # What the upload host answers when the bytes disagree with the declared length.
+            return web.Response(status=400, text="Bad Request: length mismatch")
+        self._pending_uploads[file_id] = (name, length, data)
+        await self._notify()
+        return web.Response(text=f"OK - {length}")
+
+    def uploaded(self, file_id: str) -> bytes:
+        """The bytes of a file the bot uploaded."""
+        return self.file_bytes[f"{self.team_id}-{file_id}"]
+
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
@@ -514,6 +544,77 @@ class FakeSlack:
         if not args.get("channel_id") or not args.get("thread_ts") or "status" not in args:
             return _error("invalid_arguments")
         return {}
+
+    def _m_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any] | web.Response:
+        filename = args.get("filename")
+        try:
+            length = int(args.get("length", ""))
+        except ValueError:
+            return _error("invalid_arguments")
+        if not filename or length <= 0:
+            return _error("invalid_arguments")
+        file_id = f"F{uuid.uuid4().hex[:10].upper()}"
+        self._pending_uploads[file_id] = (str(filename), length, None)
+        return {
+            "upload_url": f"http://127.0.0.1:{self.port}/upload/v1/{file_id}",
+            "file_id": file_id,
+        }
+
+    def _m_files_completeUploadExternal(
+        self, args: dict[str, Any]
+    ) -> dict[str, Any] | web.Response:
+        try:
+            listed = json.loads(args.get("files") or "")
+        except ValueError:
+            return _error("invalid_arguments")
+        if not isinstance(listed, list) or not listed:
+            return _error("invalid_arguments")
+        channel = args.get("channel_id")
+        thread_ts = args.get("thread_ts") or None
+        if thread_ts and not channel:
+            return _error("invalid_arguments")  # a thread belongs to a channel
+        shared: list[dict[str, Any]] = []
+        for item in listed:
+            file_id = str(item.get("id"))
+            pending = self._pending_uploads.get(file_id)
+            if pending is None:
+                return _error("file_not_found")
+            name, _length, data = pending
+            if data is None:
+                return _error("file_upload_not_completed")  # step 2 never happened
+            obj = self.add_file(
+                data,
+                name=name,
+                mimetype="audio/ogg" if name.endswith((".ogg", ".oga")) else "binary",
+                filetype="ogg" if name.endswith((".ogg", ".oga")) else "binary",
+                subtype=None,
+                duration_ms=None,
+            )
+            # add_file hosts under a new id: keep the id the upload was given.
+            hosted = self.files.pop(obj["id"])
+            self.file_bytes[f"{self.team_id}-{file_id}"] = self.file_bytes.pop(
+                f"{self.team_id}-{obj['id']}"
+            )
+            hosted["id"] = file_id
+            hosted["title"] = item.get("title") or name
+            hosted["user"] = self.bot_user_id
+            self.files[file_id] = hosted
+            del self._pending_uploads[file_id]
+            shared.append(hosted)
+        if channel:
+            # Slack shares the files as a message of the uploader in the channel / thread.
+            msg = FakeMessage(
+                channel=channel,
+                ts=self.next_ts(),
+                text=args.get("initial_comment") or "",
+                bot_id=self.bot_id,
+                user=self.bot_user_id,
+                thread_ts=thread_ts,
+                files=shared,
+            )
+            self.messages.append(msg)
+        self.uploads.extend({**f, "channel": channel, "thread_ts": thread_ts} for f in shared)
+        return {"files": [{"id": f["id"], "title": f["title"]} for f in shared]}
 
     def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any] | web.Response:
         channel = args.get("channel")

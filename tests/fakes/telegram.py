@@ -15,6 +15,11 @@ It follows /work/shared/reference/telegram-slack-facts.md (Bot API 10.3):
   other getUpdates request" (:attr:`FakeTelegram.poll_conflicts` counts them).
 - Text is validated as Telegram does: 1–4096 UTF-16 code units after entity parsing (0–4096
   for drafts), entities inside the text, ``parse_mode`` never combined with ``entities``.
+- ``sendVoice`` takes the voice note as a multipart upload (``voice=attach://<part>`` or the
+  file as the ``voice`` part itself), as aiogram's ``BufferedInputFile`` sends it; an empty
+  file is refused, an OGG/Opus one becomes a voice message (anything else a document, as
+  Telegram shows it), and the bytes are kept (:attr:`FakeTelegram.uploads`,
+  :meth:`FakeTelegram.sent_voices`).
 - ``editMessageText`` answers "message is not modified" when nothing changes, ``getFile``
   "file is too big" over 20 MB; scripted failures (:meth:`FakeTelegram.fail_next`) and a
   simple per-chat flood control (:meth:`FakeTelegram.flood_control`) give 429s with
@@ -53,6 +58,7 @@ __all__ = [
     "POLL_CONFLICT",
     "Call",
     "FakeTelegram",
+    "Upload",
     "telegram_fake",
     "utf16_len",
 ]
@@ -94,6 +100,8 @@ ENTITY_TYPES = {
     "date_time",
 }
 # Methods whose ``text`` Telegram parses, and the range of its length after parsing.
+# Methods that take file uploads (multipart parts that are files, not strings).
+UPLOAD_METHODS = frozenset({"sendVoice"})
 TEXT_METHODS = {"sendMessage": 1, "editMessageText": 1, "sendMessageDraft": 0}
 FLOOD_METHODS = ("sendMessage", "editMessageText")
 
@@ -134,10 +142,20 @@ class Call:
     at: float = field(default_factory=time.monotonic)
     error: str | None = None  # the description, if the fake refused the call
     result: Any = None
+    files: dict[str, Upload] = field(default_factory=dict)  # multipart uploads, by part name
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file part of a multipart request."""
+
+    filename: str | None
+    content_type: str
+    data: bytes
 
 
 @dataclass
@@ -181,6 +199,7 @@ class FakeTelegram:
         self.webhook_posts: list[tuple[int, int]] = []  # (update_id, HTTP status)
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.files: dict[str, StoredFile] = {}
+        self.uploads: list[Upload] = []  # files the bot uploaded (sendVoice), in order
         self.members: dict[tuple[int, int], str] = {}  # (chat, user) -> status
         self.webhook: dict[str, Any] | None = None
         self.pending: list[dict[str, Any]] = []  # unconfirmed updates
@@ -444,6 +463,12 @@ class FakeTelegram:
     def sent_texts(self, chat_id: int) -> list[str]:
         return [m.get("text", "") for m in self.sent(chat_id)]
 
+    def sent_voices(self, chat_id: int) -> list[tuple[dict[str, Any], bytes]]:
+        """The bot's voice messages in a chat, oldest first, each with the bytes uploaded."""
+        return [
+            (m, self.files[m["voice"]["file_id"]].data) for m in self.sent(chat_id) if "voice" in m
+        ]
+
     async def wait_for(self, predicate: Callable[[], Any], *, within: float = 15.0) -> Any:
         """Wait until ``predicate()`` is truthy (re-checked whenever a call arrives)."""
         deadline = time.monotonic() + within
@@ -469,15 +494,29 @@ class FakeTelegram:
             )
         method = request.match_info["method"]
         raw: dict[str, str] = {}
+        files: dict[str, Upload] = {}
         if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
             form = await request.post()
             for key, value in form.items():
-                if not isinstance(value, str):
+                if isinstance(value, str):
+                    raw[key] = value
+                elif method in UPLOAD_METHODS:
+                    files[key] = Upload(
+                        filename=value.filename,
+                        content_type=value.content_type,
+                        data=value.file.read(),
+                    )
+                else:
                     raise AssertionError(f"{method}: field {key} is an upload, not expected")
-                raw[key] = value
         elif request.can_read_body:
             raise AssertionError(f"{method}: unexpected content type {request.content_type}")
-        call = Call(method=method, params=_decode(raw), raw=raw, content_type=request.content_type)
+        call = Call(
+            method=method,
+            params=_decode(raw),
+            raw=raw,
+            content_type=request.content_type,
+            files=files,
+        )
         self.calls.append(call)
         gate = self._holds.get(method)
         if gate is not None:
@@ -489,7 +528,7 @@ class FakeTelegram:
                 raise ApiError(404, "Not Found")
             self._scripted(method, call.params)
             with self._poll(request, method):
-                result = handler(call.params)
+                result = handler(call.params, call.files) if files else handler(call.params)
                 if asyncio.iscoroutine(result):
                     result = await result
         except ApiError as exc:
@@ -701,6 +740,56 @@ class FakeTelegram:
             msg["entities"] = entities
         if "parse_mode" in p:
             msg["parse_mode_used"] = p["parse_mode"]  # recorded for assertions only
+        self._placed(chat, p, msg)
+        if "reply_markup" in p:
+            msg["reply_markup"] = p["reply_markup"]
+        self.messages[(chat["id"], msg["message_id"])] = msg
+        return msg
+
+    def _m_sendVoice(
+        self, p: dict[str, Any], files: dict[str, Upload] | None = None
+    ) -> dict[str, Any]:
+        chat = self._require_chat(p)
+        upload = _attached(p.get("voice"), files or {}, "voice")
+        if upload is None:
+            raise ApiError(400, "Bad Request: there is no voice in the request")
+        if not upload.data:
+            raise ApiError(400, "Bad Request: file must be non-empty")
+        caption = str(p.get("caption") or "")
+        if utf16_len(caption) > 1024:
+            raise ApiError(400, "Bad Request: message caption is too long")
+        msg = self._placed(
+            chat,
+            p,
+            {
+                "message_id": self._next_message_id(chat["id"]),
+                "date": int(time.time()),
+                "chat": chat,
+                "from": self.bot_user,
+            },
+        )
+        stored = self.add_file(upload.data, path_suffix="oga")
+        self.uploads.append(upload)
+        media = {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_size": len(upload.data),
+        }
+        # Telegram shows OGG/Opus as a voice note; other formats arrive as a document.
+        if upload.data[:4] == b"OggS" and b"OpusHead" in upload.data[:512]:
+            duration = p.get("duration")
+            msg["voice"] = {**media, "duration": int(duration or 0), "mime_type": "audio/ogg"}
+        else:
+            msg["document"] = {**media, "file_name": upload.filename or "file"}
+        if caption:
+            msg["caption"] = caption
+        self.messages[(chat["id"], msg["message_id"])] = msg
+        return msg
+
+    def _placed(
+        self, chat: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``msg`` in its topic and replying to its target, as ``p`` asks."""
         thread = p.get("message_thread_id")
         if thread is not None:
             msg["message_thread_id"] = int(thread)
@@ -715,9 +804,6 @@ class FakeTelegram:
                 msg["reply_to_message"] = {
                     k: v for k, v in target.items() if k != "reply_to_message"
                 }
-        if "reply_markup" in p:
-            msg["reply_markup"] = p["reply_markup"]
-        self.messages[(chat["id"], msg["message_id"])] = msg
         return msg
 
     def _m_sendMessageDraft(self, p: dict[str, Any]) -> bool:
@@ -859,6 +945,13 @@ JSON_FIELDS = {
     "link_preview_options",
 }
 FREE_TEXT = {"text", "caption", "secret_token", "url", "data", "callback_query_id"}
+
+
+def _attached(value: Any, files: dict[str, Upload], field_name: str) -> Upload | None:
+    """The upload a file field names: ``attach://<part>``, or the part named as the field."""
+    if isinstance(value, str) and value.startswith("attach://"):
+        return files.get(value.removeprefix("attach://"))
+    return files.get(field_name)
 
 
 def _decode(raw: dict[str, str]) -> dict[str, Any]:

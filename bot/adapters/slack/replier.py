@@ -28,6 +28,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot import texts
 from bot.adapters.slack.commands import blocks
 from bot.adapters.slack.markup import escape, split_point
 from bot.commands import ButtonRows
@@ -149,6 +150,7 @@ class SlackSurface:
         self.progress_interval = interval
         self.reply_to: str | None = None  # Slack threads have no reply-to
         self._limit = limit
+        self._voice_id: str | None = None  # the voice note's file, once Slack confirmed it
         self.forget()
 
     # --- Surface -----------------------------------------------------------------------
@@ -203,6 +205,23 @@ class SlackSurface:
             )
             done.append(str(resp["ts"]))
         return list(done)
+
+    async def voice(self, ogg: bytes, seconds: float) -> str:
+        """The voice note as an audio file in the reply's thread (``files_upload_v2``:
+        getUploadURLExternal, the upload, completeUploadExternal with the thread)."""
+        del seconds  # Slack reads the duration from the file
+        if self._voice_id is None:
+            resp = await self._api(
+                self._client.files_upload_v2,
+                channel=self._channel,
+                thread_ts=self._thread_ts,
+                file=ogg,
+                filename="reply.ogg",
+                title=tr(texts.VOICE_NOTE_TITLE),
+            )
+            file = resp.get("file") or {}
+            self._voice_id = str(file.get("id") or "")
+        return self._voice_id
 
     async def notice(self, text: str) -> list[str]:
         """A message of its own in the thread (error replies)."""

@@ -32,7 +32,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, Message, ReplyParameters
 
 from bot.adapters.telegram.formatting import Chunk, render, render_notice
 from bot.adapters.telegram.pacing import Pacer
@@ -108,6 +108,7 @@ class TelegramSurface:
         self._sent: list[tuple[int, Chunk]] = []
         self._marked: int | None = None  # the message Telegram shows the buttons under
         self._followed: tuple[str, list[int]] = ("", [])  # follow(): text, parts confirmed
+        self._voice_id: int | None = None  # the voice note Telegram confirmed
 
     def message_ids(self) -> list[str]:
         return [str(mid) for mid, _ in self._sent]
@@ -166,6 +167,23 @@ class TelegramSurface:
             )
             done.append(msg.message_id)
         return [str(mid) for mid in done]
+
+    async def voice(self, ogg: bytes, seconds: float) -> str:
+        """``sendVoice`` (multipart upload), answering the user's message, in the topic."""
+        if self._voice_id is None:
+            msg = await self._call(
+                partial(
+                    self.bot.send_voice,
+                    chat_id=self.chat_id,
+                    voice=BufferedInputFile(ogg, filename="reply.ogg"),
+                    # Whole seconds (the Bot API's type); Telegram shows it before playing.
+                    duration=max(1, round(seconds)),
+                    message_thread_id=self.topic_id,
+                    reply_parameters=self._reply_parameters(),
+                )
+            )
+            self._voice_id = msg.message_id
+        return str(self._voice_id)
 
     async def _mark_last(self, markup: InlineKeyboardMarkup | None) -> None:
         """Put ``markup`` under the reply's last message, if no call of this final text

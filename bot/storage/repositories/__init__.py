@@ -42,6 +42,7 @@ from bot.storage.repositories.turns import (
 from bot.storage.repositories.usage import (
     ForgetCounts,
     UsageRow,
+    add_speech,
     add_usage,
     forget_chat,
     usage_rows,
@@ -57,6 +58,7 @@ __all__ = [
     "StoredTranscript",
     "UsageRow",
     "add_clip_transcript",
+    "add_speech",
     "add_usage",
     "claim_event",
     "clip_data",

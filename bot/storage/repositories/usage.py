@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.storage.tables import (
@@ -57,6 +57,36 @@ class UsageRow:
     input_tokens: int
     output_tokens: int
     audio_tokens: int
+    speech_seconds: float = 0.0  # spoken replies delivered
+
+
+async def add_speech(
+    session: AsyncSession,
+    *,
+    chat_id: int,
+    turn_id: int,
+    user_external_id: str | None,
+    model: str,
+    seconds: float,
+) -> None:
+    """Seconds of speech a turn delivered, on its ledger line (a line of its own if the
+    turn recorded no usage)."""
+    result = await session.execute(
+        update(UsageEntry)
+        .where(UsageEntry.turn_id == turn_id)
+        .values(speech_seconds=func.coalesce(UsageEntry.speech_seconds, 0.0) + seconds)
+    )
+    if not getattr(result, "rowcount", 0):
+        session.add(
+            UsageEntry(
+                chat_id=chat_id,
+                turn_id=turn_id,
+                user_external_id=user_external_id,
+                model=model,
+                day=utcnow().date(),
+                speech_seconds=seconds,
+            )
+        )
 
 
 async def usage_rows(session: AsyncSession, *, chat_id: int) -> list[UsageRow]:
@@ -70,6 +100,7 @@ async def usage_rows(session: AsyncSession, *, chat_id: int) -> list[UsageRow]:
             func.coalesce(func.sum(UsageEntry.input_tokens), 0),
             func.coalesce(func.sum(UsageEntry.output_tokens), 0),
             func.coalesce(func.sum(UsageEntry.audio_tokens), 0),
+            func.coalesce(func.sum(UsageEntry.speech_seconds), 0.0),
         )
         .where(UsageEntry.chat_id == chat_id)
         .group_by(UsageEntry.day, UsageEntry.model)
@@ -84,6 +115,7 @@ async def usage_rows(session: AsyncSession, *, chat_id: int) -> list[UsageRow]:
             input_tokens=int(r[4]),
             output_tokens=int(r[5]),
             audio_tokens=int(r[6]),
+            speech_seconds=float(r[7] or 0.0),
         )
         for r in rows.all()
     ]
