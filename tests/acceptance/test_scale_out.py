@@ -738,6 +738,12 @@ async def test_three_replicas_webhooks_crash_and_drain(
         talking = asyncio.gather(*senders)
 
         async def chaos() -> dict[str, Any]:
+            try:
+                return await chaos_steps()
+            finally:
+                sending.set()  # a failed step must not leave the senders held for good
+
+        async def chaos_steps() -> dict[str, Any]:
             report: dict[str, Any] = {}
 
             # kill -9 the replica streaming the slow reply, once the group shows part of it.
@@ -821,6 +827,10 @@ async def test_three_replicas_webhooks_crash_and_drain(
         background: list[asyncio.Task[Any]] = []
         chaos_task = asyncio.create_task(chaos())
         try:
+            # A chaos step that fails ends the test at once (the senders would only go on).
+            await asyncio.wait({talking, chaos_task}, return_when=asyncio.FIRST_EXCEPTION)
+            if chaos_task.done():
+                chaos_task.result()
             await talking
             report = await chaos_task
         finally:

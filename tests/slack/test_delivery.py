@@ -119,5 +119,6 @@ async def test_an_error_notice_names_slacks_own_command(slow_bot: SlackBot) -> N
     await slow_bot.turns(1)
     [notice] = slow_bot.fake.bot_messages(DM)
     assert notice.text == (
-        "That model isn't available right now. An admin can pick another with /voicebot model."
+        "DashScope says qwen-audio-turbo-latest doesn't exist or isn't available to this bot's"
+        " key. An admin can pick another with /voicebot model."
     )

@@ -54,7 +54,8 @@ async def test_telegram_limit_applies_even_with_a_higher_audio_limit(harness: Ha
         ({"status": 400, "code": "Arrearage"}, texts.MODEL_QUOTA),
         (
             {"status": 404, "code": "ModelNotFound"},
-            "That model isn't available right now. An admin can pick another with /model.",
+            "DashScope says qwen-audio-turbo-latest doesn't exist or isn't available to this"
+            " bot's key. An admin can pick another with /model.",
         ),
     ],
 )
