@@ -1,8 +1,12 @@
-"""Encoding mono 16 kHz s16 samples into one clip: MP3 (LAME via PyAV) or 16-bit PCM WAV.
+"""Encoding mono 16 kHz s16 samples into one clip: MP3 (LAME) or 16-bit PCM WAV.
 
-MP3 settings follow the measurements in the transcode reference: LAME's fastest mode
-(``compression_level=9``). LAME needs frames of exactly its ``frame_size`` (576 samples at
-16 kHz); PyAV cuts larger chunks into those in C, so they are fed in chunks of 64 frames.
+MP3 comes from the ``lameenc`` wheel (a static LAME 3.100) where it can: the same encoder
+PyAV's FFmpeg wraps, but built optimised, ~3-5x faster on this machine (bench/README.md).
+``lameenc`` writes no Info/LAME tag, without which a decoder cannot trim LAME's priming and
+padding (a 30 s clip decodes ~90 ms long, past the model's 30 s window), so
+:func:`info_frame` writes one: no library writes that tag for raw frames (FFmpeg's muxer
+only for its own encoder's packets). :class:`PyAVMp3Encoder` (LAME inside PyAV's wheel,
+``compression_level=9``) is the fallback for sample rates the tag writer does not cover.
 WAV is written by the standard library: it is a header plus the samples, no codec needed.
 """
 
@@ -11,9 +15,10 @@ from __future__ import annotations
 import io
 import wave
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, Protocol
 
 import av
+import lameenc
 import numpy as np
 import numpy.typing as npt
 
@@ -81,8 +86,8 @@ def encode_mp3(
     check: Callable[[], None],
     bitrate: int = MP3_BITRATE,
 ) -> bytes:
-    """Constant-bitrate MP3, mono, with a LAME/Xing header so decoders trim the priming."""
-    encoder = Mp3Encoder(rate=rate, bitrate=bitrate)
+    """Constant-bitrate MP3, mono, with a LAME/Info header so decoders trim the priming."""
+    encoder = mp3_encoder(rate=rate, bitrate=bitrate)
     try:
         encoder.feed(samples, check=check)
         return encoder.finish()
@@ -90,9 +95,139 @@ def encode_mp3(
         encoder.close()
 
 
-class Mp3Encoder:
+class Mp3Encoder(Protocol):
     """An MP3 clip encoded incrementally: :meth:`feed` samples as they arrive, then
-    :meth:`finish`.
+    :meth:`finish` (the clip's bytes); :meth:`close` releases it unfinished."""
+
+    def feed(self, samples: npt.NDArray[np.int16], *, check: Callable[[], None]) -> None: ...
+
+    def finish(self) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+# MPEG-2 layer III rates (576 samples a frame) that LAME keeps at 32 kbit/s.
+_LAMEENC_RATES = frozenset({16_000, 22_050})  # at 24 kHz LAME resamples to 22.05
+_TAG_BYTES = 4 + 9 + 16 + 36 + 2  # header, side info, Info fields, LAME extension, its CRC
+
+
+def mp3_encoder(*, rate: int, bitrate: int = MP3_BITRATE) -> Mp3Encoder:
+    """The fastest MP3 encoder for ``rate``: lameenc plus our Info tag, else PyAV's."""
+    kbps = bitrate // 1000
+    if (
+        rate in _LAMEENC_RATES
+        and bitrate % 8000 == 0
+        and kbps in _MPEG2_L3_KBPS[1:-1]
+        and 72 * bitrate // rate >= _TAG_BYTES  # the tag fits in one frame
+    ):
+        return LameencMp3Encoder(rate=rate, bitrate=bitrate)
+    return PyAVMp3Encoder(rate=rate, bitrate=bitrate)
+
+
+# LAME's ENCDELAY: the priming samples before the first input sample (LAME 3.100, layer III).
+LAME_ENCODER_DELAY = 576
+# What every MP3 decoder adds on top (the polyphase filterbank); the tag counts without it.
+_DECODER_DELAY = 528 + 1
+
+
+class LameencMp3Encoder:
+    """MP3 from the ``lameenc`` wheel, then an Info/LAME tag frame in front (gapless)."""
+
+    def __init__(self, *, rate: int, bitrate: int = MP3_BITRATE) -> None:
+        self._rate = rate
+        self._kbps = bitrate // 1000
+        self._encoder = lameenc.Encoder()
+        self._encoder.set_bit_rate(self._kbps)
+        self._encoder.set_in_sample_rate(rate)
+        self._encoder.set_channels(1)
+        self._encoder.set_quality(7)  # lameenc's fastest (2 best, 7 fastest)
+        self._parts: list[bytes] = []
+        self._samples = 0
+
+    def feed(self, samples: npt.NDArray[np.int16], *, check: Callable[[], None]) -> None:
+        """Encode ``samples`` (mono s16) after those fed before; ``check`` may raise."""
+        data = samples.astype("<i2", copy=False)
+        for pos in range(0, len(data), _FEED_SAMPLES):
+            check()
+            chunk = data[pos : pos + _FEED_SAMPLES]
+            self._parts.append(bytes(self._encoder.encode(chunk.tobytes())))
+            self._samples += len(chunk)
+
+    def finish(self) -> bytes:
+        """Flush LAME and return the clip: the Info/LAME tag frame, then the audio."""
+        self._parts.append(bytes(self._encoder.flush()))
+        body = b"".join(self._parts)
+        self._parts = []
+        if not body:
+            return body
+        return info_frame(body, samples=self._samples, kbps=self._kbps, rate=self._rate) + body
+
+    def close(self) -> None:
+        self._parts = []
+
+
+def info_frame(body: bytes, *, samples: int, kbps: int, rate: int) -> bytes:
+    """A silent MPEG-2 layer III frame holding the Info (CBR Xing) and LAME tags for the
+    frames in ``body``, so decoders skip LAME's priming and padding and play exactly
+    ``samples`` samples (the layout FFmpeg's and mpg123's readers parse: Info, flags,
+    frame count, byte count, then the 36-byte LAME extension and its CRC)."""
+    first = int.from_bytes(body[:4], "big")
+    header = first & ~(1 << 9)  # the same format as the audio, without a padding slot
+    size = 72 * kbps * 1000 // rate  # MPEG-2 layer III: 576 samples a frame
+    frames = _count_frames(body)
+    total = frames * 576
+    padding = max(0, min(0xFFF, total - LAME_ENCODER_DELAY - samples))
+    frame = bytearray(size)
+    frame[0:4] = header.to_bytes(4, "big")
+    pos = 4 + 9  # the header, then MPEG-2 mono side information (zeros: silence)
+    xing = b"Info" + (0x3).to_bytes(4, "big") + frames.to_bytes(4, "big")
+    xing += (len(body) + size).to_bytes(4, "big")
+    lame = b"LAME3.100" + bytes([0x01, 0x00])  # tag revision 0, CBR; no lowpass given
+    lame += bytes(4 + 2 + 2)  # ReplayGain: peak, radio, audiophile (none)
+    lame += bytes([0x00, min(kbps, 255)])  # encoding flags + ATH type; the bitrate
+    lame += ((LAME_ENCODER_DELAY << 12) | padding).to_bytes(3, "big")
+    lame += bytes(1 + 1 + 2)  # misc, MP3 gain, preset/surround
+    lame += (len(body) + size).to_bytes(4, "big")  # music length: the whole file
+    lame += bytes(2)  # music CRC (unchecked by decoders; not worth a pass over the audio)
+    tag = xing + lame
+    frame[pos : pos + len(tag)] = tag
+    end = pos + len(tag)
+    frame[end : end + 2] = _crc16(bytes(frame[:end])).to_bytes(2, "big")
+    return bytes(frame)
+
+
+def _count_frames(body: bytes) -> int:
+    """The MPEG audio frames in ``body`` (CBR: each size is in its header's padding bit)."""
+    count = pos = 0
+    while pos + 4 <= len(body):
+        header = int.from_bytes(body[pos : pos + 4], "big")
+        if header >> 21 != 0x7FF:
+            break  # not a frame: the end (LAME writes nothing after its frames)
+        rate = _MPEG2_RATES[(header >> 10) & 3]
+        kbps = _MPEG2_L3_KBPS[(header >> 12) & 15]
+        if not rate or not kbps:
+            break
+        pos += 72 * kbps * 1000 // rate + ((header >> 9) & 1)
+        count += 1
+    return count
+
+
+_MPEG2_RATES = (22_050, 24_000, 16_000, 0)
+_MPEG2_L3_KBPS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 0)
+
+
+def _crc16(data: bytes) -> int:
+    """CRC-16 (polynomial 0xA001, reflected, initial 0): the LAME tag's checksum."""
+    crc = 0
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+class PyAVMp3Encoder:
+    """An MP3 clip encoded incrementally with the LAME inside PyAV's FFmpeg.
 
     Samples go to PyAV in chunks of :data:`_FEED_SAMPLES`; PyAV cuts them into LAME's
     ``frame_size`` (576 at 16 kHz) in C, which costs less than one Python frame object per

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.audio.decode import SAMPLE_RATE
-from bot.audio.encode import Mp3Encoder
+from bot.audio.encode import Mp3Encoder, mp3_encoder
 
 # The first span's encoder wakes up once this many new samples are decoded (0.58 s).
 _STREAM_CHUNK = 16 * 576
@@ -77,7 +77,7 @@ class FirstSpanFeed:
                     return None
                 assert samples is not None
                 if encoder is None:
-                    encoder = Mp3Encoder(rate=SAMPLE_RATE)
+                    encoder = mp3_encoder(rate=SAMPLE_RATE)
                 encoder.feed(samples[pos:target], check=check)
                 pos = target
                 if end is not None:
