@@ -195,6 +195,16 @@ LANGUAGE_NAMES = {"en": "English", "zh": "简体中文"}
 # --- models, usage, forget, help ------------------------------------------------------
 MODELS_HEADER = N_("Models you can choose:")
 MODEL_CURRENT_MARK = N_(" (current)")
+# Lifecycle marks in the model list: a trial model (free trial only, may stop working)
+# and a retired one (kept in the list, never choosable) with the model to use instead.
+MODEL_TRIAL_MARK = N_(" (trial)")
+MODEL_RETIRED_MARK = N_(" (retired → {replacement})")
+MODEL_RETIRED_MARK_BARE = N_(" (retired)")
+# In /settings, for admins: the model the chat chose was retired and another answers.
+SETTINGS_MODEL_RETIRED = N_(
+    "DashScope has retired {model}, the model this chat chose, so {replacement} answers "
+    "instead. Choose another with {cmd:model}."
+)
 MODEL_CAPABILITY_VOICE_CHAT = N_("voice chat")
 MODEL_CAPABILITY_ANALYSIS = N_("audio + instructions")
 MODEL_CAPABILITY_ASR = N_("transcription")

@@ -31,7 +31,8 @@ def _mark(label: str, selected: bool) -> str:
 
 
 def model_buttons(models: Sequence[ModelSpec], *, current: str) -> ButtonRows:
-    """One row per allowed model, the current one marked."""
+    """One row per model given (the handler passes the choosable ones), the current one
+    marked."""
     return tuple(
         (
             Button(

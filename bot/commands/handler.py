@@ -104,7 +104,7 @@ class CommandHandler:
                 )
             if action.action == POLICY_ACTION:
                 view = await self._change(action, group_policy=action.value)
-                shown = self._settings_view(view, action.chat)
+                shown = self._settings_view(view, action.chat, admin=True)  # it changed
                 return dataclasses.replace(shown, notice=tr(texts.SETTING_SAVED))
             if action.action == TRANSCRIPT_ACTION:
                 return await self._transcript(action)
@@ -181,9 +181,17 @@ class CommandHandler:
             view = await self._change(command, **parse_setting_change(key, raw))
         else:
             view = await self._engine.get_settings(command.chat)
+        # Admins see that the chat's chosen model was retired (asked only then: a
+        # platform admin lookup is a network call, and its failure hides only the note).
+        admin = False
+        if view.retired_model is not None:
+            try:
+                admin = await self._engine.can_manage(command.chat, command.user_id, self._admins)
+            except BotError:
+                admin = False
         # After "settings language en", already in the chat's new language.
         with use(choose(view.language, command.user_language)):
-            return self._settings_view(view, command.chat)
+            return self._settings_view(view, command.chat, admin=admin)
 
     async def _usage(self, command: ChatCommand) -> Answer:
         return Answer(text=presenters.usage_summary(await self._engine.usage(command.chat)))
@@ -208,15 +216,24 @@ class CommandHandler:
         )
 
     def _model_menu(self, view: ChatSettingsView) -> Answer:
-        models = self._engine.allowed_models
-        text = presenters.model_list(models, current=view.model)
+        # Every allowed model is listed (a retired one marked, with its replacement), but
+        # only those that can be chosen get a button.
+        text = presenters.model_list(self._engine.allowed_models, current=view.model)
         if not self._profile.buttons:
             return Answer(text=text)
         pick = self._profile.style.format(tr(texts.MODEL_PICK_BUTTONS))
-        return Answer(text=f"{text}\n\n{pick}", buttons=model_buttons(models, current=view.model))
+        buttons = model_buttons(self._engine.choosable_models, current=view.model)
+        return Answer(text=f"{text}\n\n{pick}", buttons=buttons)
 
-    def _settings_view(self, view: ChatSettingsView, chat: ChatRef) -> Answer:
+    def _settings_view(self, view: ChatSettingsView, chat: ChatRef, *, admin: bool) -> Answer:
         text = presenters.settings_summary(view, chat)
+        if admin and view.retired_model is not None:
+            retired = self._profile.style.format(
+                tr(texts.SETTINGS_MODEL_RETIRED),
+                model=view.retired_model,
+                replacement=view.model,
+            )
+            text = f"{text}\n\n{retired}"
         if not self._profile.buttons or chat.is_private:
             return Answer(text=text)
         return Answer(text=text, buttons=policy_buttons(view.group_policy))

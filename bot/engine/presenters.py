@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from bot import texts
 from bot.audio.report import format_duration
-from bot.catalog import ModelKind, ModelSpec
+from bot.catalog import ModelKind, ModelSpec, ModelStatus
 from bot.engine.domain import GroupPolicy, TranscriptMode, VoiceReply
 from bot.engine.ports import ChatRef
 from bot.engine.settings import SETTING_KEYS, ChatSettingsView
@@ -46,12 +46,25 @@ def capabilities(spec: ModelSpec) -> str:
     return tr(texts.LIST_SEPARATOR).join(tr(part) for part in parts)
 
 
+def lifecycle_mark(spec: ModelSpec) -> str:
+    """The model's status as the list shows it: trial, retired (with the model to use
+    instead), or nothing for a live model."""
+    if spec.status is ModelStatus.RETIRED:
+        if spec.replacement is None:
+            return tr(texts.MODEL_RETIRED_MARK_BARE)
+        return tr(texts.MODEL_RETIRED_MARK).format(replacement=spec.replacement)
+    if spec.status is ModelStatus.TRIAL:
+        return tr(texts.MODEL_TRIAL_MARK)
+    return ""
+
+
 def model_list(models: Sequence[ModelSpec], *, current: str) -> str:
-    """The allowed models, one line each, the chat's current one marked."""
+    """The allowed models, one line each: the chat's current one marked, and trial and
+    retired ones (a retired model keeps its row, with what to use instead)."""
     lines = [tr(texts.MODELS_HEADER)]
     for spec in models:
         mark = tr(texts.MODEL_CURRENT_MARK) if spec.name == current else ""
-        lines.append(f"• {spec.name}{mark} — {capabilities(spec)}")
+        lines.append(f"• {spec.name}{mark}{lifecycle_mark(spec)} — {capabilities(spec)}")
     return "\n".join(lines)
 
 

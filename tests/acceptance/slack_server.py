@@ -1,9 +1,12 @@
 """Black-box fakes for the Slack acceptance tests, written from Slack's and DashScope's docs.
 
-* ``SlackFake``: the Slack Web API (``/api/<method>``), private file downloads, ``response_url``
-  endpoints and a Socket Mode websocket, strict the way Slack is about tokens and arguments.
+* ``SlackFake``: the Slack Web API (``/api/<method>``), private file downloads, file uploads
+  (``files.getUploadURLExternal``, the upload URL, ``files.completeUploadExternal``),
+  ``response_url`` endpoints and a Socket Mode websocket, strict the way Slack is about
+  tokens and arguments.
 * ``SlackDashScopeFake``: DashScope's native multimodal-generation endpoint, answering with
-  the native SSE framing (``id:``/``event:``/``data:`` with no space, no ``[DONE]``).
+  the native SSE framing (``id:``/``event:``/``data:`` with no space, no ``[DONE]``), and
+  Qwen-Omni on the OpenAI-compatible endpoint (:mod:`tests.acceptance.omni`).
 
 Both run on one background event loop (``SlackServers``) so that tests can stay synchronous
 and drive the real ``voicebot run`` subprocess through the network only.
@@ -22,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.acceptance.omni import OmniFake
 
 SLACK_BOT_TOKEN = "xoxb-1111-2222-slackfaketoken"
 SLACK_APP_TOKEN = "xapp-1-A0001-3333-slackfakeapptoken"
@@ -84,6 +89,7 @@ class SlackMessage:
     updates: int = 0
     streamed: bool = False  # created by chat.startStream
     replaced: bool = False  # chat.update replaced its content
+    files: list[str] = field(default_factory=list)  # ids of the files it shares
 
 
 @dataclass
@@ -91,6 +97,22 @@ class SlackFile:
     data: bytes
     content_type: str
     login_page: bool = False  # answer the HTML login page even with the right token
+
+
+@dataclass
+class SlackUpload:
+    """A file the bot uploads (files.getUploadURLExternal → POST upload_url →
+    files.completeUploadExternal)."""
+
+    file_id: str
+    filename: str
+    length: int  # as declared to getUploadURLExternal
+    key: str  # the upload URL's secret part
+    data: bytes | None = None  # what was POSTed to the upload URL
+    title: str | None = None
+    channel: str | None = None  # where completeUploadExternal shared it
+    thread_ts: str | None = None
+    completed: bool = False
 
 
 def _chunks_text(chunks: Any) -> str:
@@ -115,6 +137,8 @@ class SlackFake:
         self.messages: dict[tuple[str, str], SlackMessage] = {}
         self.files: dict[str, SlackFile] = {}
         self.downloads: list[tuple[str, str | None]] = []  # (file id, Authorization)
+        self.uploads: dict[str, SlackUpload] = {}  # by file id
+        self._upload_ids = itertools.count(1)
         self.responses: list[dict[str, Any]] = []  # bodies POSTed to response_url
         self.users: dict[str, dict[str, Any]] = {}
         # method -> list of canned failures, consumed one per call: (status, body, headers)
@@ -140,6 +164,7 @@ class SlackFake:
             self.calls.clear()
             self.messages.clear()
             self.downloads.clear()
+            self.uploads.clear()
             self.responses.clear()
             self.failures.clear()
             self.broken.clear()
@@ -195,6 +220,7 @@ class SlackFake:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/files-pri/{fid}/download/{name}", self._file)
+        app.router.add_post("/upload/v1/{key}", self._upload)
         app.router.add_post("/response/{rid}", self._response_url)
         app.router.add_get("/socket", self._socket)
         return app
@@ -487,6 +513,103 @@ class SlackFake:
     def _m_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "messages": [], "has_more": False}
 
+    # ---------------------------------------------------------------- uploads
+    def shared_files(self, channel: str) -> list[SlackUpload]:
+        """Files the bot uploaded and shared in ``channel``, in the order they were shared."""
+        with self._lock:
+            done = [u for u in self.uploads.values() if u.completed and u.channel == channel]
+        return done
+
+    def _m_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        """docs.slack.dev/reference/methods/files.getUploadURLExternal: ``filename`` and
+        ``length`` (bytes) are required; answers ``upload_url`` and ``file_id``."""
+        filename = str(args.get("filename") or "")
+        try:
+            length = int(args.get("length", ""))
+        except (TypeError, ValueError):
+            return {"ok": False, "error": "invalid_arguments"}
+        if not filename or length <= 0:
+            return {"ok": False, "error": "invalid_arguments"}
+        n = next(self._upload_ids)
+        upload = SlackUpload(
+            file_id=f"F0UP{n:06d}", filename=filename, length=length, key=f"up{n:04d}k"
+        )
+        with self._lock:
+            self.uploads[upload.file_id] = upload
+        return {
+            "ok": True,
+            "upload_url": f"{self.base}/upload/v1/{upload.key}",
+            "file_id": upload.file_id,
+        }
+
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        """The upload URL: the file's bytes, raw or as multipart form data; Slack answers
+        ``OK - <length>`` in plain text."""
+        key = request.match_info["key"]
+        with self._lock:
+            upload = next((u for u in self.uploads.values() if u.key == key), None)
+        if upload is None or upload.completed:
+            return web.Response(status=404, text="not found")
+        if request.content_type.startswith("multipart/"):
+            form = await request.post()
+            part = form.get("file") or next(
+                (v for v in form.values() if not isinstance(v, str)), None
+            )
+            data = part.file.read() if part is not None and not isinstance(part, str) else b""
+        else:
+            data = await request.read()
+        upload.data = data
+        return web.Response(text=f"OK - {len(data)}")
+
+    def _m_files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        """docs.slack.dev/reference/methods/files.completeUploadExternal: ``files`` is a
+        JSON array of ``{id, title?}``; with ``channel_id`` (and ``thread_ts``) the files are
+        shared there."""
+        raw = args.get("files")
+        try:
+            items = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not isinstance(items, list) or not items:
+            return {"ok": False, "error": "invalid_arguments"}
+        channel = str(args.get("channel_id") or args.get("channels") or "") or None
+        thread_ts = str(args.get("thread_ts") or "") or None
+        if thread_ts and not channel:
+            return {"ok": False, "error": "invalid_arguments"}
+        done: list[SlackUpload] = []
+        with self._lock:
+            for item in items:
+                upload = self.uploads.get(str(item.get("id") if isinstance(item, dict) else ""))
+                # Not uploaded (or not all of it): Slack has no such file to complete.
+                if upload is None or upload.data is None or len(upload.data) != upload.length:
+                    return {"ok": False, "error": "file_not_found"}
+                done.append(upload)
+        shown: list[dict[str, Any]] = []
+        for upload, item in zip(done, items, strict=True):
+            upload.title = str(item.get("title") or upload.filename)
+            upload.channel, upload.thread_ts, upload.completed = channel, thread_ts, True
+            shown.append(
+                {
+                    "id": upload.file_id,
+                    "name": upload.filename,
+                    "title": upload.title,
+                    "size": upload.length,
+                }
+            )
+        if channel is not None:
+            # The files appear in the channel (or thread) as a message of their own.
+            ts = self._new_ts()
+            msg = SlackMessage(
+                channel,
+                ts,
+                str(args.get("initial_comment") or ""),
+                thread_ts,
+                files=[u.file_id for u in done],
+            )
+            with self._lock:
+                self.messages[(channel, ts)] = msg
+        return {"ok": True, "files": shown}
+
     # ---------------------------------------------------------------- files
     async def _file(self, request: web.Request) -> web.StreamResponse:
         fid = request.match_info["fid"].split("-", 1)[-1]
@@ -542,6 +665,7 @@ class SlackDashScopeFake:
     def __init__(self) -> None:
         self.calls: list[DashScopeCall] = []
         self.reply: list[str] = ["Hello ", "from the ", "fake model."]
+        self.omni = OmniFake(api_key=DASHSCOPE_KEY, chunks=("Hello ", "from the ", "fake model."))
         self.delay = 0.0  # seconds between SSE events
         # "before": answer HTTP 429 Throttling; "midstream": an event:error after some text
         self.error: str | None = None
@@ -551,6 +675,7 @@ class SlackDashScopeFake:
         app.router.add_post(
             "/api/v1/services/aigc/multimodal-generation/generation", self._generation
         )
+        self.omni.mount(app)
         return app
 
     async def _generation(self, request: web.Request) -> web.StreamResponse:

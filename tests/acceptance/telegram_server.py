@@ -1,4 +1,5 @@
-"""Black-box fakes for the Telegram acceptance tests: a Bot API server and a DashScope server.
+"""Black-box fakes for the Telegram acceptance tests: a Bot API server and a DashScope server
+(its Qwen-Omni endpoint: :mod:`tests.acceptance.omni`).
 
 Written from the public Bot API documentation (core.telegram.org/bots/api, Bot API 10.3) and
 the DashScope native protocol notes, not from the product or its own test doubles. Both run
@@ -28,6 +29,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from tests.acceptance.omni import OmniFake
 from tests.process import patience
 
 NOT_MODIFIED = (
@@ -91,6 +93,7 @@ class Call:
     ok: bool | None = True
     error: str | None = None
     injected: bool = False  # the answer was an injected fault, not the method's own
+    content_type: str = ""  # of the request body (multipart/form-data for uploads)
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.params.get(name, default)
@@ -116,6 +119,9 @@ class StoredMessage:
     entities: list[dict[str, Any]]
     reply_markup: Any
     from_bot: bool
+    voice: FakeFile | None = None  # a voice note the bot sent (sendVoice)
+    reply_to: int | None = None  # the message it answers
+    thread_id: int | None = None  # message_thread_id
 
 
 @dataclass
@@ -550,7 +556,7 @@ class FakeTelegram:
             )
         method = request.match_info["method"]
         params = await self._read_params(request)
-        call = Call(method, params, time.monotonic(), ok=None)
+        call = Call(method, params, time.monotonic(), ok=None, content_type=request.content_type)
         with self.lock:
             self.calls.append(call)
         handler = getattr(self, f"m_{method.lower()}", None)
@@ -842,6 +848,62 @@ class FakeTelegram:
             raise bad("message to delete not found")
         return True
 
+    def m_sendvoice(self, params: dict[str, Any]) -> dict[str, Any]:
+        """sendVoice: ``voice`` is a file_id, or an upload (multipart/form-data: the file
+        as a part, named by ``attach://<name>`` or sent as ``voice`` itself). Telegram
+        plays OGG/Opus as a voice note; ``duration`` is in whole seconds."""
+        chat_id = self._int(params, "chat_id")
+        assert chat_id is not None
+        raw = params.get("voice")
+        if isinstance(raw, str) and raw.startswith("attach://"):
+            raw = params.get(raw[len("attach://") :])
+            if raw is None:
+                raise bad("wrong file identifier/HTTP URL specified")
+        if isinstance(raw, bytes | bytearray):
+            if not raw:
+                raise bad("file must be non-empty")
+            f = self.add_file(bytes(raw), ext="ogg")
+        elif isinstance(raw, str) and raw in self.files:
+            f = self.files[raw]
+        else:
+            raise bad("there is no voice in the request" if not raw else "wrong file identifier")
+        caption, entities = formatted(params, "caption") if params.get("caption") else ("", [])
+        if utf16_len(caption) > 1024:
+            raise bad("message caption is too long")
+        duration = self._int(params, "duration", required=False)
+        markup = self._check_markup(params)
+        self._check_reply(params, chat_id)
+        reply = self._json(params, "reply_parameters")
+        reply_to = (
+            reply.get("message_id")
+            if isinstance(reply, dict)
+            else self._int(params, "reply_to_message_id", required=False)
+        )
+        thread_id = self._int(params, "message_thread_id", required=False)
+        message = self._store(chat_id, caption, entities, markup)
+        stored = self.messages[(chat_id, message["message_id"])]
+        stored.voice, stored.reply_to, stored.thread_id = f, reply_to, thread_id
+        del message["text"]
+        if caption:
+            message["caption"] = caption
+        message.pop("entities", None)
+        if entities:
+            message["caption_entities"] = entities
+        message["voice"] = {
+            "file_id": f.file_id,
+            "file_unique_id": f.file_unique_id,
+            "duration": duration or 0,
+            "mime_type": "audio/ogg" if f.data[:4] == b"OggS" else "audio/mpeg",
+            "file_size": f.file_size,
+        }
+        if thread_id is not None:
+            message["message_thread_id"] = thread_id
+        return message
+
+    def voice_notes(self, chat_id: int) -> list[StoredMessage]:
+        """The voice notes the bot sent in ``chat_id``, oldest first."""
+        return [m for m in self.bot_messages(chat_id) if m.voice is not None]
+
     def m_answercallbackquery(self, params: dict[str, Any]) -> bool:
         if not params.get("callback_query_id"):
             raise bad("query is too old and response timeout expired or query ID is invalid")
@@ -924,6 +986,11 @@ class FakeDashScope:
     headers: list[dict[str, str]] = field(default_factory=list)
     scripts: list[DashScopeScript] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Qwen-Omni models, over the OpenAI-compatible endpoint (tests/acceptance/omni.py)
+    omni: OmniFake = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.omni = OmniFake(api_key=self.api_key)
 
     @property
     def reply_text(self) -> str:
@@ -934,6 +1001,7 @@ class FakeDashScope:
         app.router.add_post(
             "/api/v1/services/aigc/multimodal-generation/generation", self._generation
         )
+        self.omni.mount(app)
         return app
 
     def snapshot(self) -> list[dict[str, Any]]:

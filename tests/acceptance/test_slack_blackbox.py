@@ -367,6 +367,32 @@ def _has_audio(call_body: dict[str, Any]) -> bool:
     return any("audio" in c for c in user["content"])
 
 
+def _slash(
+    bot: SlackBot, servers: SlackServers, text: str, *, user: str, channel: str
+) -> dict[str, Any]:
+    """Run ``/voicebot <text>`` in ``channel``; its (ephemeral) answer."""
+    before = len(servers.slack.responses)
+    resp = _post_form(bot, _command(servers, text, user=user, channel=channel, channel_name="dm"))
+    assert resp.status_code == 200
+    return _answer_text(resp, servers, before)
+
+
+def _ogg_seconds(ogg: bytes) -> float:
+    """How long an OGG/Opus file plays, decoded frame by frame."""
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(ogg)) as container:
+        stream = container.streams.audio[0]
+        assert stream.codec_context.name == "opus"
+        samples = rate = 0
+        for frame in container.decode(stream):
+            samples += frame.samples
+            rate = frame.sample_rate
+    return samples / rate
+
+
 # ---------------------------------------------------------------------------- HTTP mode
 def test_slack_url_verification(slack_http_bot: SlackBot) -> None:
     challenge = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
@@ -1283,3 +1309,60 @@ def test_slack_socket_mode_acks_and_answers_then_stops_on_sigterm(
         assert not [m for m in slack_servers.slack.visible(channel2) if m.streaming]
     finally:
         bot.close()
+
+
+def test_slack_voice_reply_is_off_until_set_then_uploaded_into_the_thread(
+    slack_http_bot: SlackBot, slack_servers: SlackServers, slack_clips: dict[str, bytes]
+) -> None:
+    slack, omni = slack_servers.slack, slack_servers.dashscope.omni
+    channel, user = _uid("D"), _uid("U")
+    _slash(slack_http_bot, slack_servers, "model qwen3-omni-flash", user=user, channel=channel)
+
+    # Slack's default is text only, even for a clip to a model that can speak.
+    before = len(omni.snapshot())
+    parent = _ts()
+    f = _clip_file(slack_servers, slack_clips["webm"])
+    ev = _message(channel, user, "", [f], channel_type="im", thread_ts=parent)
+    _post_json(slack_http_bot, _callback(ev))
+    _final_reply(slack_servers, channel, thread_ts=parent)
+    # Once a later message is answered, the bot is done with the clip's turn.
+    omni.chunks = ("The later ", "answer.")
+    try:
+        _later_message_answered(slack_http_bot, slack_servers, channel, user, thread_ts=parent)
+    finally:
+        omni.chunks = ("Hello ", "from the ", "fake model.")
+    calls = omni.snapshot()[before:]
+    assert calls and calls[0].body["model"] == "qwen3-omni-flash"
+    assert not any(c.wants_speech for c in calls)
+    assert slack.calls_to("files.getUploadURLExternal") == [] and slack.uploads == {}
+
+    answer = _slash(
+        slack_http_bot, slack_servers, "settings voice_reply always", user=user, channel=channel
+    )
+    assert "voice_reply" in _visible_text(answer)
+    before = len(omni.snapshot())
+    parent = _ts()
+    f = _clip_file(slack_servers, slack_clips["webm"])
+    ev = _message(channel, user, "", [f], channel_type="im", thread_ts=parent)
+    _post_json(slack_http_bot, _callback(ev))
+    text = _final_reply(slack_servers, channel, thread_ts=parent)
+    shared = wait_for(lambda: slack.shared_files(channel), timeout=patience(20))
+    assert shared, f"no file shared; calls: {[c.method for c in slack.calls]}"
+    (call,) = omni.snapshot()[before:]
+    assert call.wants_speech and call.voice and call.speech
+
+    (upload,) = shared
+    assert upload.thread_ts == parent, "the voice reply is in the thread"
+    assert upload.data is not None and upload.data[:4] == b"OggS"
+    assert abs(_ogg_seconds(upload.data) - len(call.speech) / (2 * 24_000)) <= 0.05
+    steps = [
+        c.method
+        for c in slack.calls
+        if c.method in ("files.getUploadURLExternal", "files.completeUploadExternal")
+    ]
+    assert steps == ["files.getUploadURLExternal", "files.completeUploadExternal"]
+    # The text once, then the file, both in the thread.
+    in_thread = [m for m in slack.visible(channel) if m.thread_ts == parent]
+    assert [m.text.strip() for m in in_thread if not m.files] == [REPLY]
+    (note,) = [m for m in in_thread if m.files]
+    assert note.files == [upload.file_id] and float(note.ts) > float(text.ts)

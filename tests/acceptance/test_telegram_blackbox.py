@@ -8,6 +8,7 @@ the bot sent over the wire to Telegram and DashScope).
 from __future__ import annotations
 
 import json
+import math
 import re
 import signal
 import time
@@ -1093,3 +1094,54 @@ def test_telegram_button_is_answered_when_the_admin_check_fails(tg: FakeTelegram
     (answer,) = tg.wait_for(answered, what="the answer to the press")
     assert len(tg.served("getChatMember", chat_id=chat["id"])) == 1
     assert answer.get("text"), "the user is told why nothing changed"
+
+
+# ---------------------------------------------------------------------------------------
+# Voice replies (Qwen-Omni speaks; the bot sends the speech as a voice note)
+
+
+def _ogg_seconds(ogg: bytes) -> float:
+    """How long an OGG/Opus file plays, decoded frame by frame."""
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(ogg)) as container:
+        stream = container.streams.audio[0]
+        assert stream.codec_context.name == "opus"
+        samples = rate = 0
+        for frame in container.decode(stream):
+            samples += frame.samples
+            rate = frame.sample_rate
+    return samples / rate
+
+
+def test_telegram_omni_voice_note_gets_the_text_then_a_voice_note(
+    tg: FakeTelegram, ds: FakeDashScope, bot: TelegramBotProcess, telegram_voice: bytes
+) -> None:
+    user = new_user()
+    chat = private_chat(user)
+    command(tg, chat, user, "/model qwen3-omni-flash")
+    wait_any_message(tg, chat["id"])
+    before = len(ds.omni.snapshot())
+    note = tg.user_message(chat, user, **voice_fields(tg, telegram_voice))
+    update = tg.push_message(note)
+    bot.wait_handled(update)
+
+    (call,) = ds.omni.snapshot()[before:]
+    assert call.body["model"] == "qwen3-omni-flash" and call.body["stream"] is True
+    assert call.wants_speech and call.voice, "a voice note in a private chat asks for speech"
+    assert call.speech, "the model spoke"
+    (voice,) = tg.voice_notes(chat["id"])
+    assert voice.voice is not None and voice.voice.data[:4] == b"OggS"
+    spoken = len(call.speech) / (2 * 24_000)
+    assert abs(_ogg_seconds(voice.voice.data) - spoken) <= 0.05
+    assert voice.reply_to == note["message_id"]
+    # The text once, then the voice note: one upload, multipart, after the final text.
+    assert [t for t in final_texts(tg, chat["id"])[1:] if t] == [ds.omni.reply_text]
+    (send,) = tg.calls_to("sendVoice", chat_id=chat["id"], ok=None)
+    assert send.ok and send.content_type == "multipart/form-data"
+    assert str(send.get("voice")).startswith("attach://")
+    assert send.int("duration") == math.ceil(spoken)  # whole seconds
+    finals = tg.calls_to("sendMessage", chat_id=chat["id"])
+    assert finals[-1].at < send.at

@@ -63,7 +63,7 @@ async def test_model_menu_with_and_without_buttons(engine_factory: EngineFactory
     h = await engine_factory(ALLOWED_MODELS=",".join(allowed))
     menu = await caller(h, TELEGRAM, TG_GROUP).say("model")
     assert menu.text is not None
-    assert "• qwen-audio-turbo-latest (current) — voice chat" in menu.text
+    assert "• qwen-audio-turbo-latest (current) (trial) — voice chat" in menu.text
     assert "• qwen3-asr-flash — transcription" in menu.text
     assert menu.text.endswith("\n\nAdmins can choose with the buttons below, or with /model NAME.")
     assert menu.buttons == (

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.commands.conftest import SLACK_DM, Caller
 from tests.engine.conftest import Harness
-from tests.voice.speaking import speaking_model
+
+OMNI = "qwen3.5-omni-flash"  # speaks with Tina, Ethan or Serena
 
 
 async def test_voice_reply_and_voice_are_set_and_shown(
-    tg: Caller, slack: Caller, h: Harness, monkeypatch: pytest.MonkeyPatch
+    tg: Caller, slack: Caller, h: Harness
 ) -> None:
     shown = (await tg.say("settings")).text
     assert shown is not None
@@ -23,9 +22,11 @@ async def test_voice_reply_and_voice_are_set_and_shown(
     slack_shown = (await slack.say("settings", chat=SLACK_DM)).text
     assert slack_shown is not None and "Voice replies (voice_reply): off" in slack_shown
 
-    speaking_model(monkeypatch)
-    changed = (await tg.say("settings voice eldric sage")).text
-    assert changed is not None and "Voice (voice): Eldric Sage" in changed
+    # The chat chooses a model that speaks: its voices can be chosen.
+    chosen = (await tg.say(f"model {OMNI}")).text
+    assert chosen is not None and OMNI in chosen
+    changed = (await tg.say("settings voice serena")).text
+    assert changed is not None and "Voice (voice): Serena" in changed
     changed = (await tg.say("settings voice-reply always")).text
     assert changed is not None
     assert "Voice replies (voice_reply): every reply (seconds spoken show in the usage" in changed
@@ -33,9 +34,9 @@ async def test_voice_reply_and_voice_are_set_and_shown(
         "“voice_reply” must be one of: off, auto, always."
     )
     assert (await tg.say("settings voice Bob")).text == (
-        "“voice” must be one of: Cherry, Ethan, Eldric Sage."
+        "“voice” must be one of: Tina, Ethan, Serena."
     )
     view = await h.engine.get_settings(tg.chat)
-    assert (view.voice_reply, view.voice) == ("always", "Eldric Sage")
+    assert (view.model, view.voice_reply, view.voice) == (OMNI, "always", "Serena")
     reset = (await tg.say("settings voice default")).text
-    assert reset is not None and "Voice (voice): Cherry" in reset
+    assert reset is not None and "Voice (voice): Tina" in reset

@@ -1,10 +1,6 @@
 """``voicebot ask --voice-reply PATH``: the spoken reply written as OGG/Opus, and ``--json``
-saying where and how long.
-
-The speaking model is the stopgap of :mod:`tests.voice.speaking`, so the speaking case runs
-``bot.ask.ask`` in-process (its core built by the real ``build_core``, then made to
-speak); the flag itself is also run through the real CLI in a subprocess.
-"""
+saying where and how long. The real CLI in a subprocess against the fake DashScope, whose
+Qwen-Omni models speak (``RecordedRequest.speech`` is the PCM it sent)."""
 
 from __future__ import annotations
 
@@ -12,19 +8,17 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-import bot.bootstrap
-from bot.ask import ask
+from bot.catalog import CATALOG
 from bot.config import Settings
-from bot.core import Core
-from bot.storage.database import Database
 from tests import zygote
-from tests.engine.conftest import make_settings, voice
-from tests.fakes.dashscope import FakeDashScope
-from tests.voice.speaking import decoded_seconds, speak, speaking_model
+from tests.engine.conftest import voice
+from tests.fakes.audio import decoded_seconds, pcm_seconds
+from tests.fakes.dashscope import FakeDashScope, Reply
+
+OMNI = "qwen3-omni-flash"
 
 
 @pytest.fixture
@@ -34,52 +28,43 @@ def note(tmp_path: Path) -> str:
     return str(path)
 
 
-async def test_the_spoken_reply_is_written_to_the_path(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    dashscope_fake: FakeDashScope,
-    db: Database,
-    note: str,
-    tmp_path: Path,
-) -> None:
-    speaking_model(monkeypatch)
-    real_build = bot.bootstrap.build_core
-
-    async def speaking_core(settings: Settings, **kw: Any) -> Core:
-        core = await real_build(settings, **kw)
-        speak(core.engine, seconds=1.8)
-        return core
-
-    monkeypatch.setattr(bot.bootstrap, "build_core", speaking_core)
-    target = tmp_path / "reply.ogg"
-    settings = make_settings(dashscope_fake, db)
-    code = await ask(
-        settings,
-        file=note,
-        prompt=None,
-        model=None,
-        conversation=None,
-        as_json=True,
-        voice_reply=str(target),
-    )
-    assert code == 0
-    # In-process, the test's log lines share stdout: the JSON object is the last line.
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["voice_reply"] == {"path": str(target), "seconds": pytest.approx(1.8)}
-    assert decoded_seconds(target.read_bytes()) == pytest.approx(1.8, abs=0.05)
-
-
-def test_a_model_that_cannot_speak_writes_nothing(
-    dashscope_fake: FakeDashScope, db_url: str, note: str, tmp_path: Path
-) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
-    env.update(
+@pytest.fixture
+def env(dashscope_fake: FakeDashScope, db_url: str) -> dict[str, str]:
+    values = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
+    values.update(
         DATABASE_URL=db_url,
         DASHSCOPE_API_KEY=dashscope_fake.api_key,
         DASHSCOPE_BASE_URL=dashscope_fake.native_base_url,
         DASHSCOPE_MAX_RETRIES="0",
         LANG="C.UTF-8",
     )
+    return values
+
+
+def test_the_spoken_reply_is_written_to_the_path(
+    dashscope_fake: FakeDashScope, env: dict[str, str], note: str, tmp_path: Path
+) -> None:
+    dashscope_fake.queue(Reply(chunks=["Here ", "it is."], speech_seconds=1.8))
+    target = tmp_path / "reply.ogg"
+    done: subprocess.CompletedProcess[str] = zygote.run(
+        ["ask", note, "--json", "--model", OMNI, "--voice-reply", str(target)],
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    req = dashscope_fake.last_request
+    assert req.wants_speech and req.voice == CATALOG[OMNI].voices[0]
+    sent = pcm_seconds(req.speech)
+    assert sent == pytest.approx(1.8, abs=0.001)
+    result = json.loads(done.stdout)
+    assert result["text"] == "Here it is."
+    assert result["voice_reply"] == {"path": str(target), "seconds": pytest.approx(sent)}
+    assert decoded_seconds(target.read_bytes()) == pytest.approx(sent, abs=0.05)
+
+
+def test_a_model_that_cannot_speak_writes_nothing(
+    dashscope_fake: FakeDashScope, env: dict[str, str], note: str, tmp_path: Path
+) -> None:
     target = tmp_path / "reply.ogg"
     done: subprocess.CompletedProcess[str] = zygote.run(
         ["ask", note, "--json", "--voice-reply", str(target)], env=env, cwd=tmp_path
@@ -88,6 +73,7 @@ def test_a_model_that_cannot_speak_writes_nothing(
     result = json.loads(done.stdout)
     assert result["text"] and result["voice_reply"] is None
     assert not target.exists()
+    assert not dashscope_fake.last_request.wants_speech
     plain = zygote.run(["ask", note, "--json"], env=env, cwd=tmp_path)
     assert plain.returncode == 0 and "voice_reply" not in json.loads(plain.stdout)
     missing = zygote.run(

@@ -126,7 +126,7 @@ async def test_presenters(h: Harness) -> None:
     assert "Model (model): qwen-audio-turbo-latest" in text
     models = presenters.model_list(h.engine.allowed_models, current="qwen3-asr-flash")
     assert "• qwen3-asr-flash (current) — transcription" in models
-    assert "• qwen-audio-turbo-latest — voice chat, audio + instructions, remembers" in models
+    assert "• qwen-audio-turbo-latest (trial) — voice chat, audio + instructions" in models
     help_tg = presenters.help_text(model="qwen-audio-turbo-latest")
     assert "/new — start a fresh conversation" in help_tg
     assert "/voicebot usage — " in presenters.help_text(model="x", prefix="/voicebot ")

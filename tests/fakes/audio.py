@@ -41,3 +41,23 @@ def sine_mp3(seconds: float, *, rate: int = 16000, freq: float = 440.0) -> bytes
         for packet in stream.encode(None):
             out.mux(packet)
     return buf.getvalue()
+
+
+SPEECH_RATE = 24_000  # Hz: the s16le mono PCM Qwen-Omni streams (and the fake sends)
+
+
+def pcm_seconds(pcm: bytes, *, rate: int = SPEECH_RATE) -> float:
+    """How long s16le mono ``pcm`` lasts at ``rate``."""
+    return len(pcm) / (2 * rate)
+
+
+def decoded_seconds(ogg: bytes) -> float:
+    """The duration of an OGG/Opus file as a decoder plays it (PyAV, every frame)."""
+    with av.open(io.BytesIO(ogg), mode="r") as container:
+        stream = container.streams.audio[0]
+        assert stream.codec_context.name == "opus"
+        samples, rate = 0, 0
+        for frame in container.decode(stream):
+            samples += frame.samples
+            rate = frame.sample_rate
+    return samples / rate

@@ -8,7 +8,8 @@ from bot.i18n import Lang, use
 from bot.voice.encode import encode_voice_note
 from bot.voice.reply import SpeechBuffer
 from bot.voice.speakable import speakable
-from tests.voice.speaking import decoded_seconds, pcm
+from tests.fakes.audio import decoded_seconds
+from tests.fakes.dashscope import speech_tone as pcm
 
 
 @pytest.mark.parametrize("seconds", [0.02, 0.5, 1.234, 7.0, 61.3])
