@@ -16,7 +16,11 @@ the call that shows the final text. Compared in the same run:
 - *bare call*: one Bot API call (``getMe``) from aiogram straight to the fake (the floor);
 - *group, strict pacing*: the pacer with the final text's queue skip switched off (what
   the bot did before: the final waits for the slot after the preview's);
-- *group* and *private*: the bot as it is.
+- *group* and *private*: the bot as it is;
+- *Slack DM* and *Slack thread*: the same on Slack (HTTP mode, the suite's fake Web API):
+  a DM reply is a posted message updated in place, a channel mention streams into a thread
+  (``chat.startStream``/``appendStream``/``stopStream``); timed until the fake shows the
+  final text, no longer streaming (polled every millisecond).
 
 Printed: median, p90 and max in ms, and the ratio of each median to strict pacing's (the
 baseline: the same bot without the skip); the bare call shows the floor.
@@ -46,8 +50,12 @@ from bot.bootstrap import build_core, serve, shutdown
 from bot.config import Settings
 from bot.http.server import HttpServer
 from bot.metrics import Metrics
+from bot.storage import migrations
+from bot.storage.database import Database
 from tests.fakes.dashscope import FakeDashScope, Reply
+from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import FakeTelegram
+from tests.slack.conftest import CHANNEL, DM, USER, start_bot, stop_bot
 
 INTERVAL = 1.0  # TELEGRAM_EDIT_INTERVAL's default
 
@@ -143,13 +151,59 @@ async def replies(tg: FakeTelegram, ds: FakeDashScope, *, group: bool, n: int) -
             await shutdown(core=core, http=http, platforms=[platform])
 
 
-async def _until(predicate: Any, within: float = 30.0) -> Any:
+async def slack_replies(ds: FakeDashScope, *, thread: bool, n: int) -> list[float]:
+    slack = FakeSlack()
+    await slack.start()
+    slack.add_user(USER)
+    with tempfile.TemporaryDirectory() as tmp:
+        database = Database(url=f"sqlite+aiosqlite:///{tmp}/slack.db")
+        await migrations.upgrade(database)
+        bot = await start_bot(
+            mode="http", fake=slack, dashscope=ds, database=database, USER_RATE_LIMIT=0
+        )
+        bot.platform.deps.reply_interval = INTERVAL  # the default pace, not the tests'
+        try:
+            out = []
+            for i in range(n + 1):
+                channel = CHANNEL if thread else DM
+                release = threading.Event()
+                ds.queue(Reply(chunks=["first ", "second"], hold=release))
+                text = f"{bot.mention()} go {i}" if thread else f"go {i}"
+                await bot.send_event(bot.text_message(text, channel=channel))
+                before = len(bot.outcomes)
+                await _until(
+                    lambda channel=channel, before=before: [  # type: ignore[misc]
+                        m for m in slack.bot_messages(channel) if m.text.startswith("first")
+                    ][before:]
+                )
+                await asyncio.sleep(random.uniform(0.0, INTERVAL))
+                released = time.monotonic()
+                release.set()
+                await _until(
+                    lambda channel=channel, before=before: [  # type: ignore[misc]
+                        m
+                        for m in slack.bot_messages(channel)
+                        if m.text.startswith("first second") and not m.streaming
+                    ][before:],
+                    step=0.001,
+                )
+                if i:
+                    out.append(time.monotonic() - released)
+                await bot.turns(before + 1)
+            return out
+        finally:
+            await stop_bot(bot)
+            await database.dispose()
+            await slack.stop()
+
+
+async def _until(predicate: Any, within: float = 30.0, step: float = 0.002) -> Any:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(step)
     raise TimeoutError("the bot did not answer")
 
 
@@ -171,6 +225,8 @@ async def main(n: int) -> None:
             strict = await replies(tg, ds, group=True, n=n)
         group = await replies(tg, ds, group=True, n=n)
         private = await replies(tg, ds, group=False, n=n)
+        slack_dm = await slack_replies(ds, thread=False, n=n)
+        slack_thread = await slack_replies(ds, thread=True, n=n)
     finally:
         ds.stop()
         await tg.stop()
@@ -181,6 +237,8 @@ async def main(n: int) -> None:
     print(_row("group, strict pacing", strict, base))
     print(_row("group", group, base))
     print(_row("private (draft)", private, base))
+    print(_row("Slack DM", slack_dm, base))
+    print(_row("Slack thread (stream)", slack_thread, base))
 
 
 if __name__ == "__main__":
