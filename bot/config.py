@@ -114,8 +114,6 @@ class Settings(BaseSettings):
     TELEGRAM_WEBHOOK_URL: str | None = None
     TELEGRAM_WEBHOOK_SECRET: SecretStr | None = None
     TELEGRAM_EDIT_INTERVAL: float = Field(default=1.0, gt=0)
-    # Messages, edits and drafts per second across all chats (Telegram's FAQ: about 30).
-    TELEGRAM_GLOBAL_RATE: float = Field(default=25.0, gt=0)
 
     # --- Slack
     SLACK_BOT_TOKEN: SecretStr | None = None

@@ -53,6 +53,9 @@ from bot.retrying import retrying
 
 log = structlog.get_logger(__name__)
 
+# Seconds an attempt that began before DELIVERY_TIMEOUT ran out may take beyond it.
+_IN_FLIGHT_GRACE = 2.0
+
 _RETRIED = (DeliveryRateLimited, DeliveryTransient, FormattingRejected, NotModified, MessageGone)
 
 
@@ -229,7 +232,10 @@ class StreamingSink:
             if remaining <= 0:
                 raise DeliveryTransient(code="delivery_timeout")
             try:
-                return await asyncio.wait_for(call(), timeout=remaining)
+                # An attempt begun within the budget may finish up to _IN_FLIGHT_GRACE past
+                # it: cancelled mid-call, a message the platform did post would be reported
+                # undelivered (and shown twice once delivered late) on a slow machine.
+                return await asyncio.wait_for(call(), timeout=remaining + _IN_FLIGHT_GRACE)
             except TimeoutError:
                 raise DeliveryTransient(code="delivery_timeout") from None
 

@@ -210,8 +210,6 @@ class FakeTelegram:
         self._holds: dict[str, asyncio.Event] = {}
         self._flood_interval: float | None = None
         self._flood_burst = 1
-        self._global: tuple[float, float] | None = None  # (rate per second, burst)
-        self._global_tokens: tuple[float, float] = (0.0, 0.0)
         self._flood_tokens: dict[int, tuple[float, float]] = {}  # chat: (tokens, at)
         self._new_update = asyncio.Event()
         self._changed = asyncio.Event()
@@ -290,12 +288,6 @@ class FakeTelegram:
         self._flood_interval = min_interval
         self._flood_burst = burst
         self._flood_tokens.clear()
-
-    def global_flood(self, rate: float | None, *, burst: float = 1.0) -> None:
-        """Refuse sendMessage/editMessageText/sendMessageDraft beyond ``rate`` a second
-        across all chats (a token bucket of ``burst``): Telegram's overall limit, ~30/s."""
-        self._global = None if rate is None else (rate, burst)
-        self._global_tokens = (burst, time.monotonic())
 
     def set_member(self, chat_id: int, user_id: int, status: str) -> None:
         """``creator``, ``administrator``, ``member``… for getChatMember."""
@@ -605,15 +597,6 @@ class FakeTelegram:
                     continue
                 script.times -= 1
                 raise script.error
-        if self._global is not None and method in (*FLOOD_METHODS, "sendMessageDraft"):
-            rate, burst = self._global
-            now = time.monotonic()
-            tokens, at = self._global_tokens
-            tokens = min(burst, tokens + (now - at) * rate)
-            if tokens < 1.0:
-                self._global_tokens = (tokens, now)
-                raise ApiError(429, "Too Many Requests: retry after 1", retry_after=1)
-            self._global_tokens = (tokens - 1.0, now)
         if self._flood_interval is not None and method in FLOOD_METHODS:
             chat_id = int(params.get("chat_id", 0))
             now = time.monotonic()

@@ -40,7 +40,7 @@ class DraftSurface(TelegramSurface):
         self._drafts_ok = True
 
     def ready_in(self) -> float:
-        return max(self._draft_pacer.delay(self.chat_id), self._global_delay())
+        return max(self._draft_pacer.delay(self.chat_id), 0.0)
 
     async def progress(self, text: str, *, plain: bool) -> None:
         chunks = self._render(text, plain=plain)
@@ -74,7 +74,6 @@ class DraftSurface(TelegramSurface):
 
     async def _draft(self, chunk: Chunk) -> None:
         await self._draft_pacer.wait(self.chat_id)
-        await self._global_slot()
         try:
             await self.bot.send_message_draft(
                 chat_id=self.chat_id,

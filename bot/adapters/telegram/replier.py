@@ -97,15 +97,12 @@ class TelegramSurface:
         topic_id: int | None,
         reply_to: str | None,
         pacer: Pacer,
-        global_pacer: Pacer | None = None,
     ) -> None:
         self.bot = bot
         self.chat_id = chat_id
         self.topic_id = topic_id
         self.reply_to = reply_to
         self._pacer = pacer
-        # One slot sequence for the whole bot (key None): Telegram's overall limit.
-        self._global = global_pacer
         self._notice_sent = 0
         # The reply's messages Telegram confirmed, in order, with what each one shows.
         self._sent: list[tuple[int, Chunk]] = []
@@ -127,14 +124,7 @@ class TelegramSurface:
         self.forget()
 
     def ready_in(self) -> float:
-        return max(self._pacer.delay(self.chat_id), self._global_delay())
-
-    def _global_delay(self) -> float:
-        return self._global.delay(None) if self._global is not None else 0.0
-
-    async def _global_slot(self) -> None:
-        if self._global is not None:
-            await self._global.wait(None)
+        return self._pacer.delay(self.chat_id)
 
     async def indicate(self) -> None:
         try:
@@ -224,7 +214,6 @@ class TelegramSurface:
         """One call in the chat's next slot (``urgent``: a final text, which may skip the
         queue once per interval); failures come out classified."""
         await self._pacer.wait(self.chat_id, urgent=urgent)
-        await self._global_slot()
         try:
             result = await make()
         except TelegramRetryAfter as exc:

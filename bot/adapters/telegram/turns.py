@@ -44,7 +44,6 @@ class TelegramContext:
     admins: TelegramAdmins
     edit_pacer: Pacer
     draft_pacer: Pacer
-    global_pacer: Pacer  # every chat's messages, edits and drafts: TELEGRAM_GLOBAL_RATE
     # (chat_id, draft_id) -> the stop event of the turn streaming into that draft
     stops: dict[tuple[int, int], asyncio.Event] = field(default_factory=dict)
     running: set[asyncio.Task[object]] = field(default_factory=set)
@@ -60,7 +59,6 @@ class TelegramContext:
             admins=TelegramAdmins(bot=bot),
             edit_pacer=Pacer(interval=settings.TELEGRAM_EDIT_INTERVAL),
             draft_pacer=Pacer(interval=min(DRAFT_INTERVAL, settings.TELEGRAM_EDIT_INTERVAL)),
-            global_pacer=Pacer(interval=1.0 / settings.TELEGRAM_GLOBAL_RATE),
         )
 
     def sink_for(self, message: Message, bot: Bot) -> StreamingSink:
@@ -75,16 +73,10 @@ class TelegramContext:
                 reply_to=reply_to,
                 pacer=self.edit_pacer,
                 draft_pacer=self.draft_pacer,
-                global_pacer=self.global_pacer,
             )
         else:
             surface = EditSurface(
-                bot=bot,
-                chat_id=chat_id,
-                topic_id=topic,
-                reply_to=reply_to,
-                pacer=self.edit_pacer,
-                global_pacer=self.global_pacer,
+                bot=bot, chat_id=chat_id, topic_id=topic, reply_to=reply_to, pacer=self.edit_pacer
             )
         return self._sink(surface)
 
@@ -97,7 +89,6 @@ class TelegramContext:
             topic_id=topic_id(message),
             reply_to=str(message.message_id),
             pacer=self.edit_pacer,
-            global_pacer=self.global_pacer,
         )
         return self._sink(surface)
 
