@@ -100,6 +100,7 @@ async def build_core(
     from bot.audio.pipeline import AudioPipeline
     from bot.engine.service import Engine
     from bot.llm.client import DashScopeClient
+    from bot.llm.tts import DashScopeTTS
 
     if settings.DASHSCOPE_API_KEY is None:
         raise ConfigError("DASHSCOPE_API_KEY", "required (the DashScope API key, sk-…)")
@@ -119,6 +120,19 @@ async def build_core(
         idle_timeout=settings.DASHSCOPE_IDLE_TIMEOUT,
         max_retries=settings.DASHSCOPE_MAX_RETRIES,
     )
+    # The same DashScope host and key as the chat models (TTS is native-API only).
+    tts = (
+        DashScopeTTS(
+            api_key=settings.DASHSCOPE_API_KEY.get_secret_value(),
+            base_url=settings.DASHSCOPE_BASE_URL,
+            connect_timeout=settings.DASHSCOPE_CONNECT_TIMEOUT,
+            first_byte_timeout=settings.DASHSCOPE_FIRST_BYTE_TIMEOUT,
+            idle_timeout=settings.DASHSCOPE_IDLE_TIMEOUT,
+            max_retries=settings.DASHSCOPE_MAX_RETRIES,
+        )
+        if settings.tts_model is not None
+        else None
+    )
     audio = AudioPipeline(
         max_bytes=settings.AUDIO_MAX_BYTES,
         max_seconds=settings.AUDIO_MAX_SECONDS,
@@ -132,6 +146,8 @@ async def build_core(
         model_client=model_client,
         audio=audio,
         metrics=metrics,
+        synthesizer=tts,
+        tts_model=settings.tts_model,
     )
     from bot.queue import build_queue
 
@@ -143,6 +159,7 @@ async def build_core(
         audio=audio,
         engine=engine,
         queue=build_queue(settings=settings, database=database, metrics=metrics),
+        tts=tts,
     )
 
 

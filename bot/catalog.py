@@ -301,6 +301,49 @@ DEFAULT_MODEL = "qwen-audio-turbo-latest"
 MAX_ENCODED_AUDIO_BYTES = 10 * 1024 * 1024
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TtsSpec:
+    """A text-to-speech model: the voice of replies from models that cannot speak.
+
+    Kept apart from :data:`CATALOG` on purpose: a TTS model is never a chat's model (it
+    is not in ``ALLOWED_MODELS``, the model list or ``/model``); ``TTS_MODEL`` names it.
+    """
+
+    name: str
+    voices: tuple[str, ...]  # the first is the default
+    max_chars: int  # characters of text per request (the service refuses more)
+    sample_rate: int  # Hz of the streamed PCM (s16le, mono)
+    description: str = ""
+    status: ModelStatus = ModelStatus.LIVE
+    replacement: str | None = None
+
+
+# qwen3-tts-flash (= qwen3-tts-flash-2025-11-27, native multimodal-generation endpoint):
+# "other models: at most 600 characters" per request (Alibaba's Qwen-TTS API page).
+# Its "17 expressive voices" are not listed in Alibaba text I read (UNVERIFIED); these
+# are the Qwen3 speakers, with the SDK sample's Cherry first. 24 kHz PCM when streaming
+# is reported by third parties only (UNVERIFIED), the same rate as Qwen-Omni's speech.
+TTS_CATALOG: dict[str, TtsSpec] = {
+    spec.name: spec
+    for spec in (
+        TtsSpec(
+            name="qwen3-tts-flash",
+            voices=_OMNI3_VOICES,
+            max_chars=600,
+            sample_rate=24_000,
+            description="Qwen3-TTS Flash: speaks a reply's text",
+        ),
+    )
+}
+
+DEFAULT_TTS_MODEL = "qwen3-tts-flash"
+
+
+def get_tts_model(name: str) -> TtsSpec | None:
+    """The TTS catalog entry for ``name``, or ``None``."""
+    return TTS_CATALOG.get(name)
+
+
 def get_model(name: str) -> ModelSpec | None:
     """The catalog entry for ``name``, or ``None``."""
     return CATALOG.get(name)

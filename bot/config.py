@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.catalog import CATALOG, DEFAULT_MODEL
+from bot.catalog import CATALOG, DEFAULT_MODEL, DEFAULT_TTS_MODEL, TTS_CATALOG
 from bot.errors import ConfigError
 
 PLATFORMS = ("telegram", "slack")
@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # Seconds of a spoken reply (a voice note) at most: longer speech is cut there and the
     # reply says so; the text is always whole.
     VOICE_REPLY_MAX_SECONDS: float = Field(default=120.0, gt=0, le=3600)
+    # The TTS model that speaks replies of models without speech output (bot.catalog
+    # TTS_CATALOG); "off": such models answer voice requests in text only.
+    TTS_MODEL: str = DEFAULT_TTS_MODEL
     # On SIGTERM/SIGINT: seconds running turns get to finish before they are closed as
     # stopped (one process) or interrupted for another replica (several). Within Docker's
     # and Kubernetes' default 10 s / 30 s stop timeouts with the other shutdown steps.
@@ -167,6 +170,19 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(CATALOG)}")
         if not value:
             raise ValueError("must name at least one model")
+        return value
+
+    @field_validator("TTS_MODEL")
+    @classmethod
+    def _tts_known(cls, value: str) -> str:
+        if value in ("", "off"):
+            return "off"
+        spec = TTS_CATALOG.get(value)
+        if spec is None:
+            raise ValueError(f"unknown TTS model {value!r}; known: {', '.join(TTS_CATALOG)}")
+        if spec.status == "retired":
+            successor = f"; use {spec.replacement!r}" if spec.replacement else ""
+            raise ValueError(f"{value!r} was retired by DashScope{successor}")
         return value
 
     @field_validator("BOT_ADMINS", "ALLOWED_USERS", "ALLOWED_CHATS")
@@ -252,6 +268,11 @@ class Settings(BaseSettings):
         if base.endswith("/api/v1"):
             return base[: -len("/api/v1")] + "/compatible-mode/v1"
         return base + "/compatible-mode/v1"
+
+    @property
+    def tts_model(self) -> str | None:
+        """The TTS model voicing text-only models, or ``None`` (``TTS_MODEL=off``)."""
+        return None if self.TTS_MODEL == "off" else self.TTS_MODEL
 
     @property
     def telegram_enabled(self) -> bool:

@@ -15,6 +15,7 @@ from bot.audio.pipeline import AudioPipeline
 from bot.config import Settings
 from bot.engine.service import Engine
 from bot.llm.client import DashScopeClient
+from bot.llm.tts import DashScopeTTS
 from bot.metrics import Metrics
 from bot.queue.port import TurnQueue
 from bot.storage.database import Database
@@ -53,12 +54,17 @@ class Core:
     audio: AudioPipeline
     engine: Engine
     queue: TurnQueue  # every accepted platform event becomes a job here
+    # Text to speech for voice replies of models without speech output (TTS_MODEL).
+    tts: DashScopeTTS | None = None
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             await self.queue.aclose()
         with contextlib.suppress(Exception):
             await self.model_client.aclose()
+        if self.tts is not None:
+            with contextlib.suppress(Exception):
+                await self.tts.aclose()
         with contextlib.suppress(Exception):
             await self.audio.aclose()
         await self.database.dispose()

@@ -333,6 +333,7 @@ VOICE_REPLY_MODE_ALWAYS = N_("every reply")
 VOICE_REPLY_MODE_OFF = N_("off")
 VOICE_REPLY_COST = N_("seconds spoken show in the usage report")
 VOICE_REPLY_NO_SPEECH = N_("{model} can't speak: replies stay text")
+VOICE_REPLY_TTS = N_("read aloud by {tts}: characters show in the usage report")
 VOICE_NONE = N_("none (the current model can't speak)")
 VOICE_MODEL_CANNOT_SPEAK = N_("{model} can't speak, so it has no voices to choose from.")
 # Read aloud in place of a code block.
@@ -340,6 +341,8 @@ VOICE_CODE_IN_TEXT = N_("(code in the text)")
 VOICE_REPLY_CUT = N_("The voice note reads the first {spoken}; the rest is in the text.")
 VOICE_NOTE_TITLE = N_("Spoken reply")
 VOICE_REPLY_FAILED = N_("I couldn't send the voice note; the reply above is complete.")
+VOICE_REPLY_NOT_MADE = N_("I couldn't make a voice note this time; the reply above is complete.")
+USAGE_TTS = N_("Read aloud: {characters} characters ({model})")
 # The languages qwen3-asr-flash detects, by the code it reports (others show the code).
 TRANSCRIPT_LANGUAGES = {
     "ar": N_("Arabic"),

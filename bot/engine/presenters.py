@@ -116,8 +116,13 @@ def _show_voice_reply(view: ChatSettingsView, chat: ChatRef | None) -> str:
     )
     if mode is not VoiceReply.OFF:
         # What speaking costs: the usage report counts the seconds spoken.
-        key = texts.VOICE_REPLY_COST if view.spec.speech_output else texts.VOICE_REPLY_NO_SPEECH
-        shown += f" ({tr(key).format(model=view.spec.name)})"
+        if view.spec.speech_output:
+            key = texts.VOICE_REPLY_COST
+        elif view.tts_model is not None and view.spec.kind is ModelKind.CHAT:
+            key = texts.VOICE_REPLY_TTS  # a text-only model, voiced by the TTS
+        else:
+            key = texts.VOICE_REPLY_NO_SPEECH
+        shown += f" ({tr(key).format(model=view.spec.name, tts=view.tts_model)})"
     return shown
 
 
@@ -137,7 +142,12 @@ def usage_summary(report: UsageReport) -> str:
     if not report.rows:
         return tr(texts.USAGE_EMPTY)
     lines = [tr(texts.USAGE_HEADER)]
+    read_aloud: dict[str, int] = {}
     for row in report.rows:
+        if row.tts_characters:
+            read_aloud[row.model] = read_aloud.get(row.model, 0) + row.tts_characters
+        if not row.turns:
+            continue  # a TTS model's line: said below, with its characters
         lines.append(
             tr(texts.USAGE_LINE).format(
                 day=row.day.isoformat(),
@@ -160,6 +170,8 @@ def usage_summary(report: UsageReport) -> str:
     )
     if t.speech_seconds > 0:
         lines.append(tr(texts.USAGE_SPOKEN).format(spoken=format_duration(t.speech_seconds)))
+    for model, characters in sorted(read_aloud.items()):
+        lines.append(tr(texts.USAGE_TTS).format(characters=characters, model=model))
     return "\n".join(lines)
 
 

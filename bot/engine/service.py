@@ -36,7 +36,7 @@ from bot.engine.turn import TurnDeps, abandon_turn, run_turn, safe_fail
 from bot.engine.usage import UsageReport
 from bot.errors import AccessDenied, BotError, InvalidSetting, NotChatAdmin, ShuttingDown
 from bot.i18n import Lang, choose, use
-from bot.llm.types import ModelClient
+from bot.llm.types import ModelClient, SpeechSynthesizer
 from bot.metrics import Metrics
 from bot.storage.database import Database
 from bot.storage.repositories import ForgetCounts
@@ -62,6 +62,8 @@ class Engine:
         model_client: ModelClient,
         audio: AudioConverter,
         metrics: Metrics,
+        synthesizer: SpeechSynthesizer | None = None,
+        tts_model: str | None = None,
     ) -> None:
         self.settings = settings
         self.database = database
@@ -76,6 +78,8 @@ class Engine:
             audio=audio,
             metrics=metrics,
             transcriber=self.transcriber,
+            synthesizer=synthesizer,
+            tts_model=tts_model,
         )
         self.access = AccessPolicy(
             allowed_users=settings.ALLOWED_USERS,
@@ -341,6 +345,7 @@ class Engine:
             stored,
             default_model=self.settings.DEFAULT_MODEL,
             allowed=self.settings.ALLOWED_MODELS,
+            tts_model=self.settings.tts_model,
         )
 
 

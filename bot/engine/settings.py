@@ -92,6 +92,8 @@ class ChatSettingsView:
     # replacement), and the retired model the chat was last told about.
     retired_model: str | None = None
     retired_notice: str | None = None
+    # The TTS model that voices a model without speech output (TTS_MODEL; None: off).
+    tts_model: str | None = None
 
     @property
     def retired_notice_due(self) -> bool:
@@ -281,7 +283,11 @@ def check_voice(raw: str, spec: ModelSpec) -> str:
 
 
 def effective(
-    row: ChatSettings | None, *, default_model: str, allowed: list[str]
+    row: ChatSettings | None,
+    *,
+    default_model: str,
+    allowed: list[str],
+    tts_model: str | None = None,
 ) -> ChatSettingsView:
     """The view of a stored row with defaults applied.
 
@@ -339,5 +345,6 @@ def effective(
         chosen=frozenset(chosen),
         retired_model=retired,
         retired_notice=row.retired_notice if row is not None else None,
+        tts_model=tts_model,
         **values,
     )

@@ -189,6 +189,7 @@ async def load_context(db: Database, settings: Settings, turn: IncomingTurn) -> 
             await repo.get_chat_settings(session, row.id),
             default_model=settings.DEFAULT_MODEL,
             allowed=settings.ALLOWED_MODELS,
+            tts_model=settings.tts_model,
         )
         spec = view.spec
         if turn.model is not None:
@@ -489,6 +490,27 @@ async def record_voice_note(
             user_external_id=turn.user_id[:64],
             model=model,
             seconds=seconds,
+        )
+
+
+async def record_tts_usage(
+    db: Database,
+    ctx: TurnContext,
+    turn: IncomingTurn,
+    *,
+    assistant_turn_id: int,
+    model: str,
+    characters: int,
+) -> None:
+    """Characters the TTS ``model`` read aloud for a reply (usage ledger)."""
+    async with db.sessions() as session, session.begin():
+        await repo.add_tts(
+            session,
+            chat_id=ctx.chat_row_id,
+            turn_id=assistant_turn_id,
+            user_external_id=turn.user_id[:64],
+            model=model,
+            characters=characters,
         )
 
 

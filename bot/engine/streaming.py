@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.engine.domain import TurnStatus
@@ -84,13 +85,19 @@ async def stream_reply(
     sink: ReplySink,
     stop: asyncio.Event,
     state: ReplyState,
+    on_text: Callable[[str], None] | None = None,
 ) -> bool:
-    """Consume the model's stream into ``state``; ``True`` if it was stopped."""
+    """Consume the model's stream into ``state``; ``True`` if it was stopped.
+
+    ``on_text`` gets the reply's text so far after every delta, before the sink does (the
+    TTS of a spoken reply starts on the first sentences while the model still writes)."""
 
     async def consume() -> None:
         async for event in client.stream(model=model, messages=messages, params=params):
             delta = state.fold(event)
             if delta:
+                if on_text is not None:
+                    on_text(state.text)
                 try:
                     await sink.update(state.text, delta)
                 except Exception as exc:

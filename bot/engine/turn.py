@@ -19,8 +19,10 @@ whatever step fails:
 6. deliver the final text: ``complete`` once the platform confirmed all of it, else
    ``undelivered`` (the text is kept and delivered at the thread's next message);
 7. a spoken reply (:mod:`bot.engine.speech`): the speech the model streamed, encoded
-   while the text goes out, is sent as a voice note after it, once (its id and duration
-   stored with the reply); a failure leaves the text and says so.
+   while the text goes out — or, for a model that cannot speak, the TTS of its text,
+   started on the first sentences while it was still writing — is sent as a voice note
+   after it, once (its id and duration stored with the reply, TTS characters in the
+   usage ledger); a failure leaves the text and says so.
 
 A turn whose job is run again (its process died mid-turn, see :mod:`bot.queue`) finds what
 the earlier run stored: an answer the user already saw ends it there (never answered
@@ -41,7 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot import texts
 from bot.audio.types import AudioConverter, Segment
-from bot.catalog import ModelSpec, get_model
+from bot.catalog import ModelKind, ModelSpec, get_tts_model
 from bot.config import Settings
 from bot.engine import chat_store, seeding, speech, store, transcripts
 from bot.engine.domain import TranscriptMode, TurnStatus
@@ -69,7 +71,7 @@ from bot.errors import (
     Undelivered,
 )
 from bot.i18n import Msg, tr
-from bot.llm.types import ModelClient, SpeechSynthesizer
+from bot.llm.types import SPEECH_SAMPLE_RATE, ModelClient, SpeechSynthesizer
 from bot.metrics import Metrics
 from bot.storage.database import Database
 from bot.storage.tables import utcnow
@@ -134,6 +136,8 @@ class _Generated:
     error: BotError | None
     stopped: bool
     voice: bool = False  # a spoken reply was wanted
+    # The TTS speaking the reply as it was written (a model without speech output).
+    synthesis: speech.Synthesis | None = None
 
     @property
     def status(self) -> TurnStatus:
@@ -221,6 +225,8 @@ class _TurnRun:
         finally:
             if voice is not None:
                 voice.cancel()
+            if generated.synthesis is not None:
+                generated.synthesis.cancel()
         if retired and outcome.status in ("complete", "stopped"):
             # Told once: only a reply the user saw with the note counts.
             assert ctx.view.retired_model is not None
@@ -456,6 +462,7 @@ class _TurnRun:
         error: BotError | None = None
         stopped = False
         turn_id = stored.assistant_turn_id
+        synthesis = self.start_synthesis(ctx, state) if voice else None
 
         async def visible(ids: list[str]) -> None:
             await store.record_visible(deps.database, turn_id, ids)
@@ -466,7 +473,14 @@ class _TurnRun:
         try:
             state.started_at = utcnow()
             stopped = await stream_reply(
-                deps.model_client, spec.name, messages, params, self.sink, self.stop, state
+                deps.model_client,
+                spec.name,
+                messages,
+                params,
+                self.sink,
+                self.stop,
+                state,
+                on_text=synthesis.feed if synthesis is not None else None,
             )
         except ModelError as exc:
             error = exc
@@ -481,7 +495,33 @@ class _TurnRun:
             deps.metrics.in_flight.dec()
         if error is None and not stopped and not state.text.strip():
             error = ModelError("empty reply", user_message=texts.EMPTY_REPLY)
-        return _Generated(state=state, error=error, stopped=stopped, voice=voice)
+        if synthesis is not None and (error is not None or stopped):
+            synthesis.cancel()  # only a complete reply is spoken
+            synthesis = None
+        return _Generated(
+            state=state, error=error, stopped=stopped, voice=voice, synthesis=synthesis
+        )
+
+    def start_synthesis(self, ctx: store.TurnContext, state: ReplyState) -> speech.Synthesis | None:
+        """The TTS of this reply, fed while the model writes (``None``: the model speaks
+        itself, or no TTS is configured)."""
+        deps = self.deps
+        if not self._can_synthesize(ctx.spec):
+            return None
+        assert deps.synthesizer is not None and deps.tts_model is not None
+        tts = get_tts_model(deps.tts_model)
+        if tts is None or tts.sample_rate != SPEECH_SAMPLE_RATE:
+            return None  # the voice note is encoded from 24 kHz PCM only
+        chosen = ctx.view.voice
+        return speech.Synthesis(
+            deps.synthesizer,
+            model=tts.name,
+            voice=chosen if chosen in tts.voices else tts.voices[0],
+            language=None,  # the service's Auto: it hears the text's language
+            into=state.speech,
+            limit=tts.max_chars,
+            max_seconds=deps.settings.VOICE_REPLY_MAX_SECONDS,
+        )
 
     @staticmethod
     def reply_notes(generated: _Generated) -> list[str]:
@@ -638,15 +678,23 @@ class _TurnRun:
         if not generated.voice or generated.status is not TurnStatus.COMPLETE:
             return None
         state = generated.state
-        if not len(state.speech) and not self._can_synthesize(ctx.spec):
+        if not len(state.speech) and generated.synthesis is None:
             return None
         return speech.VoicePhase(
-            state.speech, max_seconds=self.deps.settings.VOICE_REPLY_MAX_SECONDS
+            state.speech,
+            max_seconds=self.deps.settings.VOICE_REPLY_MAX_SECONDS,
+            pending=generated.synthesis is not None,
         )
 
     def _can_synthesize(self, spec: ModelSpec) -> bool:
         deps = self.deps
-        return not spec.speech_output and deps.synthesizer is not None and bool(deps.tts_model)
+        # A chat model's reply only: a transcript or a caption is read, not listened to.
+        return (
+            spec.kind is ModelKind.CHAT
+            and not spec.speech_output
+            and deps.synthesizer is not None
+            and bool(deps.tts_model)
+        )
 
     async def send_voice(
         self,
@@ -659,9 +707,11 @@ class _TurnRun:
         if voice is None:
             return None
         deps, turn_id = self.deps, stored.assistant_turn_id
-        tts = self._can_synthesize(ctx.spec) and not len(generated.state.speech)
-        if tts and not await self.synthesize(ctx, generated):
-            return None
+        synthesis = generated.synthesis
+        if synthesis is not None:
+            if not await self.synthesize(ctx, generated, synthesis, turn_id):
+                return None
+            voice.speech_complete()
         note = await voice.note()
         if note is None:
             return None  # nothing was spoken: no voice note (never an empty one)
@@ -670,6 +720,11 @@ class _TurnRun:
         message_id = await speech.VoicePhase.send(self.sink, note)
         if message_id is None:
             return None
+        if (
+            note.truncated or (synthesis is not None and synthesis.truncated)
+        ) and not voice.cut_said:
+            # TTS speech is measured only once it is made, after the text went out.
+            await voice.say_cut(self.sink)
         await store.record_voice_note(
             deps.database,
             ctx,
@@ -682,29 +737,48 @@ class _TurnRun:
         log.info("turn.voice_sent", assistant_turn_id=turn_id, seconds=round(note.seconds, 2))
         return VoiceNoteSent(message_id=message_id, seconds=note.seconds)
 
-    async def synthesize(self, ctx: store.TurnContext, generated: _Generated) -> bool:
-        """The hook for models that cannot speak: TTS of the final text into the reply's
-        speech (``TurnDeps.synthesizer``, unwired for now). On failure the text stands and
-        a short note says so; returns whether there is speech to send."""
-        deps = self.deps
-        assert deps.synthesizer is not None and deps.tts_model is not None
-        tts = get_model(deps.tts_model)
-        voices = tts.voices if tts is not None else ()
-        chosen = ctx.view.voice
+    async def synthesize(
+        self,
+        ctx: store.TurnContext,
+        generated: _Generated,
+        synthesis: speech.Synthesis,
+        turn_id: int,
+    ) -> bool:
+        """Wait for the TTS of the final text (started while the model wrote) and record
+        the characters it billed. On failure the text stands and a short note says so;
+        returns whether there is speech to send."""
         try:
-            await speech.synthesize(
-                deps.synthesizer,
-                model=deps.tts_model,
-                text=generated.state.text,
-                voice=chosen if chosen in voices else (voices[0] if voices else chosen or ""),
-                language=None,
-                into=generated.state.speech,
-            )
+            await synthesis.finish(generated.state.text)
         except BotError as exc:
-            log.warning("turn.tts_failed", error=type(exc).__name__)
-            await speech.VoicePhase.say_failed(self.sink)
+            log.warning(
+                "turn.tts_failed",
+                error=type(exc).__name__,
+                code=exc.code if isinstance(exc, ModelError) else None,
+                requests=synthesis.requests,
+            )
+            await speech.VoicePhase.say_not_made(self.sink)
             return False
+        finally:
+            await self.record_tts(ctx, synthesis, turn_id)
         return True
+
+    async def record_tts(
+        self, ctx: store.TurnContext, synthesis: speech.Synthesis, turn_id: int
+    ) -> None:
+        """The TTS characters of this reply in the usage ledger (best effort)."""
+        if not synthesis.chars or self.deps.tts_model is None:
+            return
+        try:
+            await store.record_tts_usage(
+                self.deps.database,
+                ctx,
+                self.turn,
+                assistant_turn_id=turn_id,
+                model=self.deps.tts_model,
+                characters=synthesis.chars,
+            )
+        except Exception as exc:  # the reply is done; a lost count is only logged
+            log.warning("turn.tts_usage_not_stored", error=type(exc).__name__)
 
     async def post_transcript(self, ctx: store.TurnContext, stored: store.StoredTurns) -> None:
         """``transcript always``: the transcript of the recording, after the reply. Best

@@ -16,6 +16,7 @@ class UsageTotals:
     output_tokens: int = 0
     audio_tokens: int = 0
     speech_seconds: float = 0.0  # spoken replies delivered
+    tts_characters: int = 0  # read aloud by a TTS model
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,5 +37,6 @@ class UsageReport:
                 output_tokens=sum(r.output_tokens for r in rows),
                 audio_tokens=sum(r.audio_tokens for r in rows),
                 speech_seconds=sum(r.speech_seconds for r in rows),
+                tts_characters=sum(r.tts_characters for r in rows),
             ),
         )

@@ -281,6 +281,9 @@ class UsageEntry(Base):
     audio_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
     # Seconds of speech delivered as a voice note (the turn's row; NULL: none).
     speech_seconds: Mapped[float | None] = mapped_column(Float)
+    # Characters a TTS model read aloud (a line of its own, model = the TTS model; NULL:
+    # a model turn's line).
+    tts_characters: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
 
 

@@ -41,6 +41,11 @@ class SpeechBuffer:
         return self._size
 
     @property
+    def pcm(self) -> bytes:
+        """All the PCM collected so far, in order."""
+        return b"".join(self._chunks)
+
+    @property
     def seconds(self) -> float:
         """Seconds of speech collected so far."""
         return self._size // 2 / SPEECH_SAMPLE_RATE

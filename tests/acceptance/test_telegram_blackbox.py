@@ -50,6 +50,8 @@ class TelegramBotProcess(LoggedBot):
             DASHSCOPE_API_KEY=servers.dashscope.api_key,
             DASHSCOPE_BASE_URL=servers.dashscope_base,
             DASHSCOPE_MAX_RETRIES="1",
+            # No TTS voice notes for the text-only model here (tests/telegram covers them).
+            TTS_MODEL="off",
             DATABASE_URL=f"sqlite+aiosqlite:///{workdir / 'bot.db'}",
             HTTP_HOST="127.0.0.1",
             TELEGRAM_EDIT_INTERVAL="0.2",

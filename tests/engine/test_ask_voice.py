@@ -37,6 +37,7 @@ def env(dashscope_fake: FakeDashScope, db_url: str) -> dict[str, str]:
         DASHSCOPE_BASE_URL=dashscope_fake.native_base_url,
         DASHSCOPE_MAX_RETRIES="0",
         LANG="C.UTF-8",
+        TTS_MODEL="off",  # no text-to-speech either (test_a_text_model_is_voiced_by_tts)
     )
     return values
 
@@ -82,3 +83,28 @@ def test_a_model_that_cannot_speak_writes_nothing(
         cwd=tmp_path,
     )
     assert missing.returncode == 2 and "no such directory" in missing.stderr
+
+
+def test_a_text_model_is_voiced_by_tts(
+    dashscope_fake: FakeDashScope, db_url: str, note: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
+    env.update(
+        DATABASE_URL=db_url,
+        DASHSCOPE_API_KEY=dashscope_fake.api_key,
+        DASHSCOPE_BASE_URL=dashscope_fake.native_base_url,
+        DASHSCOPE_MAX_RETRIES="0",
+        LANG="C.UTF-8",
+    )
+    target = tmp_path / "reply.ogg"
+    done: subprocess.CompletedProcess[str] = zygote.run(
+        ["ask", note, "--json", "--voice-reply", str(target)], env=env, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    tts = dashscope_fake.tts_requests
+    # Plain text already: spoken as it is, in order.
+    assert " ".join(t for r in tts for _, t in r.texts) == result["text"]
+    spoken = sum(len(r.speech) for r in tts) / 48_000
+    assert result["voice_reply"] == {"path": str(target), "seconds": pytest.approx(spoken)}
+    assert decoded_seconds(target.read_bytes()) == pytest.approx(spoken, abs=0.05)

@@ -29,6 +29,17 @@ deltas — a deterministic tone (:func:`speech_tone`), whose bytes are recorded 
 ``RecordedRequest.speech`` — and count it in the final usage chunk's
 ``completion_tokens_details.audio_tokens``.
 
+Qwen TTS (``qwen3-tts-flash``, ``TTS_CATALOG``) on the native endpoint follows §2 of the
+same file: ``{"model","input":{"text","voice","language_type"}}``; more than the model's
+``max_chars`` (600) or an unknown voice is refused with 400 ``InvalidParameter``; without
+SSE the answer is ``output.audio.url`` + ``expires_at`` (the WAV is served from that URL,
+``GET /tts-audio/…``, recorded in ``downloads``), with ``X-DashScope-SSE: enable`` it is SSE
+chunks of base64 PCM in ``output.audio.data``, the last with ``finish_reason "stop"``, and
+``usage.characters``. Speech is :func:`speech_tone` of 60 ms per character unless scripted
+(:class:`TtsReply` via :meth:`FakeDashScope.queue_tts`, ``tts_script`` or ``tts_default``);
+``tts_started`` is set at every TTS request and ``RecordedRequest.finished_at`` says when an
+answer was complete, so tests can order the model's end and the TTS's start.
+
 With nothing queued (and no :meth:`FakeDashScope.script` hook) the reply is derived from
 the request, so a test can check what the model "heard": for example
 ``Heard 2 audio clip(s): 1.00 s, 2.50 s. Prompt: “what is this”.``
@@ -62,7 +73,15 @@ import av
 import pytest
 from aiohttp import web
 
-from bot.catalog import CATALOG, MAX_ENCODED_AUDIO_BYTES, ModelKind, ModelSpec, audio_tokens
+from bot.catalog import (
+    CATALOG,
+    MAX_ENCODED_AUDIO_BYTES,
+    TTS_CATALOG,
+    ModelKind,
+    ModelSpec,
+    TtsSpec,
+    audio_tokens,
+)
 
 __all__ = [
     "AudioItem",
@@ -71,6 +90,7 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "StreamError",
+    "TtsReply",
     "count_text_tokens",
     "dashscope_fake",
     "model_answers",
@@ -209,7 +229,30 @@ class Fail:
     delay: float = 0.0
 
 
+@dataclass(kw_only=True)
+class TtsReply:
+    """A scripted Qwen TTS answer (``qwen3-tts-flash``).
+
+    The speech is :func:`speech_tone` of ``seconds`` (default :data:`TTS_SECONDS_PER_CHAR`
+    per character of the text), streamed in chunks of ``chunk_seconds`` with
+    ``chunk_delay`` between them; ``drop=True`` cuts the connection after the first
+    chunk; ``url_only=True`` streams no data, only a last chunk with ``output.audio.url``.
+    """
+
+    seconds: float | None = None
+    chunk_seconds: float = 0.2
+    chunk_delay: float = 0.0
+    first_byte_delay: float = 0.0
+    drop: bool = False
+    url_only: bool = False
+
+
+# The fake's speaking rate: 60 ms of speech per character (about 15 characters a second,
+# a calm reading pace).
+TTS_SECONDS_PER_CHAR = 0.06
+
 Script = Reply | Fail
+TtsScript = TtsReply | Fail
 
 
 def model_answers(model: str, *scripts: Script) -> Callable[[RecordedRequest], Script | None]:
@@ -276,8 +319,9 @@ class RecordedRequest:
     input_tokens: int | None = None
     status: int | None = None  # what the fake answered
     error_code: str | None = None
-    speech: bytes = b""  # the PCM the fake streamed back (Qwen-Omni with audio output)
+    speech: bytes = b""  # the PCM the fake streamed back (Qwen-Omni, Qwen TTS)
     received_at: float = field(default_factory=time.monotonic)
+    finished_at: float | None = None  # time.monotonic() when the answer was complete
 
     @property
     def audio_durations(self) -> list[float | None]:
@@ -353,6 +397,15 @@ class FakeDashScope:
         self.requests: list[RecordedRequest] = []
         self.text_tokens: Callable[[str], int] = count_text_tokens
         self.models: dict[str, ModelSpec] = dict(CATALOG)
+        self.tts_models: dict[str, TtsSpec] = dict(TTS_CATALOG)
+        self._tts_queue: deque[TtsScript] = deque()
+        self.tts_default = TtsReply()  # the answer when nothing is queued (or scripted)
+        self.tts_script: Callable[[str], TtsScript | None] | None = None  # by the text
+        self._tts_files: dict[str, bytes] = {}  # id → WAV, served at /tts-audio/{id}.wav
+        self.downloads: list[RecordedRequest] = []  # GETs of those URLs
+        # Set at every TTS request (a chat stream may ``hold`` on it: "the model is still
+        # writing when the TTS starts", without a guessed delay).
+        self.tts_started = threading.Event()
         self._queue: deque[Script] = deque()
         self._script: Callable[[RecordedRequest], Script | None] | None = None
         self._lock = threading.Lock()
@@ -397,6 +450,16 @@ class FakeDashScope:
         self.queue(fail)
         return fail
 
+    def queue_tts(self, *items: TtsScript) -> None:
+        """Answer the next TTS requests (that pass validation) with these, in order."""
+        with self._lock:
+            self._tts_queue.extend(items)
+
+    @property
+    def tts_requests(self) -> list[RecordedRequest]:
+        """The TTS requests received, in order."""
+        return [r for r in self.requests if r.model in self.tts_models]
+
     def script(self, hook: Callable[[RecordedRequest], Script | None] | None) -> None:
         """Decide answers per request when the queue is empty (``None`` = default reply)."""
         self._script = hook
@@ -405,7 +468,10 @@ class FakeDashScope:
         """Forget queued answers, the hook and recorded requests."""
         with self._lock:
             self._queue.clear()
+            self._tts_queue.clear()
             self.requests.clear()
+            self.downloads.clear()
+        self.tts_started.clear()
         self._script = None
 
     @property
@@ -419,6 +485,7 @@ class FakeDashScope:
         app.router.add_post(NATIVE_PATH, self._native)
         app.router.add_post(COMPAT_PATH, self._compat)
         app.router.add_get("/api/v1/uploads", self._uploads)
+        app.router.add_get("/tts-audio/{name}", self._tts_file)
         return app
 
     def start(self) -> None:
@@ -491,6 +558,8 @@ class FakeDashScope:
         )
         with self._lock:
             self.requests.append(rec)
+        if protocol == "native" and isinstance(body, dict) and body.get("model") in self.tts_models:
+            return await self._tts(request, rec, request_id)
         try:
             await self._validate(request, rec)
         except _Rejected as rej:
@@ -508,6 +577,129 @@ class FakeDashScope:
         if protocol == "native":
             return await self._native_answer(request, rec, item, request_id)
         return await self._compat_answer(request, rec, item, request_id)
+
+    # --- Qwen TTS (reference/omni-tts-facts.md §2) ------------------------------------------
+
+    async def _tts(
+        self, request: web.Request, rec: RecordedRequest, request_id: str
+    ) -> web.StreamResponse:
+        self.tts_started.set()
+        try:
+            text = self._validate_tts(request, rec)
+        except _Rejected as rej:
+            rec.status, rec.error_code = rej.status, rej.code
+            return _error_response("native", rej.status, rej.code, rej.message, request_id)
+        with self._lock:
+            item = self._tts_queue.popleft() if self._tts_queue else None
+        if item is None and self.tts_script is not None:
+            item = self.tts_script(text)
+        item = item or self.tts_default
+        if isinstance(item, Fail):
+            return await self._fail(request, rec, item, request_id)
+        rec.status = 200
+        seconds = item.seconds if item.seconds is not None else TTS_SECONDS_PER_CHAR * len(text)
+        speech = speech_tone(seconds)
+        usage = {
+            # ``characters`` per a gateway's schema (UNVERIFIED officially).
+            "characters": len(text),
+            "input_tokens": self.text_tokens(text),
+            "output_tokens": math.ceil(seconds * 50),  # 50 tokens/s, as Qwen-TTS Realtime
+            "total_tokens": self.text_tokens(text) + math.ceil(seconds * 50),
+        }
+        audio_id = f"audio_{uuid.uuid4().hex}"
+        expires_at = int(time.time()) + 24 * 3600  # "expires after 24 hours"
+        if item.first_byte_delay:
+            await asyncio.sleep(item.first_byte_delay)
+        if not rec.stream or item.url_only:
+            self._tts_files[audio_id] = _wav(speech)
+            rec.speech = speech
+            url = f"{self.url}/tts-audio/{audio_id}.wav"
+            audio = {"data": "", "url": url, "id": audio_id, "expires_at": expires_at}
+            answer = {
+                "output": {"finish_reason": "stop", "audio": audio},
+                "usage": usage,
+                "request_id": request_id,
+            }
+            if not rec.stream:
+                rec.finished_at = time.monotonic()
+                return _json(200, answer)
+        resp = web.StreamResponse(
+            status=200, headers={"Content-Type": "text/event-stream;charset=UTF-8"}
+        )
+        await resp.prepare(request)
+        event_id = 0
+        if not item.url_only:
+            step = max(2, 2 * round(item.chunk_seconds * SPEECH_RATE))
+            for i in range(0, len(speech), step):
+                if i and item.chunk_delay:
+                    await asyncio.sleep(item.chunk_delay)
+                piece = speech[i : i + step]
+                event_id += 1
+                data = {
+                    "output": {
+                        "finish_reason": "null",
+                        "audio": {
+                            "data": base64.b64encode(piece).decode("ascii"),
+                            "id": audio_id,
+                            "expires_at": expires_at,
+                        },
+                    },
+                    "usage": usage,
+                    "request_id": request_id,
+                }
+                await resp.write(_native_frame(event_id, "result", 200, data))
+                rec.speech += piece
+                if item.drop:
+                    _abort(request)
+                    return resp
+            audio = {"data": "", "id": audio_id, "expires_at": expires_at}
+            answer = {
+                "output": {"finish_reason": "stop", "audio": audio},
+                "usage": usage,
+                "request_id": request_id,
+            }
+        await resp.write(_native_frame(event_id + 1, "result", 200, answer))
+        await resp.write_eof()
+        rec.finished_at = time.monotonic()
+        return resp
+
+    def _validate_tts(self, request: web.Request, rec: RecordedRequest) -> str:
+        auth = request.headers.get("Authorization", "")
+        if auth != f"Bearer {self.api_key}":
+            raise _Rejected(401, "InvalidApiKey", "Invalid API-key provided.")
+        body = rec.body
+        assert isinstance(body, dict)
+        rec.model = str(body["model"])
+        rec.stream = request.headers.get("X-DashScope-SSE", "").lower() == "enable"
+        spec = self.tts_models[rec.model]
+        payload = body.get("input")
+        text = payload.get("text") if isinstance(payload, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise _Rejected(
+                400, "BadRequest.EmptyInput", "Required input parameter missing from request."
+            )
+        rec.texts.append(("user", text))
+        # The exact refusal text is UNVERIFIED; the limit is documented (600 characters).
+        if len(text) > spec.max_chars:
+            raise _Rejected(
+                400, "InvalidParameter", f"Range of input length should be [1, {spec.max_chars}]"
+            )
+        voice = payload.get("voice") if isinstance(payload, dict) else None
+        if voice not in spec.voices:
+            raise _Rejected(400, "InvalidParameter", f"Voice '{voice}' is not supported.")
+        return text
+
+    async def _tts_file(self, request: web.Request) -> web.StreamResponse:
+        rec = RecordedRequest(
+            protocol="download", path=request.path, headers=dict(request.headers), body=None
+        )
+        with self._lock:
+            self.downloads.append(rec)
+        name = request.match_info["name"].removesuffix(".wav")
+        wav = self._tts_files.get(name)
+        if wav is None:
+            return web.Response(status=404, text="NoSuchKey")
+        return web.Response(status=200, body=wav, headers={"Content-Type": "audio/wav"})
 
     # --- validation -------------------------------------------------------------------------
 
@@ -777,6 +969,7 @@ class FakeDashScope:
             "request_id": request_id,
         }
         await resp.write(_native_frame(event_id, "result", 200, data))
+        rec.finished_at = time.monotonic()
         await resp.write_eof()
         return resp
 
@@ -898,6 +1091,7 @@ class FakeDashScope:
         if include_usage:
             await resp.write(frame([], usage))
         await resp.write(b"data: [DONE]\n\n")
+        rec.finished_at = time.monotonic()
         await resp.write_eof()
         return resp
 
@@ -1163,6 +1357,19 @@ def _error_response(
         "request_id": request_id,
     }
     return _json(status, body, headers={"x-request-id": request_id})
+
+
+def _wav(pcm: bytes) -> bytes:
+    """``pcm`` (s16le mono 24 kHz) as a WAV file, as the TTS's URL serves it."""
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SPEECH_RATE)
+        wav.writeframes(pcm)
+    return out.getvalue()
 
 
 def _abort(request: web.Request) -> None:

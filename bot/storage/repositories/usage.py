@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.storage.tables import (
@@ -58,6 +58,30 @@ class UsageRow:
     output_tokens: int
     audio_tokens: int
     speech_seconds: float = 0.0  # spoken replies delivered
+    tts_characters: int = 0  # characters a TTS model read aloud (its own lines)
+
+
+async def add_tts(
+    session: AsyncSession,
+    *,
+    chat_id: int,
+    turn_id: int,
+    user_external_id: str | None,
+    model: str,
+    characters: int,
+) -> None:
+    """Characters the TTS ``model`` read aloud for a turn: a ledger line of its own (the
+    TTS model bills apart from the chat model), not counted as a turn."""
+    session.add(
+        UsageEntry(
+            chat_id=chat_id,
+            turn_id=turn_id,
+            user_external_id=user_external_id,
+            model=model,
+            day=utcnow().date(),
+            tts_characters=characters,
+        )
+    )
 
 
 async def add_speech(
@@ -95,12 +119,13 @@ async def usage_rows(session: AsyncSession, *, chat_id: int) -> list[UsageRow]:
         select(
             UsageEntry.day,
             UsageEntry.model,
-            func.count(UsageEntry.id),
+            func.coalesce(func.sum(case((UsageEntry.tts_characters.is_(None), 1), else_=0)), 0),
             func.coalesce(func.sum(UsageEntry.audio_seconds), 0.0),
             func.coalesce(func.sum(UsageEntry.input_tokens), 0),
             func.coalesce(func.sum(UsageEntry.output_tokens), 0),
             func.coalesce(func.sum(UsageEntry.audio_tokens), 0),
             func.coalesce(func.sum(UsageEntry.speech_seconds), 0.0),
+            func.coalesce(func.sum(UsageEntry.tts_characters), 0),
         )
         .where(UsageEntry.chat_id == chat_id)
         .group_by(UsageEntry.day, UsageEntry.model)
@@ -116,6 +141,7 @@ async def usage_rows(session: AsyncSession, *, chat_id: int) -> list[UsageRow]:
             output_tokens=int(r[5]),
             audio_tokens=int(r[6]),
             speech_seconds=float(r[7] or 0.0),
+            tts_characters=int(r[8] or 0),
         )
         for r in rows.all()
     ]
