@@ -205,6 +205,10 @@ SETTINGS_MODEL_RETIRED = N_(
     "DashScope has retired {model}, the model this chat chose, so {replacement} answers "
     "instead. Choose another with {cmd:model}."
 )
+SETTINGS_MODEL_UNAVAILABLE = N_(
+    "On {date} DashScope said {model} doesn't exist or isn't available to this bot's key. "
+    "Choose another with {cmd:model}."
+)
 MODEL_CAPABILITY_VOICE_CHAT = N_("voice chat")
 MODEL_CAPABILITY_ANALYSIS = N_("audio + instructions")
 MODEL_CAPABILITY_ASR = N_("transcription")
@@ -221,6 +225,7 @@ USAGE_TOTAL = N_(
     "audio tokens)"
 )
 USAGE_SPOKEN = N_("Spoken replies: {spoken}")
+USAGE_SPOKEN_TOKENS = N_("Spoken replies: {spoken} ({tokens} speech tokens)")
 FORGET_DONE = N_(
     "Done. I deleted {conversations} conversations, {turns} messages and {clips} recordings of "
     "this chat."

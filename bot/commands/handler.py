@@ -181,10 +181,11 @@ class CommandHandler:
             view = await self._change(command, **parse_setting_change(key, raw))
         else:
             view = await self._engine.get_settings(command.chat)
-        # Admins see that the chat's chosen model was retired (asked only then: a
-        # platform admin lookup is a network call, and its failure hides only the note).
+        # Admins see that the chat's chosen model was retired or that DashScope refused it
+        # (asked only then: a platform admin lookup is a network call, and its failure
+        # hides only the note).
         admin = False
-        if view.retired_model is not None:
+        if view.retired_model is not None or view.model_unavailable == view.model:
             try:
                 admin = await self._engine.can_manage(command.chat, command.user_id, self._admins)
             except BotError:
@@ -234,6 +235,13 @@ class CommandHandler:
                 replacement=view.model,
             )
             text = f"{text}\n\n{retired}"
+        if admin and view.model_unavailable == view.model and view.model_unavailable_at:
+            refused = self._profile.style.format(
+                tr(texts.SETTINGS_MODEL_UNAVAILABLE),
+                model=view.model,
+                date=view.model_unavailable_at.date().isoformat(),
+            )
+            text = f"{text}\n\n{refused}"
         if not self._profile.buttons or chat.is_private:
             return Answer(text=text)
         return Answer(text=text, buttons=policy_buttons(view.group_policy))

@@ -16,7 +16,7 @@ from bot.engine.ports import ChatRef
 from bot.storage import repositories as repo
 from bot.storage.database import Database
 from bot.storage.repositories import ForgetCounts, UsageRow
-from bot.storage.tables import Chat, ChatSettings
+from bot.storage.tables import Chat, ChatSettings, utcnow
 
 
 async def chat_row(session: AsyncSession, chat: ChatRef) -> Chat:
@@ -75,6 +75,23 @@ async def record_retired_notice(db: Database, *, chat_row_id: int, model: str) -
         stored = await repo.get_chat_settings(session, chat_row_id)
         if stored is not None:  # a retired model can only be a stored choice
             stored.retired_notice = model[:64]
+
+
+async def record_model_availability(
+    db: Database, *, chat_row_id: int, model: str, available: bool
+) -> None:
+    """DashScope said ``model`` does not exist / is not available to the key (remember it
+    for the admins' /settings), or a turn on it succeeded (forget that, if it was said)."""
+    async with db.sessions() as session, session.begin():
+        if available:
+            stored = await repo.get_chat_settings(session, chat_row_id)
+            if stored is not None and stored.model_unavailable == model[:64]:
+                stored.model_unavailable = None
+                stored.model_unavailable_at = None
+            return
+        stored = await repo.get_or_create_chat_settings(session, chat_row_id)
+        stored.model_unavailable = model[:64]
+        stored.model_unavailable_at = utcnow()
 
 
 async def usage_rows(db: Database, chat: ChatRef) -> list[UsageRow]:

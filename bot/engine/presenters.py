@@ -168,7 +168,13 @@ def usage_summary(report: UsageReport) -> str:
             audio_tokens=t.audio_tokens,
         )
     )
-    if t.speech_seconds > 0:
+    if t.speech_seconds > 0 and t.speech_tokens > 0:
+        lines.append(
+            tr(texts.USAGE_SPOKEN_TOKENS).format(
+                spoken=format_duration(t.speech_seconds), tokens=t.speech_tokens
+            )
+        )
+    elif t.speech_seconds > 0:
         lines.append(tr(texts.USAGE_SPOKEN).format(spoken=format_duration(t.speech_seconds)))
     for model, characters in sorted(read_aloud.items()):
         lines.append(tr(texts.USAGE_TTS).format(characters=characters, model=model))

@@ -7,6 +7,7 @@ chat actually gets. Both adapters' ``/settings`` commands parse with
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +93,10 @@ class ChatSettingsView:
     # replacement), and the retired model the chat was last told about.
     retired_model: str | None = None
     retired_notice: str | None = None
+    # The chat's model DashScope last said does not exist or is not available to the key,
+    # and when (None: every turn on it since went through).
+    model_unavailable: str | None = None
+    model_unavailable_at: dt.datetime | None = None
     # The TTS model that voices a model without speech output (TTS_MODEL; None: off).
     tts_model: str | None = None
 
@@ -345,6 +350,8 @@ def effective(
         chosen=frozenset(chosen),
         retired_model=retired,
         retired_notice=row.retired_notice if row is not None else None,
+        model_unavailable=row.model_unavailable if row is not None else None,
+        model_unavailable_at=row.model_unavailable_at if row is not None else None,
         tts_model=tts_model,
         **values,
     )

@@ -436,6 +436,7 @@ async def finish_assistant_turn(
                 input_tokens=usage.input_tokens or 0,
                 output_tokens=usage.output_tokens or 0,
                 audio_tokens=usage.audio_tokens or 0,
+                speech_tokens=usage.audio_output_tokens,
             )
 
 

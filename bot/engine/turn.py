@@ -67,6 +67,7 @@ from bot.errors import (
     AudioTooShort,
     BotError,
     ModelError,
+    ModelNotFoundError,
     TurnAbandoned,
     Undelivered,
 )
@@ -227,6 +228,7 @@ class _TurnRun:
                 voice.cancel()
             if generated.synthesis is not None:
                 generated.synthesis.cancel()
+        await self.note_availability(ctx, generated, outcome)
         if retired and outcome.status in ("complete", "stopped"):
             # Told once: only a reply the user saw with the note counts.
             assert ctx.view.retired_model is not None
@@ -237,6 +239,27 @@ class _TurnRun:
             except Exception as exc:  # the reply is delivered: at worst the note comes again
                 log.warning("turn.retired_notice_not_stored", error=type(exc).__name__)
         return outcome
+
+    async def note_availability(
+        self, ctx: store.TurnContext, generated: _Generated, outcome: TurnOutcome
+    ) -> None:
+        """Remember for the admins' /settings that DashScope cannot serve the chat's model
+        (it does not exist, or not for this key), or forget it once a turn on it worked."""
+        model = ctx.spec.name
+        unavailable = isinstance(generated.error, ModelNotFoundError)
+        if not unavailable and (
+            outcome.status != "complete" or ctx.view.model_unavailable != model
+        ):
+            return
+        try:
+            await chat_store.record_model_availability(
+                self.deps.database,
+                chat_row_id=ctx.chat_row_id,
+                model=model,
+                available=not unavailable,
+            )
+        except Exception as exc:  # a note for admins; the turn itself is done
+            log.warning("turn.availability_not_stored", error=type(exc).__name__)
 
     def retired_note(self, ctx: store.TurnContext) -> tuple[str, ...]:
         """The once-per-chat note that the chat's stored model was retired and replaced."""

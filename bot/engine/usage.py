@@ -16,6 +16,7 @@ class UsageTotals:
     output_tokens: int = 0
     audio_tokens: int = 0
     speech_seconds: float = 0.0  # spoken replies delivered
+    speech_tokens: int = 0  # audio output tokens of spoken (Omni) replies
     tts_characters: int = 0  # read aloud by a TTS model
 
 
@@ -37,6 +38,7 @@ class UsageReport:
                 output_tokens=sum(r.output_tokens for r in rows),
                 audio_tokens=sum(r.audio_tokens for r in rows),
                 speech_seconds=sum(r.speech_seconds for r in rows),
+                speech_tokens=sum(r.speech_tokens for r in rows),
                 tts_characters=sum(r.tts_characters for r in rows),
             ),
         )

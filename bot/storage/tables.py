@@ -118,6 +118,10 @@ class ChatSettings(Base):
     voice: Mapped[str | None] = mapped_column(String(64))  # a speaker of the model; None: default
     # The retired model this chat was last told about (so it is told once).
     retired_notice: Mapped[str | None] = mapped_column(String(64))
+    # The chat's model DashScope last said does not exist or is not available to the key
+    # (shown to admins in /settings until a turn on it succeeds), and when.
+    model_unavailable: Mapped[str | None] = mapped_column(String(64))
+    model_unavailable_at: Mapped[dt.datetime | None] = mapped_column()
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(64))
 
@@ -281,6 +285,8 @@ class UsageEntry(Base):
     audio_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
     # Seconds of speech delivered as a voice note (the turn's row; NULL: none).
     speech_seconds: Mapped[float | None] = mapped_column(Float)
+    # Audio output tokens of a spoken (Qwen-Omni) reply; part of output_tokens.
+    speech_tokens: Mapped[int | None] = mapped_column(Integer)
     # Characters a TTS model read aloud (a line of its own, model = the TTS model; NULL:
     # a model turn's line).
     tts_characters: Mapped[int | None] = mapped_column(Integer)

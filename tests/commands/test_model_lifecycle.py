@@ -96,3 +96,30 @@ async def test_a_chat_on_a_live_model_never_asks_who_is_admin(lifecycle: Harness
     shown = await group.say("settings")
     assert shown.text is not None and "retired" not in shown.text
     assert group.admins.asked == 0
+
+
+async def test_settings_tell_admins_when_dashscope_refused_the_model(lifecycle: Harness) -> None:
+    h = lifecycle
+    await chat_store.change_settings(h.db, TG_GROUP, changes={"model": LIVE}, changed_by="t")
+    group: Caller = caller(h, TELEGRAM, TG_GROUP, user="600")
+    group.admins.ids.add("500")
+    # The key has no access to the chat's model: the user is told at once (the turn's
+    # error), and from then on the admins see it in settings, with the date.
+    h.fake.queue_error(404, "ModelNotFound", "Model not exist.")
+    failed, sink = await h.turn(text="hello", chat=TG_GROUP, user_id="600")
+    assert failed.status == "failed"
+    assert sink.error is not None and LIVE in sink.error.user_message
+    admin = await group.say("settings", user="500")
+    assert admin.text is not None
+    said = admin.text.split("\n\n")[-1]
+    assert said.startswith("On 20") and said.endswith(
+        f"DashScope said {LIVE} doesn't exist or isn't available to this bot's key."
+        " Choose another with /model."
+    )
+    member = await group.say("settings")
+    assert member.text is not None and "DashScope said" not in member.text
+    # A turn on it that works (the key got access) clears the note.
+    done, _ = await h.turn(text="hello again", chat=TG_GROUP, user_id="600")
+    assert done.status == "complete"
+    again = await group.say("settings", user="500")
+    assert again.text is not None and "DashScope said" not in again.text

@@ -8,6 +8,8 @@ is what it sent).
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from sqlalchemy import select
 
@@ -22,7 +24,7 @@ from bot.storage.tables import Turn
 from tests.engine.conftest import GROUP, PRIVATE, Audio, EngineFactory, Harness, Sink, voice
 from tests.engine.test_settings_usage import Admins
 from tests.fakes.audio import decoded_seconds, pcm_seconds
-from tests.fakes.dashscope import Reply
+from tests.fakes.dashscope import SPEECH_TOKENS_PER_SECOND, Reply
 
 SLACK_DM = ChatRef(platform="slack", chat_id="D1", kind="im", private=True)
 OMNI = "qwen3.5-omni-flash"  # three voices: short lists in the messages below
@@ -65,10 +67,11 @@ async def test_a_voice_message_gets_text_then_one_voice_note(omni: Harness) -> N
     row = await _assistant(h, outcome.assistant_turn_id)
     assert row.text == "Hello **there**, friend."  # history is the text
     assert row.voice_note_id == "voice-1" and row.voice_seconds == pytest.approx(sent)
-    # The usage report counts the seconds spoken.
+    # The usage report counts the seconds spoken and the speech tokens the model billed.
     with use(Lang.EN):
         report = presenters.usage_summary(await h.engine.usage(PRIVATE))
-    assert "Spoken replies: 0:03" in report
+    tokens = math.ceil(3.3 * SPEECH_TOKENS_PER_SECOND)
+    assert f"Spoken replies: 0:03 ({tokens} speech tokens)" in report
 
 
 async def test_a_text_message_gets_text_only_and_groups_default_to_off(omni: Harness) -> None:

@@ -31,6 +31,7 @@ async def add_usage(
     input_tokens: int,
     output_tokens: int,
     audio_tokens: int,
+    speech_tokens: int | None = None,
     day: dt.date | None = None,
 ) -> None:
     session.add(
@@ -44,6 +45,7 @@ async def add_usage(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             audio_tokens=audio_tokens,
+            speech_tokens=speech_tokens,
         )
     )
 
@@ -58,6 +60,7 @@ class UsageRow:
     output_tokens: int
     audio_tokens: int
     speech_seconds: float = 0.0  # spoken replies delivered
+    speech_tokens: int = 0  # audio output tokens of spoken (Omni) replies
     tts_characters: int = 0  # characters a TTS model read aloud (its own lines)
 
 
@@ -126,6 +129,7 @@ async def usage_rows(session: AsyncSession, *, chat_id: int) -> list[UsageRow]:
             func.coalesce(func.sum(UsageEntry.audio_tokens), 0),
             func.coalesce(func.sum(UsageEntry.speech_seconds), 0.0),
             func.coalesce(func.sum(UsageEntry.tts_characters), 0),
+            func.coalesce(func.sum(UsageEntry.speech_tokens), 0),
         )
         .where(UsageEntry.chat_id == chat_id)
         .group_by(UsageEntry.day, UsageEntry.model)
@@ -142,6 +146,7 @@ async def usage_rows(session: AsyncSession, *, chat_id: int) -> list[UsageRow]:
             audio_tokens=int(r[6]),
             speech_seconds=float(r[7] or 0.0),
             tts_characters=int(r[8] or 0),
+            speech_tokens=int(r[9] or 0),
         )
         for r in rows.all()
     ]
