@@ -119,6 +119,9 @@ async def test_run_serves_answers_and_stops_cleanly_on_sigterm(
         lambda: any("Heard 1 audio clip" in t for t in telegram_fake.sent_texts(chat["id"])),
         within=60,
     )
+    # By default a private chat's voice note is answered by voice too (TTS for this model).
+    await telegram_fake.wait_for(lambda: telegram_fake.sent_voices(chat["id"]), within=60)
+    assert len(dashscope_fake.tts_requests) >= 1
 
     # A slow reply in flight when SIGTERM arrives is closed, not abandoned.
     dashscope_fake.queue_reply(chunks=["Still ", "thinking "] * 50, chunk_delay=0.2)
@@ -137,7 +140,8 @@ async def test_run_serves_answers_and_stops_cleanly_on_sigterm(
     logs = bot_process.stderr
     assert "shutdown.done" in logs
     assert dashscope_fake.api_key not in logs and telegram_fake.token not in logs
-    final = telegram_fake.sent_texts(chat["id"])
+    final = [m.get("text", "") for m in telegram_fake.sent(chat["id"]) if "voice" not in m]
+    assert len(telegram_fake.sent_voices(chat["id"])) == 1  # a stopped reply is not spoken
     if db_url.startswith("sqlite"):
         # One process: what was streamed is kept as the reply, cut short, marked stopped.
         assert len(final) == 2
@@ -150,9 +154,13 @@ async def test_run_serves_answers_and_stops_cleanly_on_sigterm(
     assert len(final) == 1
     dashscope_fake.queue_reply(chunks=["The ", "whole ", "answer."])
     successor = await launch()
-    await telegram_fake.wait_for(lambda: len(telegram_fake.sent_texts(chat["id"])) >= 2, within=60)
+
+    def texts_now() -> list[str]:
+        return [m.get("text", "") for m in telegram_fake.sent(chat["id"]) if "voice" not in m]
+
+    await telegram_fake.wait_for(lambda: len(texts_now()) >= 2, within=60)
     await successor.stop(signal.SIGTERM)
-    final = telegram_fake.sent_texts(chat["id"])
+    final = texts_now()
     assert len(final) == 2
     assert final[1].startswith("The whole answer.")
     assert final[1].rstrip().endswith(texts.REPLY_RESTARTED)

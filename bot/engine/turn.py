@@ -66,6 +66,8 @@ from bot.errors import (
     AudioError,
     AudioTooShort,
     BotError,
+    ModelAccessDenied,
+    ModelAuthError,
     ModelError,
     ModelNotFoundError,
     TurnAbandoned,
@@ -98,6 +100,16 @@ class TurnDeps:
     # with this TTS model; ``None``: such models answer in text only.
     synthesizer: SpeechSynthesizer | None = None
     tts_model: str | None = None
+    # Until when (monotonic) the TTS is not tried: DashScope said the TTS model does not
+    # exist or is not available to the key, which no retry of the next turn changes.
+    tts_down_until: float = 0.0
+
+
+# How long a TTS the key cannot use is left alone before it is tried again (an operator
+# may fix the key or the model meanwhile); the replies are text only until then.
+TTS_UNAVAILABLE_PAUSE = 600.0
+# What DashScope answers when the TTS model is not there for this key.
+_TTS_UNAVAILABLE = (ModelNotFoundError, ModelAuthError, ModelAccessDenied)
 
 
 async def safe_fail(sink: ReplySink, error: BotError, partial: str) -> tuple[str, ...]:
@@ -717,6 +729,7 @@ class _TurnRun:
             and not spec.speech_output
             and deps.synthesizer is not None
             and bool(deps.tts_model)
+            and time.monotonic() >= deps.tts_down_until
         )
 
     async def send_voice(
@@ -779,6 +792,12 @@ class _TurnRun:
                 code=exc.code if isinstance(exc, ModelError) else None,
                 requests=synthesis.requests,
             )
+            if isinstance(exc, _TTS_UNAVAILABLE):
+                # The deployment's key cannot use the TTS model: an operator's problem,
+                # not the user's; replies are text only (and say nothing) for a while.
+                self.deps.tts_down_until = time.monotonic() + TTS_UNAVAILABLE_PAUSE
+                self.deps.metrics.model_errors.labels(type(exc).__name__).inc()
+                return False
             await speech.VoicePhase.say_not_made(self.sink)
             return False
         finally:

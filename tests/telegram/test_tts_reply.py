@@ -15,9 +15,9 @@ from bot import texts
 from bot.engine import presenters
 from bot.engine.ports import ChatRef
 from bot.i18n import Lang, use
+from tests.fakes.audio import decoded_seconds
 from tests.fakes.dashscope import Fail, Reply
 from tests.telegram.conftest import Harness, voice
-from tests.voice.speaking import decoded_seconds
 
 TTS = {"TTS_MODEL": "qwen3-tts-flash"}
 LONG = " ".join(f"Sentence number {i} of the long middle part, spoken in turn." for i in range(14))
@@ -93,6 +93,29 @@ async def test_tts_failure_keeps_the_text_and_says_the_voice_could_not_be_made(
     assert shown == ["The whole answer.", texts.VOICE_REPLY_NOT_MADE]
     assert tg.calls_of("sendVoice", ok=None) == []
     assert [r.status for r in ds.tts_requests] == [400]
+
+
+async def test_a_tts_the_key_cannot_use_is_left_alone_and_nothing_is_said(
+    harness: Harness,
+) -> None:
+    # DashScope says the TTS model is not there for this key: an operator's matter. The
+    # user gets the text only, with no note about a voice, and the next turns do not try
+    # the TTS again (for TTS_UNAVAILABLE_PAUSE).
+    await harness.start(**TTS)
+    tg, ds = harness.tg, harness.ds
+    ds.queue_tts(Fail(status=404, code="ModelNotFound", message="Model not exist."))
+    ds.queue(Reply(chunks=["First ", "answer."]))
+    ds.queue(Reply(chunks=["Second ", "answer."]))
+    ann = harness.user()
+    chat = harness.private(ann)
+    tg.inject(message=tg.voice_message(chat=chat, user=ann, data=voice()))
+    assert await harness.replies(chat, 1) == ["First answer."]
+    tg.inject(message=tg.voice_message(chat=chat, user=ann, data=voice(seed=1)))
+    await harness.until(lambda: len(tg.sent(chat["id"])) >= 2)
+    await harness.until(harness.idle)
+    assert [m.get("text") for m in tg.sent(chat["id"])] == ["First answer.", "Second answer."]
+    assert [r.status for r in ds.tts_requests] == [404]  # tried once, then left alone
+    assert tg.calls_of("sendVoice", ok=None) == []
 
 
 async def test_a_spoken_reply_past_the_cap_is_cut_and_says_so(harness: Harness) -> None:
