@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 import httpx
 import structlog
-from tenacity import RetryCallState
 
 from bot import errors, texts
 from bot.catalog import get_model
@@ -36,7 +35,7 @@ from bot.llm.errors import (
     request_id_from_headers,
     wire_error_from_json,
 )
-from bot.llm.retry import RetryPolicy
+from bot.llm.retry import RetryPolicy, log_retry
 from bot.llm.sse import SSEDecoder, SSEEvent
 from bot.llm.state import StreamState, TextAccumulator
 from bot.llm.types import (
@@ -267,22 +266,9 @@ class DashScopeClient:
     async def _open_with_retries(
         self, body: bytes, *, stream: bool, model: str, protocol: WireProtocol
     ) -> _Opened:
-        def log_retry(state: RetryCallState) -> None:
-            outcome = state.outcome
-            exc = outcome.exception() if outcome is not None else None
-            assert isinstance(exc, errors.ModelError)
-            log.warning(
-                "model_retry",
-                model=model,
-                attempt=state.attempt_number,
-                error=type(exc).__name__,
-                code=exc.code,
-                status=exc.status,
-                request_id=exc.request_id,
-                delay=round(state.upcoming_sleep, 3),
-            )
-
-        async for attempt in self._retry.attempts(before_sleep=log_retry):
+        async for attempt in self._retry.attempts(
+            before_sleep=log_retry("model_retry", model=model)
+        ):
             with attempt:
                 return await self._open(
                     body,

@@ -11,12 +11,37 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import structlog
 from tenacity import AsyncRetrying, RetryCallState
 
 from bot import errors
 from bot.retrying import retrying
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryPolicy", "log_retry"]
+
+log = structlog.get_logger(__name__)
+
+
+def log_retry(event: str, *, model: str) -> Callable[[RetryCallState], None]:
+    """A ``before_sleep`` hook logging each retried :class:`~bot.errors.ModelError` of a
+    request to ``model`` as ``event`` (codes and ids only, never the request's content)."""
+
+    def hook(state: RetryCallState) -> None:
+        outcome = state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        assert isinstance(exc, errors.ModelError)
+        log.warning(
+            event,
+            model=model,
+            attempt=state.attempt_number,
+            error=type(exc).__name__,
+            code=exc.code,
+            status=exc.status,
+            request_id=exc.request_id,
+            delay=round(state.upcoming_sleep, 3),
+        )
+
+    return hook
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -27,7 +27,6 @@ from typing import Any
 
 import httpx
 import structlog
-from tenacity import RetryCallState
 
 from bot import errors
 from bot.catalog import get_tts_model
@@ -40,7 +39,7 @@ from bot.llm.errors import (
     request_id_from_headers,
     wire_error_from_json,
 )
-from bot.llm.retry import RetryPolicy
+from bot.llm.retry import RetryPolicy, log_retry
 from bot.llm.sse import SSEDecoder, SSEEvent
 
 __all__ = ["LANGUAGE_TYPES", "DashScopeTTS"]
@@ -183,22 +182,7 @@ class DashScopeTTS:
     async def _open_with_retries(
         self, content: bytes, *, model: str
     ) -> tuple[httpx.Response, AsyncIterator[bytes], bytes]:
-        def log_retry(state: RetryCallState) -> None:
-            outcome = state.outcome
-            exc = outcome.exception() if outcome is not None else None
-            assert isinstance(exc, errors.ModelError)
-            log.warning(
-                "tts_retry",
-                model=model,
-                attempt=state.attempt_number,
-                error=type(exc).__name__,
-                code=exc.code,
-                status=exc.status,
-                request_id=exc.request_id,
-                delay=round(state.upcoming_sleep, 3),
-            )
-
-        async for attempt in self._retry.attempts(before_sleep=log_retry):
+        async for attempt in self._retry.attempts(before_sleep=log_retry("tts_retry", model=model)):
             with attempt:
                 return await self._open(content)
         raise AssertionError("unreachable: tenacity re-raises the last error")
