@@ -249,6 +249,7 @@ class ForkedProcess:
     ) -> None:
         self.args = ["-m", "bot", *argv]
         self.returncode: int | None = None
+        self._reading = threading.Lock()  # one reader of the zygote's socket at a time
         self.stdout: IO[bytes] | None = None
         self.stderr: IO[bytes] | None = None
         close_after: list[int] = []
@@ -303,17 +304,25 @@ class ForkedProcess:
         return message
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            with contextlib.suppress(TimeoutError, BlockingIOError):
-                self._finish(self._message(0))
+        # A thread blocked in wait() owns the socket (its timeout, its buffer): reading it
+        # here too raced that thread for the exit report ("the zygote went away"), so poll
+        # only reads when no one waits, and otherwise leaves the report to the waiter.
+        if self.returncode is None and self._reading.acquire(blocking=False):
+            try:
+                if self.returncode is None:
+                    with contextlib.suppress(TimeoutError, BlockingIOError):
+                        self._finish(self._message(0))
+            finally:
+                self._reading.release()
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            try:
-                self._finish(self._message(timeout))
-            except TimeoutError:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0) from None
+        with self._reading:
+            if self.returncode is None:
+                try:
+                    self._finish(self._message(timeout))
+                except TimeoutError:
+                    raise subprocess.TimeoutExpired(self.args, timeout or 0) from None
         assert self.returncode is not None
         return self.returncode
 
