@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,15 +29,14 @@ from bot.catalog import get_model
 from bot.i18n import Msg
 from bot.llm import compatible, native
 from bot.llm.errors import (
-    error_from_body,
     map_error,
-    parse_retry_after,
     request_id_from_headers,
     wire_error_from_json,
 )
 from bot.llm.retry import RetryPolicy, log_retry
 from bot.llm.sse import SSEDecoder, SSEEvent
 from bot.llm.state import StreamState, TextAccumulator
+from bot.llm.transport import open_stream
 from bot.llm.types import (
     AudioPart,
     ChatMessage,
@@ -283,63 +282,28 @@ class DashScopeClient:
         self, body: bytes, *, stream: bool, model: str, protocol: WireProtocol, attempt: int
     ) -> _Opened:
         """Send the request and wait for the first byte of a successful answer."""
-        loop = asyncio.get_running_loop()
         url = self._endpoint(protocol)
         log.debug("model_request", model=model, protocol=protocol, stream=stream, attempt=attempt)
-        # Until the request is on the wire, allow for connecting and uploading; once it
-        # is sent, the time-to-first-byte clock starts (reset from httpcore's trace).
-        budget = self.connect_timeout + self.first_byte_timeout
-        response: httpx.Response | None = None
-        try:
-            async with asyncio.timeout(loop.time() + budget) as deadline:
-                request = self._http.build_request(
-                    "POST",
-                    url,
-                    content=body,
-                    headers=self._headers(stream=stream, protocol=protocol),
-                    timeout=self._httpx_timeout(),
-                    extensions={
-                        "trace": _first_byte_clock(deadline, loop, self.first_byte_timeout)
-                    },
-                )
-                response = await self._http.send(request, stream=True)
-                request_id = request_id_from_headers(response.headers)
-                if not response.is_success:
-                    payload = await response.aread()
-                    await response.aclose()
-                    raise error_from_body(
-                        payload,
-                        status=response.status_code,
-                        headers=response.headers,
-                        retry_after=parse_retry_after(response.headers),
-                    )
-                chunks = response.aiter_raw()
-                first: bytes | None = b""
-                while first == b"":
-                    first = await anext(chunks, None)
-                return _Opened(
-                    response=response,
-                    chunks=chunks,
-                    first=first or b"",
-                    request_id=request_id,
-                    protocol=protocol,
-                )
-        except TimeoutError:
-            if response is not None:
-                await response.aclose()
-            raise errors.ModelTimeout(
-                f"no answer within {self.first_byte_timeout} s", code="FirstByteTimeout"
-            ) from None
-        except httpx.ConnectTimeout as exc:
-            raise errors.ModelTimeout("connect timeout", code="ConnectTimeout") from exc
-        except httpx.TimeoutException as exc:
-            raise errors.ModelTimeout(f"timeout: {type(exc).__name__}") from exc
-        except (httpx.TransportError, httpx.StreamError) as exc:
-            if response is not None:
-                await response.aclose()
-            raise errors.ModelConnectionLost(
-                f"connection failed: {type(exc).__name__}", code="ConnectionError"
-            ) from exc
+        opened = await open_stream(
+            self._http,
+            lambda extensions: self._http.build_request(
+                "POST",
+                url,
+                content=body,
+                headers=self._headers(stream=stream, protocol=protocol),
+                timeout=self._httpx_timeout(),
+                extensions=extensions,
+            ),
+            connect_timeout=self.connect_timeout,
+            first_byte_timeout=self.first_byte_timeout,
+        )
+        return _Opened(
+            response=opened.response,
+            chunks=opened.chunks,
+            first=opened.first,
+            request_id=request_id_from_headers(opened.response.headers),
+            protocol=protocol,
+        )
 
     # --- reading -------------------------------------------------------------------------
 
@@ -409,14 +373,3 @@ class DashScopeClient:
 
 def _has_output(obj: Any) -> bool:
     return isinstance(obj, dict) and ("output" in obj or "choices" in obj)
-
-
-def _first_byte_clock(
-    deadline: asyncio.Timeout, loop: asyncio.AbstractEventLoop, first_byte_timeout: float
-) -> Callable[[str, dict[str, Any]], Any]:
-    async def trace(name: str, info: dict[str, Any]) -> None:
-        del info
-        if name.endswith("send_request_body.complete"):
-            deadline.reschedule(loop.time() + first_byte_timeout)
-
-    return trace

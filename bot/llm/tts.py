@@ -33,14 +33,13 @@ from bot.catalog import get_tts_model
 from bot.llm import native
 from bot.llm.client import DEFAULT_BASE_URL
 from bot.llm.errors import (
-    error_from_body,
     map_error,
-    parse_retry_after,
     request_id_from_headers,
     wire_error_from_json,
 )
 from bot.llm.retry import RetryPolicy, log_retry
 from bot.llm.sse import SSEDecoder, SSEEvent
+from bot.llm.transport import open_stream
 
 __all__ = ["LANGUAGE_TYPES", "DashScopeTTS"]
 
@@ -188,46 +187,20 @@ class DashScopeTTS:
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _open(self, content: bytes) -> tuple[httpx.Response, AsyncIterator[bytes], bytes]:
-        response: httpx.Response | None = None
-        try:
-            async with asyncio.timeout(self.connect_timeout + self.first_byte_timeout):
-                request = self._http.build_request(
-                    "POST",
-                    self.endpoint,
-                    content=content,
-                    headers=native.headers(api_key=self._api_key, stream=True),
-                )
-                response = await self._http.send(request, stream=True)
-                if not response.is_success:
-                    payload = await response.aread()
-                    await response.aclose()
-                    raise error_from_body(
-                        payload,
-                        status=response.status_code,
-                        headers=response.headers,
-                        retry_after=parse_retry_after(response.headers),
-                    )
-                chunks = response.aiter_raw()
-                first: bytes | None = b""
-                while first == b"":
-                    first = await anext(chunks, None)
-                return response, chunks, first or b""
-        except TimeoutError:
-            if response is not None:
-                await response.aclose()
-            raise errors.ModelTimeout(
-                f"no TTS answer within {self.first_byte_timeout} s", code="FirstByteTimeout"
-            ) from None
-        except httpx.ConnectTimeout as exc:
-            raise errors.ModelTimeout("connect timeout", code="ConnectTimeout") from exc
-        except httpx.TimeoutException as exc:
-            raise errors.ModelTimeout(f"timeout: {type(exc).__name__}") from exc
-        except (httpx.TransportError, httpx.StreamError) as exc:
-            if response is not None:
-                await response.aclose()
-            raise errors.ModelConnectionLost(
-                f"connection failed: {type(exc).__name__}", code="ConnectionError"
-            ) from exc
+        opened = await open_stream(
+            self._http,
+            lambda extensions: self._http.build_request(
+                "POST",
+                self.endpoint,
+                content=content,
+                headers=native.headers(api_key=self._api_key, stream=True),
+                extensions=extensions,
+            ),
+            connect_timeout=self.connect_timeout,
+            first_byte_timeout=self.first_byte_timeout,
+            what="TTS answer",
+        )
+        return opened.response, opened.chunks, opened.first
 
     async def _read(
         self, chunks: AsyncIterator[bytes], first: bytes, request_id: str | None
