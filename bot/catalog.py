@@ -73,6 +73,13 @@ class ModelSpec:
         """Whether a chat may choose this model (a retired one keeps its row only)."""
         return self.status is not ModelStatus.RETIRED
 
+    def voice_for(self, chosen: str | None) -> str | None:
+        """The speaker for ``chosen``: itself if this model has it, else the model's first
+        voice; ``None`` if the model has no voices."""
+        if not self.voices:
+            return None
+        return chosen if chosen in self.voices else self.voices[0]
+
 
 # Qwen-Audio is "free trial only, payment not supported … use Qwen-Omni" (Alibaba's audio
 # model doc, 2026), Beijing only: every Qwen-Audio chat model is a trial, with Qwen-Omni as

@@ -75,9 +75,7 @@ def replay_instruction(spec: ModelSpec) -> str | None:
 def speech_voice(spec: ModelSpec, chosen: str | None = None) -> str | None:
     """The speaker for a spoken reply on ``spec``: ``chosen`` if the model has it, else the
     model's default (its first voice); ``None`` if the model does not speak."""
-    if not spec.speech_output or not spec.voices:
-        return None
-    return chosen if chosen in spec.voices else spec.voices[0]
+    return spec.voice_for(chosen) if spec.speech_output else None
 
 
 def generation_params(

@@ -115,10 +115,7 @@ class ChatSettingsView:
     def speaker(self, spec: ModelSpec | None = None) -> str | None:
         """The voice to speak with on ``spec`` (default: the chat's model): the chat's voice
         if that model has it, else the model's first; ``None`` if it cannot speak."""
-        spec = spec or self.spec
-        if not spec.voices:
-            return None
-        return self.voice if self.voice in spec.voices else spec.voices[0]
+        return (spec or self.spec).voice_for(self.voice)
 
 
 def voice_reply_default(chat: ChatRef) -> VoiceReply:
