@@ -72,6 +72,8 @@ def plan(settings: Settings) -> tuple[list[str], list[str]]:
     if settings.slack_enabled:
         how = "Socket Mode" if settings.SLACK_MODE == "socket" else "HTTP mode (POST /slack/events)"
         started.append(f"Slack: {how}")
+    if settings.playground_enabled:
+        started.append(f"playground: {playground_url(settings)} (the browser voice page, GET /)")
     missing = missing_requirements(settings)
     if missing:
         problems.append(missing)
@@ -81,16 +83,32 @@ def plan(settings: Settings) -> tuple[list[str], list[str]]:
 def missing_requirements(settings: Settings) -> str | None:
     """One line naming the variables ``run`` needs and lacks, or ``None``."""
     needs: list[str] = []
-    if not settings.telegram_enabled and not settings.slack_enabled:
+    platforms = settings.telegram_enabled or settings.slack_enabled
+    if not platforms and not settings.playground_enabled:
         needs.append(
             "TELEGRAM_BOT_TOKEN (Telegram) and/or SLACK_BOT_TOKEN with SLACK_APP_TOKEN "
             "or SLACK_SIGNING_SECRET (Slack)"
+            + (
+                ", or keep HTTP_HOST on a loopback address for the browser playground"
+                if settings.WEB_PLAYGROUND is None
+                else ""
+            )
         )
     if settings.DASHSCOPE_API_KEY is None:
         needs.append("DASHSCOPE_API_KEY")
     if not needs:
         return None
     return "nothing to run: set " + " and ".join(needs)
+
+
+def playground_url(settings: Settings, port: int | None = None) -> str:
+    """Where the browser voice playground answers (``port``: the bound one, if known)."""
+    host = settings.HTTP_HOST.strip()
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal in a URL
+    return f"http://{host}:{settings.HTTP_PORT if port is None else port}/"
 
 
 async def build_core(
@@ -184,6 +202,8 @@ async def preload_platforms(settings: Settings) -> None:
         modules.append("bot.adapters.telegram.app")
     if settings.slack_enabled:
         modules.append("bot.adapters.slack.app")
+    if settings.playground_enabled:
+        modules.append("bot.web.playground.platform")
     for name in modules:
         await asyncio.to_thread(importlib.import_module, name)
 
@@ -200,6 +220,10 @@ def build_platforms(core: Core, http: HttpServer) -> list[Platform]:
         from bot.adapters.slack.app import SlackPlatform
 
         platforms.append(SlackPlatform.from_core(core=core, http=http))
+    if settings.playground_enabled:
+        from bot.web.playground.platform import PlaygroundPlatform
+
+        platforms.append(PlaygroundPlatform.from_core(core=core, http=http))
     return platforms
 
 
@@ -219,6 +243,8 @@ async def run_forever(settings: Settings) -> int:
         http.expect(paths.TELEGRAM_WEBHOOK)
     if settings.slack_enabled and settings.SLACK_MODE == "http":
         http.expect(paths.SLACK_EVENTS)
+    if settings.playground_enabled:
+        http.expect(paths.PLAYGROUND)
     await http.start()
     # Load the adapters while the migrations run.
     preload = asyncio.create_task(preload_platforms(settings))
@@ -239,6 +265,9 @@ async def run_forever(settings: Settings) -> int:
         platforms = build_platforms(core, http)
         await serve(core=core, http=http, platforms=platforms)
         log.info("ready", seconds=round(time.monotonic() - launched, 3))
+        if settings.playground_enabled:
+            # On stdout, for the person who just typed `voicebot run` (logs go to stderr).
+            print(f"playground: {playground_url(settings, http.bound_port)}", flush=True)
         await stop.wait()
         log.info("shutdown.begin")
     finally:

@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     HTTP_PORT: int = Field(default=8080, ge=0, le=65535)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     LOG_FORMAT: Literal["console", "json"] = "console"
+    # The browser voice playground at ``/`` (bot.web.playground). ``None`` (unset): on
+    # when no chat platform is configured and HTTP_HOST is a loopback address.
+    WEB_PLAYGROUND: bool | None = None
 
     # --- validators ---------------------------------------------------------------
     @field_validator(
@@ -256,6 +259,15 @@ class Settings(BaseSettings):
                 raise _field_error("SLACK_APP_TOKEN", "required when SLACK_MODE=socket (xapp-…)")
         if self.SLACK_APP_TOKEN and not self.SLACK_APP_TOKEN.get_secret_value().startswith("xapp-"):
             raise _field_error("SLACK_APP_TOKEN", "must be an app-level token starting with xapp-")
+        if self.WEB_PLAYGROUND and not self.http_host_loopback:
+            # Anyone who reaches the port could talk on the operator's DashScope key: off
+            # the loopback interface the page needs a sign-in (the admin console's).
+            raise _field_error(
+                "WEB_PLAYGROUND",
+                f"on a non-loopback HTTP_HOST ({self.HTTP_HOST}) the playground needs the "
+                "admin console's sign-in (ADMIN_CONSOLE=true); serve it on 127.0.0.1, or "
+                "unset WEB_PLAYGROUND",
+            )
         return self
 
     # --- derived values -----------------------------------------------------------
@@ -281,6 +293,27 @@ class Settings(BaseSettings):
     @property
     def slack_enabled(self) -> bool:
         return self.SLACK_BOT_TOKEN is not None
+
+    @property
+    def http_host_loopback(self) -> bool:
+        """HTTP_HOST is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+        import ipaddress
+
+        host = self.HTTP_HOST.strip().strip("[]")
+        if host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def playground_enabled(self) -> bool:
+        """Serve the browser voice playground at ``/`` (WEB_PLAYGROUND, or its default:
+        no chat platform configured and a loopback HTTP_HOST)."""
+        if self.WEB_PLAYGROUND is not None:
+            return self.WEB_PLAYGROUND
+        return not self.telegram_enabled and not self.slack_enabled and self.http_host_loopback
 
     @property
     def audio_workers(self) -> int:

@@ -378,3 +378,33 @@ TRANSCRIPT_LANGUAGES = {
     "yue": N_("Cantonese"),
     "zh": N_("Chinese"),
 }
+
+# --- the browser voice playground (bot.web.playground): page chrome and its messages ------
+PLAYGROUND_TITLE = N_("voicebot playground")
+PLAYGROUND_INTRO = N_(
+    "Press Record, speak, then press Stop, or send an audio file. The reply streams in here."
+)
+PLAYGROUND_RECORD = N_("Record")
+PLAYGROUND_STOP = N_("Stop")
+PLAYGROUND_PICK_FILE = N_("Send an audio file")
+PLAYGROUND_NEW = N_("New conversation")
+PLAYGROUND_MODEL = N_("Model")
+PLAYGROUND_RETIRED = N_("{model} (retired)")
+PLAYGROUND_YOU = N_("You")
+PLAYGROUND_BOT = N_("Bot")
+PLAYGROUND_RECORDING = N_("Recording… press Stop to send.")
+PLAYGROUND_SENDING = N_("Sending…")
+PLAYGROUND_WORKING = N_("Listening…")
+PLAYGROUND_VOICE_MESSAGE = N_("Voice message")
+PLAYGROUND_VOICE_REPLY = N_("Spoken reply")
+PLAYGROUND_NO_MICROPHONE = N_(
+    "This browser can't record here (no microphone, or permission refused). "
+    "You can still send a file."
+)
+PLAYGROUND_NOT_AUDIO_TYPE = N_("That isn't an audio or video file. Please pick a recording.")
+PLAYGROUND_SESSION_ENDED = N_("This page's session has ended. Reload the page to go on.")
+PLAYGROUND_CONNECTION_LOST = N_("The connection to the bot was lost. Please try again.")
+PLAYGROUND_PRIVACY = N_(
+    "Recordings and replies are stored in the bot's database like any chat's; "
+    "New conversation starts afresh."
+)

@@ -12,6 +12,7 @@ headroom from the machine (:func:`patience`), never a fixed number of seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -64,34 +65,45 @@ class BotProcess:
 
     @classmethod
     async def start(
-        cls, env: Mapping[str, str], *, cwd: Path, command: str = "run", warm: bool = True
+        cls,
+        env: Mapping[str, str],
+        *,
+        cwd: Path,
+        command: str = "run",
+        warm: bool = True,
+        stdout: Path | None = None,
     ) -> BotProcess:
         """Launch ``python -m bot COMMAND``: forked from the warm interpreter of
-        :mod:`tests.zygote` unless ``warm=False`` (or ``VOICEBOT_TESTS_COLD=1``)."""
+        :mod:`tests.zygote` unless ``warm=False`` (or ``VOICEBOT_TESTS_COLD=1``).
+        ``stdout``: a file to write the process's standard output to (else discarded)."""
         full = dict(env)
         full.setdefault("HTTP_PORT", "0")
         full["LOG_FORMAT"] = "json"
-        if warm and not zygote.cold():
-            forked = await asyncio.to_thread(
-                zygote.ForkedProcess,
-                [command],
-                env=full,
-                cwd=cwd,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+        with contextlib.ExitStack() as files:
+            out: Any = (
+                files.enter_context(stdout.open("wb")) if stdout is not None else subprocess.DEVNULL
             )
-            return cls(await _AsyncForked.wrap(forked))
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            command,
-            cwd=cwd,
-            env=full,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        return cls(proc)
+            if warm and not zygote.cold():
+                forked = await asyncio.to_thread(
+                    zygote.ForkedProcess,
+                    [command],
+                    env=full,
+                    cwd=cwd,
+                    stdout=out,
+                    stderr=subprocess.PIPE,
+                )
+                return cls(await _AsyncForked.wrap(forked))
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot",
+                command,
+                cwd=cwd,
+                env=full,
+                stdout=out,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            return cls(proc)
 
     @property
     def base(self) -> str:

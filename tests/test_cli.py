@@ -60,7 +60,9 @@ def test_migrate_reports_an_unreachable_database(tmp_path: Path) -> None:
 
 
 def test_run_without_platform_credentials_exits_2_with_one_line(tmp_path: Path) -> None:
-    result = _voicebot(["run"], env=_env(tmp_path, DASHSCOPE_API_KEY="sk-x"), cwd=tmp_path)
+    # With the browser playground off (its default would serve it on the loopback host).
+    env = _env(tmp_path, DASHSCOPE_API_KEY="sk-x", WEB_PLAYGROUND="false")
+    result = _voicebot(["run"], env=env, cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

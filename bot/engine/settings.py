@@ -119,8 +119,9 @@ class ChatSettingsView:
 
 
 def voice_reply_default(chat: ChatRef) -> VoiceReply:
-    """``auto`` in Telegram private chats; ``off`` in groups and on Slack, where teams read."""
-    if chat.platform == "telegram" and chat.private:
+    """``auto`` in Telegram private chats and the browser playground (a voice page);
+    ``off`` in groups and on Slack, where teams read."""
+    if chat.platform in ("telegram", "web") and chat.private:
         return VoiceReply.AUTO
     return VoiceReply.OFF
 

@@ -4,3 +4,4 @@ from __future__ import annotations
 
 TELEGRAM_WEBHOOK = "/telegram/webhook"
 SLACK_EVENTS = "/slack/events"
+PLAYGROUND = "/"  # the browser voice playground (bot.web.playground)

@@ -18,7 +18,9 @@ from playwright.async_api import Browser, async_playwright
 
 def chromium_path() -> str:
     """Where the system Chromium is (``CHROMIUM`` overrides), or fail the test."""
-    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    path = (
+        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    )
     if path is None:
         pytest.fail("no Chromium: apt-get install -y chromium (the browser tests use Debian's)")
     return path
