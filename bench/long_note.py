@@ -194,6 +194,8 @@ class Engine:
             ALLOWED_USERS="",
             ALLOWED_CHATS="",
             BOT_ADMINS="",
+            # The reply's voice note comes after the request this bench times.
+            TTS_MODEL="off",
         )
         self.core = await build_core(settings)
 
@@ -211,6 +213,20 @@ class Engine:
             raise SystemExit(f"the turn failed: {sink.error!r}")
         return self.requests.received[-1] - source.done, " ".join(sink.reply.notes)
 
+    async def follow_up(self) -> float:
+        """A text question after the last voice note, in its conversation (the model hears
+        the note again from storage): seconds from the turn's start to the request read."""
+        assert self.core is not None
+        chat = ChatRef(platform="telegram", chat_id=str(self.turns), kind="private", private=True)
+        sink = Quiet()
+        started = time.monotonic()  # the fake stamps requests with time.monotonic()
+        await self.core.engine.handle_turn(
+            IncomingTurn(chat=chat, user_id=str(self.turns), text="And what else?"), sink
+        )
+        if sink.reply is None:
+            raise SystemExit(f"the follow-up failed: {sink.error!r}")
+        return self.requests.received[-1] - started
+
     async def aclose(self) -> None:
         if self.core is not None:
             await self.core.aclose()
@@ -226,6 +242,7 @@ class Measured:
     pipeline: list[float] = field(default_factory=list)
     pipeline_cpu: list[float] = field(default_factory=list)
     engine: list[float] = field(default_factory=list)
+    follow_up: list[float] = field(default_factory=list)
     whole: list[float] = field(default_factory=list)
     memory: float = 0.0
     whole_memory: float = 0.0
@@ -246,6 +263,7 @@ async def measure(data: bytes, *, pipeline: AudioPipeline, engine: Engine, runs:
         result.pipeline_cpu.append(time.process_time() - cpu)
         seconds, result.note = await engine.turn(data)
         result.engine.append(seconds)
+        result.follow_up.append(await engine.follow_up())
     for _ in range(max(1, runs // 3)):
         started = time.perf_counter()
         plain_decode(data, HOUR + 1)
@@ -341,6 +359,10 @@ def main() -> None:
             f"  pipeline CPU {ms(r.pipeline_cpu)} (both threads); engine max "
             f"{max(r.engine) * 1000:,.0f} ms; traced memory peak: conversion "
             f"{r.memory:.1f} MB, whole hour decoded {r.whole_memory:.1f} MB"
+        )
+        print(
+            f"  text follow-up → model request (the note replayed from storage): median "
+            f"{ms(r.follow_up)}, max {max(r.follow_up) * 1000:,.0f} ms"
         )
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
