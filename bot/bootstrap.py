@@ -72,6 +72,8 @@ def plan(settings: Settings) -> tuple[list[str], list[str]]:
     if settings.slack_enabled:
         how = "Socket Mode" if settings.SLACK_MODE == "socket" else "HTTP mode (POST /slack/events)"
         started.append(f"Slack: {how}")
+    if settings.ADMIN_CONSOLE:
+        started.append(f"admin console: {settings.admin_url}/admin/ (sign in with /admin)")
     if settings.playground_enabled:
         started.append(f"playground: {playground_url(settings)} (the browser voice page, GET /)")
     missing = missing_requirements(settings)
@@ -158,6 +160,13 @@ async def build_core(
         workers=settings.audio_workers,
         timeout=settings.AUDIO_TIMEOUT,
     )
+    console_links = None
+    if settings.ADMIN_CONSOLE:
+        from bot.web.console.links import ConsoleKeys, SignInLinks
+
+        console_links = SignInLinks(
+            database=database, keys=ConsoleKeys(database=database), base_url=settings.admin_url
+        )
     engine = Engine(
         settings=settings,
         database=database,
@@ -166,6 +175,7 @@ async def build_core(
         metrics=metrics,
         synthesizer=tts,
         tts_model=settings.tts_model,
+        console_links=console_links,
     )
     from bot.queue import build_queue
 
@@ -178,6 +188,7 @@ async def build_core(
         engine=engine,
         queue=build_queue(settings=settings, database=database, metrics=metrics),
         tts=tts,
+        console_links=console_links,
     )
 
 
@@ -285,6 +296,10 @@ async def serve(*, core: Core, http: HttpServer, platforms: list[Platform]) -> N
     for platform in platforms:
         await platform.start()
         log.info("platform.started", platform=platform.name)
+    if core.console_links is not None:
+        from bot.web.console.app import AdminConsole
+
+        AdminConsole(core=core, links=core.console_links).mount(http)
     http.mark_ready(database=core.database, report=lambda: readiness(core, platforms))
 
 

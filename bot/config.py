@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     # The browser voice playground at ``/`` (bot.web.playground). ``None`` (unset): on
     # when no chat platform is configured and HTTP_HOST is a loopback address.
     WEB_PLAYGROUND: bool | None = None
+    # The admin console at /admin/ (bot.web.console), and the public base of its sign-in
+    # links (unset: http://HTTP_HOST:HTTP_PORT).
+    ADMIN_CONSOLE: bool = False
+    ADMIN_URL: str | None = None
 
     # --- validators ---------------------------------------------------------------
     @field_validator(
@@ -259,6 +263,8 @@ class Settings(BaseSettings):
                 raise _field_error("SLACK_APP_TOKEN", "required when SLACK_MODE=socket (xapp-…)")
         if self.SLACK_APP_TOKEN and not self.SLACK_APP_TOKEN.get_secret_value().startswith("xapp-"):
             raise _field_error("SLACK_APP_TOKEN", "must be an app-level token starting with xapp-")
+        if self.ADMIN_URL and not self.ADMIN_URL.startswith(("http://", "https://")):
+            raise _field_error("ADMIN_URL", "must be an http:// or https:// URL")
         if self.WEB_PLAYGROUND and not self.http_host_loopback:
             # Anyone who reaches the port could talk on the operator's DashScope key: off
             # the loopback interface the page needs a sign-in (the admin console's).
@@ -306,6 +312,16 @@ class Settings(BaseSettings):
             return ipaddress.ip_address(host).is_loopback
         except ValueError:
             return False
+
+    @property
+    def admin_url(self) -> str:
+        """The public base of the console's sign-in links, without a trailing slash."""
+        if self.ADMIN_URL:
+            return self.ADMIN_URL.rstrip("/")
+        host = self.HTTP_HOST.strip() or "127.0.0.1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 literal in a URL
+        return f"http://{host}:{self.HTTP_PORT}"
 
     @property
     def playground_enabled(self) -> bool:

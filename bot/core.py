@@ -8,17 +8,19 @@ and the CLI receive them, so neither imports the other (no import cycle).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.audio.pipeline import AudioPipeline
 from bot.config import Settings
+from bot.engine.ports import AdminCheck
 from bot.engine.service import Engine
 from bot.llm.client import DashScopeClient
 from bot.llm.tts import DashScopeTTS
 from bot.metrics import Metrics
 from bot.queue.port import TurnQueue
 from bot.storage.database import Database
+from bot.web.console.links import SignInLinks
 
 
 class Platform(Protocol):
@@ -56,6 +58,11 @@ class Core:
     queue: TurnQueue  # every accepted platform event becomes a job here
     # Text to speech for voice replies of models without speech output (TTS_MODEL).
     tts: DashScopeTTS | None = None
+    # Each started platform's admin check, by platform name: the admin console re-checks
+    # a chat admin's rights with it before a change (BOT_ADMINS need none).
+    admin_checks: dict[str, AdminCheck] = field(default_factory=dict)
+    # The admin console's sign-in links (ADMIN_CONSOLE=true), else None.
+    console_links: SignInLinks | None = None
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):

@@ -119,6 +119,18 @@ class NotChatAdmin(BotError):
     default_user_message = texts.NOT_ADMIN
 
 
+class ConsoleOff(BotError):
+    """``/admin`` while the admin console is off (ADMIN_CONSOLE=false)."""
+
+    default_user_message = texts.CONSOLE_OFF
+
+
+class ConsolePrivateOnly(BotError):
+    """``/admin`` where the link would be seen by others (a Telegram group)."""
+
+    default_user_message = texts.CONSOLE_PRIVATE_ONLY
+
+
 class UserRateLimited(BotError):
     default_user_message = texts.USER_RATE_LIMITED
 

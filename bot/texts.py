@@ -252,6 +252,7 @@ HELP_COMMANDS = (
     ("settings", N_("show or change this chat's settings")),
     ("usage", N_("what this chat has used")),
     ("forget", N_("delete this chat's conversations and audio")),
+    ("admin", N_("a sign-in link to the admin console (admins)")),
     ("help", N_("this message")),
 )
 
@@ -408,3 +409,18 @@ PLAYGROUND_PRIVACY = N_(
     "Recordings and replies are stored in the bot's database like any chat's; "
     "New conversation starts afresh."
 )
+
+
+# --- the admin console (#16) ---------------------------------------------------------------
+
+CONSOLE_LINK = N_(
+    "Your sign-in link to the admin console (valid for 10 minutes, once):\n{url}\n"
+    "It shows settings, counts and usage of {scope}; never messages, transcripts or audio."
+)
+CONSOLE_SCOPE_ALL = N_("every chat")
+CONSOLE_SCOPE_SOME = N_("the {count} chats you administer")
+CONSOLE_OFF = N_("The admin console is off. The operator can turn it on with ADMIN_CONSOLE=true.")
+CONSOLE_PRIVATE_ONLY = N_(
+    "Sign-in links are sent in private only: send {cmd:admin} to me in a private chat."
+)
+CONSOLE_NOT_ADMIN = N_("Only chat admins and the bot's admins can open the admin console.")

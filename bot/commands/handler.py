@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from bot import texts
 from bot.commands.buttons import forget_buttons, model_buttons, policy_buttons
@@ -32,7 +33,7 @@ from bot.engine import presenters
 from bot.engine.ports import AdminCheck, ChatRef
 from bot.engine.service import Engine
 from bot.engine.settings import ChatSettingsView, parse_setting_change
-from bot.errors import BotError
+from bot.errors import BotError, ConsoleOff, ConsolePrivateOnly
 from bot.i18n import choose, current, tr, use
 
 # Other names users type for a command (Telegram sends /start on first contact).
@@ -59,6 +60,7 @@ class CommandHandler:
             "settings": self._settings,
             "usage": self._usage,
             "forget": self._forget,
+            "admin": self._admin,
         }
 
     @property
@@ -161,6 +163,27 @@ class CommandHandler:
             text = f"{text}\n\n{extra}"
         return Answer(text=text)
 
+    async def _admin(self, command: ChatCommand) -> Answer:
+        """A one-time sign-in link to the admin console, for an admin, in private."""
+        links = self._engine.console_links
+        if links is None:
+            raise ConsoleOff("console off")
+        if not (command.chat.is_private or self._profile.answers_in_private):
+            raise ConsolePrivateOnly("asked in a group")
+        scope = await self._engine.console_scope(
+            command.chat,
+            command.user_id,
+            self._admins,
+            private_kinds=self._profile.private_kinds,
+        )
+        url = await links.issue(scope)
+        what = (
+            tr(texts.CONSOLE_SCOPE_ALL)
+            if scope.chats is None
+            else tr(texts.CONSOLE_SCOPE_SOME).format(count=len(scope.chats))
+        )
+        return Answer(text=tr(texts.CONSOLE_LINK).format(url=url, scope=what), ephemeral=True)
+
     async def _new(self, command: ChatCommand) -> Answer:
         if self._profile.group_new is not None and not command.chat.is_private:
             return Answer(text=tr(self._profile.group_new))
@@ -209,9 +232,7 @@ class CommandHandler:
 
     # --- shared views ---------------------------------------------------------------------
 
-    async def _change(
-        self, source: ChatCommand | ButtonAction, **change: object
-    ) -> ChatSettingsView:
+    async def _change(self, source: ChatCommand | ButtonAction, **change: Any) -> ChatSettingsView:
         return await self._engine.update_settings(
             source.chat, source.user_id, self._admins, **change
         )

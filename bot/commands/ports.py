@@ -116,6 +116,12 @@ class CommandProfile:
     # Buttons only to confirm what can't be undone, on a platform that shows its menus
     # as text (Slack: menus stay text, ``forget`` still asks first).
     confirm_buttons: bool = False
+    # The platform's words (ChatRef.kind) for one-to-one chats with the bot: the admin
+    # console never lists someone else's.
+    private_kinds: frozenset[str] = frozenset()
+    # A command's answer reaches its caller alone, wherever it is typed (Slack: ephemeral),
+    # so a sign-in link may be sent from a channel; elsewhere only in a private chat.
+    answers_in_private: bool = False
 
     @property
     def confirms(self) -> bool:

@@ -16,7 +16,8 @@ from bot.engine.ports import ChatRef
 from bot.storage import repositories as repo
 from bot.storage.database import Database
 from bot.storage.repositories import ForgetCounts, UsageRow
-from bot.storage.tables import Chat, ChatSettings, utcnow
+from bot.storage.repositories import console as console_repo
+from bot.storage.tables import Chat, ChatSettings, SettingsAudit, utcnow
 
 
 async def chat_row(session: AsyncSession, chat: ChatRef) -> Chat:
@@ -54,19 +55,47 @@ async def stored_settings(db: Database, chat: ChatRef) -> ChatSettings | None:
 
 
 async def change_settings(
-    db: Database, chat: ChatRef, *, changes: dict[str, Any], changed_by: str
+    db: Database, chat: ChatRef, *, changes: dict[str, Any], changed_by: str, via: str = "chat"
 ) -> ChatSettings:
-    """Apply validated ``changes`` (``None`` resets a key) and return the stored row."""
+    """Apply validated ``changes`` (``None`` resets a key) and return the stored row.
+
+    Every value that changes is audited in the same transaction (``settings_audit``:
+    who, when, through what, old → new), from a chat command or the console alike."""
     async with db.sessions() as session, session.begin():
         row = await chat_row(session, chat)
         stored = await repo.get_or_create_chat_settings(session, row.id)
         for key, value in changes.items():
             if key == "group_policy" and value is None:
                 value = GroupPolicy.MENTION.value
+            before = getattr(stored, key)
             setattr(stored, key, value)
+            if _shown(before) != _shown(value):
+                session.add(
+                    SettingsAudit(
+                        chat_id=row.id,
+                        actor=changed_by[:96],
+                        via=via[:16],
+                        setting=key[:32],
+                        old=_shown(before),
+                        new=_shown(value),
+                    )
+                )
         stored.updated_by = changed_by[:64]
         await session.flush()
         return stored
+
+
+def _shown(value: Any) -> str | None:
+    """A setting's value as the audit keeps it (enum values by name, ``None`` as unset)."""
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+async def known_chats(db: Database, *, platform: str | None = None) -> list[Chat]:
+    """Every chat the bot stored (of one platform)."""
+    async with db.sessions() as session:
+        return await console_repo.known_chats(session, platform=platform)
 
 
 async def record_retired_notice(db: Database, *, chat_row_id: int, model: str) -> None:

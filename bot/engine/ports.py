@@ -218,6 +218,22 @@ class AdminCheck(Protocol):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConsoleScope:
+    """Whom a console sign-in is for, and what they may manage: ``chats`` (``chats.id``;
+    ``None``: every chat, a BOT_ADMINS member)."""
+
+    platform: str
+    user_id: str
+    chats: tuple[int, ...] | None
+
+
+class ConsoleLinks(Protocol):
+    """Makes one-time sign-in links to the admin console (bot.web.console)."""
+
+    async def issue(self, scope: ConsoleScope) -> str: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VoiceNoteSent:
     """A spoken reply the platform confirmed: the note's id there and its duration."""
 

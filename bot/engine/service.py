@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from bot import texts
 from bot.audio.types import AudioConverter
 from bot.catalog import CATALOG, ModelSpec
 from bot.config import Settings
@@ -22,7 +23,15 @@ from bot.engine.access import AccessPolicy, RateLimiter
 from bot.engine.conversations import ConversationHandle
 from bot.engine.intake import Arrival
 from bot.engine.ordering import KeyedLocks, conversation_key
-from bot.engine.ports import AdminCheck, ChatRef, IncomingTurn, ReplySink, TurnOutcome
+from bot.engine.ports import (
+    AdminCheck,
+    ChatRef,
+    ConsoleLinks,
+    ConsoleScope,
+    IncomingTurn,
+    ReplySink,
+    TurnOutcome,
+)
 from bot.engine.settings import (
     SETTING_KEYS,
     ChatSettingsView,
@@ -64,8 +73,11 @@ class Engine:
         metrics: Metrics,
         synthesizer: SpeechSynthesizer | None = None,
         tts_model: str | None = None,
+        console_links: ConsoleLinks | None = None,
     ) -> None:
         self.settings = settings
+        # The admin console's sign-in links (None: ADMIN_CONSOLE is off).
+        self.console_links = console_links
         self.database = database
         self.metrics = metrics
         self.transcriber = Transcriber(
@@ -115,6 +127,29 @@ class Engine:
     async def can_manage(self, chat: ChatRef, user_id: str, admin: AdminCheck) -> bool:
         """May this user change the chat's settings or forget it?"""
         return await self.access.can_manage(chat, user_id, admin)
+
+    async def console_scope(
+        self, chat: ChatRef, user_id: str, admin: AdminCheck, *, private_kinds: frozenset[str]
+    ) -> ConsoleScope:
+        """What this user may manage in the admin console: every chat for BOT_ADMINS; else
+        the shared chats of its platform where the platform says they are an admin
+        (private chats never: one's own has /settings). Raises :class:`NotChatAdmin` when
+        that is nothing."""
+        if self.access.is_bot_admin(chat.platform, user_id):
+            return ConsoleScope(platform=chat.platform, user_id=user_id, chats=None)
+        rows = await chat_store.known_chats(self.database, platform=chat.platform)
+        shared = [r for r in rows if r.kind not in private_kinds]
+        gate = asyncio.Semaphore(8)  # a bounded burst of platform admin checks
+
+        async def admin_of(row: Any) -> int | None:
+            ref = ChatRef(platform=row.platform, chat_id=row.external_id, kind=row.kind)
+            async with gate:
+                return row.id if await admin.is_admin(ref, user_id) else None
+
+        managed = [i for i in await asyncio.gather(*map(admin_of, shared)) if i is not None]
+        if not managed:
+            raise NotChatAdmin("no chat to manage", user_message=texts.CONSOLE_NOT_ADMIN)
+        return ConsoleScope(platform=chat.platform, user_id=user_id, chats=tuple(managed))
 
     # --- turns --------------------------------------------------------------------------
 
@@ -238,9 +273,10 @@ class Engine:
         return self._view(await chat_store.stored_settings(self.database, chat))
 
     async def update_settings(
-        self, chat: ChatRef, user_id: str, admin: AdminCheck, **changes: Any
+        self, chat: ChatRef, user_id: str, admin: AdminCheck, *, via: str = "chat", **changes: Any
     ) -> ChatSettingsView:
         """Change settings (``None`` resets a key to the default); admins only in groups.
+        ``via`` names where the change was made, for the audit (``chat``, ``console``).
 
         Raises :class:`NotChatAdmin`, :class:`InvalidSetting` or :class:`UnknownModel`;
         nothing is changed unless every value is valid.
@@ -262,7 +298,7 @@ class Engine:
             spec = check_model(model, self.settings.ALLOWED_MODELS)
             clean["voice"] = check_voice(clean["voice"], spec)
         stored = await chat_store.change_settings(
-            self.database, chat, changes=clean, changed_by=f"{chat.platform}:{user_id}"
+            self.database, chat, changes=clean, changed_by=f"{chat.platform}:{user_id}", via=via
         )
         view = self._view(stored)
         log.info("settings.updated", platform=chat.platform, keys=sorted(clean))

@@ -312,3 +312,53 @@ class QueuedJob(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     accepted_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     started_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class ConsoleKey(Base):
+    """The admin console's signing key: made once, shared by every replica (#16).
+
+    Sign-in links and session cookies are signed with it, so no operator secret is needed
+    for the console; a key leaked with a database dump is replaced by deleting the row
+    (every session then ends).
+    """
+
+    __tablename__ = "console_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+
+class ConsoleLink(Base):
+    """A one-time sign-in link sent to an admin: used once, within its validity."""
+
+    __tablename__ = "console_links"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str] = mapped_column(String(64))
+    # The chats (``chats.id``) a chat admin may manage; NULL: every chat (BOT_ADMINS).
+    chat_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    used_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class SettingsAudit(Base):
+    """One changed setting of a chat: who, when, through what, old → new (#16).
+
+    Written in the transaction that changes the setting, from a chat command or the
+    admin console alike.
+    """
+
+    __tablename__ = "settings_audit"
+    __table_args__ = (Index("ix_settings_audit_chat_at", "chat_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigId, ForeignKey("chats.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(96))  # "telegram:42"
+    via: Mapped[str] = mapped_column(String(16))  # "chat" | "console"
+    setting: Mapped[str] = mapped_column(String(32))
+    old: Mapped[str | None] = mapped_column(Text)
+    new: Mapped[str | None] = mapped_column(Text)

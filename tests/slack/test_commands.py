@@ -128,6 +128,7 @@ async def test_commands_are_spelt_the_slack_way(bot: SlackBot) -> None:
         "/voicebot settings",
         "/voicebot usage",
         "/voicebot forget",
+        "/voicebot admin",
         "/voicebot help",
     ]
     # No buttons on Slack, so the model list does not mention any.

@@ -23,6 +23,9 @@ TABLES = {
     "processed_events",
     "usage_ledger",
     "queued_jobs",
+    "console_keys",
+    "console_links",
+    "settings_audit",
 }
 
 

@@ -23,6 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.adapters.slack import listeners
 from bot.adapters.slack.admins import SlackAdminCheck
 from bot.adapters.slack.deps import SlackDeps
+from bot.adapters.slack.events import PLATFORM
 from bot.adapters.slack.files import slack_file_hosts
 from bot.adapters.slack.http import EVENTS_PATH, events_handler
 from bot.adapters.slack.listeners import messages, shortcuts
@@ -143,6 +144,7 @@ class SlackPlatform:
         )
         if settings.SLACK_MODE == "http":
             http.add_route("POST", EVENTS_PATH, events_handler(platform.app))
+        core.admin_checks[PLATFORM] = platform.deps.admins  # the console re-checks rights
         return platform
 
     def session(self) -> aiohttp.ClientSession:

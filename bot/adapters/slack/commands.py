@@ -26,6 +26,8 @@ PROFILE = CommandProfile(
     # so there is nothing to reset: say how to start afresh instead.
     group_new=texts.SLACK_NEW_IN_CHANNEL,
     confirm_buttons=True,
+    private_kinds=frozenset({"im"}),
+    answers_in_private=True,  # slash command answers are ephemeral
 )
 
 # Block Kit: a section's text holds at most 3,000 characters.

@@ -224,6 +224,7 @@ class TelegramPlatform:
         if settings.TELEGRAM_MODE == "webhook":
             http.add_route("POST", WEBHOOK_PATH, platform.handle_webhook)
         core.queue.register(PLATFORM, Handler(run=platform.run_job, give_up=platform.give_up))
+        core.admin_checks[PLATFORM] = context.admins  # the console re-checks rights with it
         return platform
 
     # --- jobs (bot.queue) -------------------------------------------------------------------

@@ -41,6 +41,7 @@ def command_profile(username: str | None) -> CommandProfile:
         group_help=texts.TELEGRAM_GROUP_HELP,
         bot_username=username,
         buttons=True,
+        private_kinds=frozenset({"private"}),
     )
 
 
