@@ -128,7 +128,7 @@ async def build_core(
         # In a thread with its own engine and loop: Alembic works synchronously, and the
         # HTTP server (/healthz) keeps answering meanwhile.
         await asyncio.to_thread(_migrate_blocking, settings.DATABASE_URL)
-    database = Database(url=settings.DATABASE_URL)
+    database = Database(url=settings.DATABASE_URL, concurrency=settings.WORKER_CONCURRENCY)
     metrics = metrics or Metrics()
     model_client = DashScopeClient(
         api_key=settings.DASHSCOPE_API_KEY.get_secret_value(),

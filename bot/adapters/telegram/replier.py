@@ -49,7 +49,7 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-TYPING_EVERY = 4.5  # a chat action lasts at most 5 s
+TYPING_EVERY = 5.0  # a chat action lasts at most 5 s: one per 5 s per chat (#13, P4)
 
 _NOT_MODIFIED = "message is not modified"
 # Words in a 400 that mean Telegram refused the entities (the text itself is fine).

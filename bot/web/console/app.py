@@ -54,6 +54,15 @@ _SORTS = {
 }
 
 
+CHART_TITLES = (
+    "Turns and failures per day",
+    "Tokens per day",
+    "Audio seconds per day",
+    "Turns per model",
+    "Turns per chat",
+)
+
+
 class DenyAll:
     """The admin check of a platform that is not running here: nobody (but BOT_ADMINS)."""
 
@@ -340,7 +349,7 @@ class AdminConsole:
             session,
             title="Usage",
             days=days,
-            charts=charts,
+            charts=[(title, svg) for title, svg in zip(CHART_TITLES, charts, strict=True)],
             tables=[
                 ("Per day", [x for x in by_day]),
                 ("Per model", by_model),

@@ -57,7 +57,7 @@ def bar_chart(
             )
         out.append(
             f'<text x="{x0 + group_w * 0.4:.1f}" y="{HEIGHT - BOTTOM + 14}" '
-            f'text-anchor="middle" font-size="10">{escape(_short(label))}</text>'
+            f'text-anchor="middle" font-size="10">{escape(_short(label, int(group_w / 6)))}</text>'
         )
     for j, s in enumerate(series):  # the legend
         x = LEFT + j * 150
@@ -74,5 +74,7 @@ def _num(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:,.1f}"
 
 
-def _short(label: str) -> str:
-    return label if len(label) <= 14 else label[:13] + "…"
+def _short(label: str, room: int) -> str:
+    """``label`` cut to the characters its group has room for."""
+    room = max(room, 4)
+    return label if len(label) <= room else label[: room - 1] + "…"
