@@ -265,7 +265,7 @@ class Settings(BaseSettings):
             raise _field_error("SLACK_APP_TOKEN", "must be an app-level token starting with xapp-")
         if self.ADMIN_URL and not self.ADMIN_URL.startswith(("http://", "https://")):
             raise _field_error("ADMIN_URL", "must be an http:// or https:// URL")
-        if self.WEB_PLAYGROUND and not self.http_host_loopback:
+        if self.WEB_PLAYGROUND and not self.http_host_loopback and not self.ADMIN_CONSOLE:
             # Anyone who reaches the port could talk on the operator's DashScope key: off
             # the loopback interface the page needs a sign-in (the admin console's).
             raise _field_error(

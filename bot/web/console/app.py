@@ -121,7 +121,8 @@ class AdminConsole:
             COOKIE,
             value,
             max_age=SESSION_SECONDS,
-            path=PREFIX,
+            # "/" and not "/admin": the playground off the loopback interface asks for it.
+            path="/",
             httponly=True,
             samesite="Strict",
             secure=self._secure,
@@ -134,7 +135,7 @@ class AdminConsole:
         if isinstance(posted, web.StreamResponse):
             return posted
         response = web.HTTPSeeOther(f"{PREFIX}/")
-        response.del_cookie(COOKIE, path=PREFIX)
+        response.del_cookie(COOKIE, path="/")
         raise response
 
     async def _session(self, request: web.Request) -> Session | None:

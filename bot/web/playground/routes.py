@@ -88,6 +88,13 @@ class PlaygroundRoutes:
     # --- the page -----------------------------------------------------------------------
 
     async def page(self, request: web.Request) -> web.Response:
+        if not await self._signed_in(request):
+            return web.Response(
+                status=401,
+                text="Sign in first: send /admin to the bot (Telegram, in a private chat) or "
+                "/voicebot admin (Slack), open the link, then come back to this page.",
+                headers=_HEADERS,
+            )
         session = self._signer.session_of(request.cookies.get(COOKIE))
         fresh = session is None
         if session is None:
@@ -236,8 +243,26 @@ class PlaygroundRoutes:
 
     # --- checks -------------------------------------------------------------------------
 
+    async def _signed_in(self, request: web.Request) -> bool:
+        """Off the loopback interface only admins signed in to the console may use the
+        page (anyone reaching the port would talk on the operator's DashScope key)."""
+        links = self._platform.core.console_links
+        if self._platform.core.settings.http_host_loopback:
+            return True
+        if links is None:  # Settings refuses this; never serve unsigned off loopback
+            return False
+        from bot.web.console.app import COOKIE as CONSOLE_COOKIE
+
+        signer = await links.keys.signer()
+        return signer.session(request.cookies.get(CONSOLE_COOKIE)) is not None
+
     async def _authorised(self, request: web.Request) -> tuple[str, Lang]:
         """The session of a POST with its cookie, its token and (if sent) our origin."""
+        if not await self._signed_in(request):
+            raise web.HTTPUnauthorized(
+                text=json.dumps({"ok": False, "error": "sign in to the admin console first"}),
+                content_type="application/json",
+            )
         session = self._signer.session_of(request.cookies.get(COOKIE))
         lang = choose(None, _language_tag(request))
         origin = request.headers.get("Origin")

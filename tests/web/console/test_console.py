@@ -89,7 +89,7 @@ async def test_a_bot_admin_signs_in_once_and_changes_a_chats_model(
     async with client.get(link, allow_redirects=False) as resp:
         assert resp.status == 303 and resp.headers["Location"] == "/admin/"
         cookie = resp.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/admin" in cookie
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/;" in cookie
     assert "Max-Age=28800" in cookie
     async with client.get(f"{base}/admin/") as resp:
         page = await resp.text()

@@ -9,7 +9,9 @@ from pathlib import Path
 import aiohttp
 
 from bot import texts
+from bot.config import Settings
 from bot.i18n import tr
+from bot.storage.database import Database
 from tests.fakes.dashscope import FakeDashScope
 from tests.process import BotProcess, clean_env, patience
 
@@ -60,3 +62,50 @@ async def test_the_playground_on_a_public_host_needs_the_console_sign_in(tmp_pat
     await bot.kill()
     assert code == 2
     assert "WEB_PLAYGROUND" in bot.stderr and "ADMIN_CONSOLE=true" in bot.stderr
+
+
+async def test_off_loopback_the_page_needs_the_consoles_sign_in(
+    db: Database, dashscope_fake: FakeDashScope
+) -> None:
+    """WEB_PLAYGROUND=true on 0.0.0.0 with the console on: only a signed-in admin gets the
+    page or may post a recording (anyone else reaching the port would use the key)."""
+    from bot import bootstrap
+    from bot.engine.ports import ConsoleScope
+    from bot.http.server import HttpServer
+    from bot.metrics import Metrics
+    from bot.web.console.app import COOKIE
+
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        DATABASE_URL=db.url,
+        DASHSCOPE_API_KEY=dashscope_fake.api_key,
+        DASHSCOPE_BASE_URL=dashscope_fake.native_base_url,
+        HTTP_HOST="0.0.0.0",
+        HTTP_PORT=0,
+        WEB_PLAYGROUND=True,
+        ADMIN_CONSOLE=True,
+    )
+    metrics = Metrics()
+    http = HttpServer(host="0.0.0.0", port=0, metrics=metrics)
+    await http.start()
+    core = await bootstrap.build_core(settings, migrate=False, metrics=metrics)
+    platforms = bootstrap.build_platforms(core, http)
+    try:
+        await bootstrap.serve(core=core, http=http, platforms=platforms)
+        base = f"http://127.0.0.1:{http.bound_port}"
+        async with aiohttp.ClientSession() as anyone:
+            async with anyone.get(f"{base}/") as resp:
+                assert resp.status == 401 and "/admin" in await resp.text()
+            async with anyone.post(f"{base}/playground/turn", data=b"x") as resp:
+                assert resp.status == 401
+        assert core.console_links is not None
+        signer = await core.console_links.keys.signer()
+        cookie, _ = signer.session_cookie(
+            ConsoleScope(platform="telegram", user_id="1", chats=None)
+        )
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar, cookies={COOKIE: cookie}) as admin:
+            async with admin.get(f"{base}/") as resp:
+                assert resp.status == 200 and "playground" in (await resp.text()).lower()
+    finally:
+        await bootstrap.shutdown(core=core, http=http, platforms=platforms)
