@@ -267,3 +267,45 @@ def test_answers_with_buttons_as_block_kit() -> None:
     assert read_action({"action_id": "forget:yes", "value": "yes"}) == ("forget", "yes")
     assert read_action({"action_id": "somebody_elses", "value": "yes"}) is None
     assert read_action({"action_id": "frobnicate:1", "value": "1"}) is None
+
+
+async def test_voicebot_admin_sends_a_sign_in_link_to_an_admin_alone(
+    fake_slack,
+    dashscope_fake,
+    db,  # type: ignore[no-untyped-def]
+) -> None:
+    import re
+
+    import aiohttp
+
+    from tests.slack.conftest import start_bot, stop_bot
+
+    fake_slack.add_user(USER)
+    fake_slack.add_user("U0OTHER")
+    bot = await start_bot(
+        mode="http",
+        fake=fake_slack,
+        dashscope=dashscope_fake,
+        database=db,
+        BOT_ADMINS="slack:U0USER",
+        ADMIN_CONSOLE=True,
+        ADMIN_URL="https://bot.example.com/",
+    )
+    try:
+        answer = await bot.command("admin", channel=CHANNEL, channel_name="general")
+        assert answer["response_type"] == "ephemeral"  # asked in a channel: only they see it
+        found = re.search(r"https://bot\.example\.com/admin/login\?token=(\S+)", answer["text"])
+        assert found and "every chat" in answer["text"], answer["text"]
+        port = bot.http.bound_port
+        async with (
+            aiohttp.ClientSession() as browser,
+            browser.get(
+                f"http://127.0.0.1:{port}/admin/login?token={found.group(1)}", allow_redirects=False
+            ) as resp,
+        ):
+            assert resp.status == 303
+            assert "Secure" in resp.headers["Set-Cookie"]  # ADMIN_URL is https
+        refused = await bot.command("admin", user="U0OTHER", channel=CHANNEL)
+        assert "/admin/login" not in refused["text"] and "Only chat admins" in refused["text"]
+    finally:
+        await stop_bot(bot)
