@@ -179,8 +179,9 @@ async def test_asr_refuses_text_alone_and_notes_left_out_audio(h: Harness) -> No
     refused, sink = await h.turn(text="hi", model="qwen3-asr-flash")
     assert refused.status == "refused"
     assert sink.shown == texts.NEEDS_AUDIO_ASR.format(model="qwen3-asr-flash")
-    # qwen3-asr-flash hears one clip of at most 5 min.
-    out, sink = await h.turn(audio=Audio(voice(310.0)), model="qwen3-asr-flash")
+    # qwen3-asr-flash hears one clip of at most 5 min (a WAV: the container is beside
+    # the point, and encoding 5 min of Opus would cost the suite seconds).
+    out, sink = await h.turn(audio=Audio(long_voice(310.0)), model="qwen3-asr-flash")
     assert out.status == "complete"
     assert user_audio(h.fake.last_request) == [(0, 300.0)]
     assert "I listened to the first 5:00 of 5:10." in sink.shown
