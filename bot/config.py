@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     TELEGRAM_WEBHOOK_URL: str | None = None
     TELEGRAM_WEBHOOK_SECRET: SecretStr | None = None
     TELEGRAM_EDIT_INTERVAL: float = Field(default=1.0, gt=0)
+    # Bot API calls a second for every chat's previews together (Telegram: ~30 messages a
+    # second per bot); shared evenly among the chats streaming. 0 turns the limit off.
+    TELEGRAM_GLOBAL_RATE: float = Field(default=25.0, ge=0)
 
     # --- Slack
     SLACK_BOT_TOKEN: SecretStr | None = None

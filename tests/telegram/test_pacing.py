@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.adapters.telegram.pacing import Pacer
 
 
@@ -65,3 +67,23 @@ async def test_an_urgent_call_never_skips_a_retry_after() -> None:
     waiting.cancel()
     await asyncio.gather(waiting, return_exceptions=True)
     assert pacer.delay("chat") > 119.0
+
+
+async def test_a_busy_bot_spaces_every_chats_previews_evenly() -> None:
+    """40 chats streaming at once on a budget of 20 calls a second: each chat's next
+    preview slot is ~2 s out (40 / 20), the same for every chat, so none is starved; a
+    final text still goes at once."""
+    from bot.adapters.telegram.pacing import FairShare
+
+    pacer = Pacer(interval=0.3, share=FairShare(rate=20.0))
+    for n in range(40):
+        await pacer.wait(f"chat-{n}")  # each chat's first preview: at once
+    delays = [pacer.delay(f"chat-{n}") for n in range(40)]
+    # The first chats took their slots before the others counted: spacing grew with them.
+    assert all(d > 0.3 for d in delays[20:])
+    assert 1.85 <= max(delays) <= 2.0  # 39 others active when the last took its slot
+    await asyncio.wait_for(pacer.wait("chat-39", urgent=True), timeout=5)
+    # Alone, a chat keeps its own pace.
+    solo = Pacer(interval=0.3, share=FairShare(rate=20.0))
+    await solo.wait("only")
+    assert solo.delay("only") == pytest.approx(0.3, abs=0.05)

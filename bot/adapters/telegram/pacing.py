@@ -7,12 +7,20 @@ chat for ``retry_after`` and doubles its interval, which relaxes again on succes
 A reply's final text is *urgent*: the user is waiting for it and the previews it replaces
 are already stale. An urgent call skips the queue at most once per interval (so a chat
 still averages the pace), never while a 429's ``retry_after`` holds.
+
+Telegram also limits a bot as a whole (about 30 messages a second, Bots FAQ). A
+:class:`FairShare` splits one such budget evenly among the chats streaming now: with more
+active chats than the budget serves at their own pace, every chat's previews are spaced
+``active chats / rate`` apart, the same for all, so none starves behind the others (a
+queue of previews would); the previews skipped meanwhile are simply newer text at the next
+slot. Final texts keep their queue skip: they are one per reply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -31,11 +39,38 @@ class _ChatPace:
     urgent_at: float = float("-inf")  # when an urgent call last skipped the queue
 
 
-class Pacer:
-    """Hands out call slots per key (a chat id), ``interval`` seconds apart at least."""
+class FairShare:
+    """One bot-wide budget of ``rate`` calls a second, split evenly among active chats.
 
-    def __init__(self, *, interval: float) -> None:
+    A chat is active while it took a slot within the last ``window`` seconds (or two of
+    the current spacings, when that is longer: a chat waiting its turn stays counted).
+    """
+
+    def __init__(self, *, rate: float, window: float = 3.0) -> None:
+        self.rate = rate
+        self.window = window
+        self._seen: OrderedDict[Hashable, float] = OrderedDict()
+
+    def note(self, key: Hashable, now: float) -> None:
+        """``key`` took a slot at ``now``."""
+        self._seen[key] = now
+        self._seen.move_to_end(key)
+
+    def spacing(self, now: float) -> float:
+        """Seconds between two calls of one chat so that all of them fit the budget."""
+        cutoff = now - max(self.window, 2 * len(self._seen) / self.rate)
+        while self._seen and next(iter(self._seen.values())) < cutoff:
+            self._seen.popitem(last=False)
+        return len(self._seen) / self.rate
+
+
+class Pacer:
+    """Hands out call slots per key (a chat id), ``interval`` seconds apart at least, and
+    further apart when a :class:`FairShare` ``share`` says the bot as a whole is busy."""
+
+    def __init__(self, *, interval: float, share: FairShare | None = None) -> None:
         self.base = interval
+        self._share = share
         self._chats: dict[Hashable, _ChatPace] = {}
 
     def _pace(self, key: Hashable) -> _ChatPace:
@@ -63,12 +98,19 @@ class Pacer:
         """
         pace = self._pace(key)
         now = time.monotonic()
+        spacing = pace.interval
+        if self._share is not None:
+            spacing = max(spacing, self._share.spacing(now))
         if urgent and now >= pace.blocked_until and now - pace.urgent_at >= pace.interval:
             pace.urgent_at = now
-            pace.next_at = max(pace.next_at, now + pace.interval)
+            pace.next_at = max(pace.next_at, now + spacing)
+            if self._share is not None:
+                self._share.note(key, now)
             return
         at = max(now, pace.next_at, pace.blocked_until)
-        taken = pace.next_at = at + pace.interval
+        taken = pace.next_at = at + spacing
+        if self._share is not None:
+            self._share.note(key, at)
         if at <= now:
             return
         try:

@@ -17,7 +17,7 @@ from bot.adapters.telegram.admins import TelegramAdmins
 from bot.adapters.telegram.audio import attached_audio
 from bot.adapters.telegram.drafts import DraftSurface
 from bot.adapters.telegram.edits import EditSurface
-from bot.adapters.telegram.pacing import Pacer
+from bot.adapters.telegram.pacing import FairShare, Pacer
 from bot.adapters.telegram.updates import Addressed, chat_ref, thread_key, topic_id
 from bot.commands.style import SLASH as STYLE
 from bot.config import Settings
@@ -52,13 +52,18 @@ class TelegramContext:
     def build(
         cls, *, engine: Engine, settings: Settings, metrics: Metrics, bot: Bot
     ) -> TelegramContext:
+        # One bot-wide budget for the previews of every chat, drafts and edits alike.
+        rate = settings.TELEGRAM_GLOBAL_RATE
+        share = FairShare(rate=rate) if rate > 0 else None
         return cls(
             engine=engine,
             settings=settings,
             metrics=metrics,
             admins=TelegramAdmins(bot=bot),
-            edit_pacer=Pacer(interval=settings.TELEGRAM_EDIT_INTERVAL),
-            draft_pacer=Pacer(interval=min(DRAFT_INTERVAL, settings.TELEGRAM_EDIT_INTERVAL)),
+            edit_pacer=Pacer(interval=settings.TELEGRAM_EDIT_INTERVAL, share=share),
+            draft_pacer=Pacer(
+                interval=min(DRAFT_INTERVAL, settings.TELEGRAM_EDIT_INTERVAL), share=share
+            ),
         )
 
     def sink_for(self, message: Message, bot: Bot) -> StreamingSink:
