@@ -128,7 +128,7 @@ async def conversion_cpu(data: bytes, runs: int = 5) -> float:
         pipeline.close()
 
 
-async def run(db: str, chats: int) -> dict[str, Any]:
+async def run(db: str, chats: int, concurrency: int | None) -> dict[str, Any]:
     tg_thread = ThreadedTelegram()
     tg_thread.start()
     tg = tg_thread.fake
@@ -165,6 +165,7 @@ async def run(db: str, chats: int) -> dict[str, Any]:
             HTTP_PORT=http.bound_port,
             USER_RATE_LIMIT=0,
             TTS_MODEL="off",
+            **({} if concurrency is None else {"WORKER_CONCURRENCY": concurrency}),
         )
         core = await build_core(settings, migrate=True, metrics=metrics)
         platform = TelegramPlatform.from_core(core=core, http=http)
@@ -230,6 +231,7 @@ async def run(db: str, chats: int) -> dict[str, Any]:
     bound = 1.5 * (one_turn + per_note_cpu * chats / cores)
     return {
         "db": db,
+        "concurrency": settings.WORKER_CONCURRENCY,
         "chats": chats,
         "answered": len(answered),
         "one_turn": one_turn,
@@ -283,12 +285,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chats", type=int, default=200)
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="WORKER_CONCURRENCY (default: its own)"
+    )
     args = parser.parse_args()
     configure_logging(level="ERROR", fmt="console")
     print(f"cores: {os.cpu_count()}  load average: {os.getloadavg()[0]:.2f}")
-    r = asyncio.run(run(args.db, args.chats))
+    r = asyncio.run(run(args.db, args.chats, args.concurrency))
     print(
-        f"{r['db']}: {r['answered']}/{r['chats']} answered; one turn alone "
+        f"{r['db']} (WORKER_CONCURRENCY={r['concurrency']}): {r['answered']}/{r['chats']}"
+        " answered; one turn alone "
         f"{r['one_turn']:.2f} s, conversion CPU {r['per_note_cpu'] * 1000:.0f} ms a note\n"
         f"  wall {r['wall']:.1f} s vs bound 1.5 × (one turn + CPU/cores) = {r['bound']:.1f} s"
         f" → {r['wall'] / r['bound']:.2f}× the bound\n"
