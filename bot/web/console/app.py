@@ -54,12 +54,23 @@ _SORTS = {
 }
 
 
-CHART_TITLES = (
-    "Turns and failures per day",
-    "Tokens per day",
-    "Audio seconds per day",
-    "Turns per model",
-    "Turns per chat",
+# The usage page's charts: title, what the bars are grouped by, (series, UsageLine field).
+CHARTS: tuple[tuple[str, str, tuple[tuple[str, str], ...], str], ...] = (
+    ("Turns and failures per day", "day", (("turns", "turns"), ("failures", "failures")), ""),
+    (
+        "Tokens per day",
+        "day",
+        (("input tokens", "input_tokens"), ("output tokens", "output_tokens")),
+        "",
+    ),
+    (
+        "Audio seconds per day",
+        "day",
+        (("audio in (s)", "audio_seconds_in"), ("spoken out (s)", "audio_seconds_out")),
+        " s",
+    ),
+    ("Turns per model", "model", (("turns", "turns"), ("failures", "failures")), ""),
+    ("Turns per chat", "chat", (("turns", "turns"), ("failures", "failures")), ""),
 )
 
 
@@ -302,55 +313,32 @@ class AdminConsole:
             row = names.get(int(key))
             return f"{row.platform}: {row.title or row.external_id}" if row else key
 
-        charts = [
-            bar_chart(
-                title="Turns and failures per day",
-                labels=[d[5:] for d in day_labels],
-                series=[
-                    Series(name="turns", values=col(per_day, "turns")),
-                    Series(name="failures", values=col(per_day, "failures")),
-                ],
-            ),
-            bar_chart(
-                title="Tokens per day",
-                labels=[d[5:] for d in day_labels],
-                series=[
-                    Series(name="input tokens", values=col(per_day, "input_tokens")),
-                    Series(name="output tokens", values=col(per_day, "output_tokens")),
-                ],
-            ),
-            bar_chart(
-                title="Audio seconds per day",
-                labels=[d[5:] for d in day_labels],
-                series=[
-                    Series(name="audio in (s)", values=col(per_day, "audio_seconds_in")),
-                    Series(name="spoken out (s)", values=col(per_day, "audio_seconds_out")),
-                ],
-                unit=" s",
-            ),
-            bar_chart(
-                title="Turns per model",
-                labels=[line.key for line in by_model],
-                series=[
-                    Series(name="turns", values=col(by_model, "turns")),
-                    Series(name="failures", values=col(by_model, "failures")),
-                ],
-            ),
-            bar_chart(
-                title="Turns per chat",
-                labels=[chat_label(line.key) for line in by_chat],
-                series=[
-                    Series(name="turns", values=col(by_chat, "turns")),
-                    Series(name="failures", values=col(by_chat, "failures")),
-                ],
-            ),
-        ]
+        day_short = [d[5:] for d in day_labels]
+        sources: dict[str, tuple[list[str], list[Any]]] = {
+            "day": (day_short, per_day),
+            "model": ([line.key for line in by_model], by_model),
+            "chat": ([chat_label(line.key) for line in by_chat], by_chat),
+        }
+        charts = []
+        for title, by, series, unit in CHARTS:
+            labels, lines = sources[by]
+            charts.append(
+                (
+                    title,
+                    bar_chart(
+                        title=title,
+                        labels=labels,
+                        series=[Series(name=n, values=col(lines, attr)) for n, attr in series],
+                        unit=unit,
+                    ),
+                )
+            )
         return self._page(
             "usage.html",
             session,
             title="Usage",
             days=days,
-            charts=[(title, svg) for title, svg in zip(CHART_TITLES, charts, strict=True)],
+            charts=charts,
             tables=[
                 ("Per day", [x for x in by_day]),
                 ("Per model", by_model),
