@@ -273,10 +273,18 @@ class Engine:
         return self._view(await chat_store.stored_settings(self.database, chat))
 
     async def update_settings(
-        self, chat: ChatRef, user_id: str, admin: AdminCheck, *, via: str = "chat", **changes: Any
+        self,
+        chat: ChatRef,
+        user_id: str,
+        admin: AdminCheck,
+        *,
+        via: str = "chat",
+        actor: str | None = None,
+        **changes: Any,
     ) -> ChatSettingsView:
         """Change settings (``None`` resets a key to the default); admins only in groups.
-        ``via`` names where the change was made, for the audit (``chat``, ``console``).
+        ``via`` names where the change was made and ``actor`` who made it, for the audit
+        (default: ``platform:user_id`` of the chat's platform).
 
         Raises :class:`NotChatAdmin`, :class:`InvalidSetting` or :class:`UnknownModel`;
         nothing is changed unless every value is valid.
@@ -298,7 +306,11 @@ class Engine:
             spec = check_model(model, self.settings.ALLOWED_MODELS)
             clean["voice"] = check_voice(clean["voice"], spec)
         stored = await chat_store.change_settings(
-            self.database, chat, changes=clean, changed_by=f"{chat.platform}:{user_id}", via=via
+            self.database,
+            chat,
+            changes=clean,
+            changed_by=actor or f"{chat.platform}:{user_id}",
+            via=via,
         )
         view = self._view(stored)
         log.info("settings.updated", platform=chat.platform, keys=sorted(clean))

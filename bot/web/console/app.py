@@ -74,6 +74,13 @@ CHARTS: tuple[tuple[str, str, tuple[tuple[str, str], ...], str], ...] = (
 )
 
 
+class AllowAll:
+    """The admin check for a signed-in BOT_ADMINS member: every chat."""
+
+    async def is_admin(self, chat: ChatRef, user_id: str) -> bool:
+        return True
+
+
 class DenyAll:
     """The admin check of a platform that is not running here: nobody (but BOT_ADMINS)."""
 
@@ -150,8 +157,19 @@ class AdminConsole:
         raise response
 
     async def _session(self, request: web.Request) -> Session | None:
+        """The request's session; one for every chat ends once its holder has left
+        BOT_ADMINS (a chat admin's rights are re-checked with the platform on change)."""
         signer = await self._keys.signer()
-        return signer.session(request.cookies.get(COOKIE))
+        session = signer.session(request.cookies.get(COOKIE))
+        scope = session.scope if session is not None else None
+        access = self._core.engine.access
+        if (
+            scope is not None
+            and scope.chats is None
+            and not access.is_bot_admin(scope.platform, scope.user_id)
+        ):
+            return None
+        return session
 
     async def _get_session(self, request: web.Request) -> Session | web.StreamResponse:
         session = await self._session(request)
@@ -277,7 +295,7 @@ class AdminConsole:
         admin = self._admin_check(session, ref)
         try:
             await self._core.engine.update_settings(
-                ref, session.scope.user_id, admin, via="console", **changes
+                ref, session.scope.user_id, admin, via="console", actor=session.actor, **changes
             )
         except BotError as exc:
             log.info("console.change_refused", error=type(exc).__name__, keys=sorted(changes))
@@ -395,6 +413,10 @@ class AdminConsole:
         return row, ref
 
     def _admin_check(self, session: Session, ref: ChatRef) -> AdminCheck:
+        if session.scope.chats is None:
+            # A BOT_ADMINS member (still one: _session re-checks) manages every chat, of
+            # any platform, whatever that platform would say of them.
+            return AllowAll()
         if ref.platform != session.scope.platform:
             return DenyAll()  # a Telegram admin's rights say nothing about Slack
         return self._core.admin_checks.get(ref.platform, DenyAll())

@@ -241,3 +241,43 @@ async def test_usage_charts_and_health_show_the_turns_just_made(
     # Never message text: the bot's reply and the audio's "transcript" are not shown.
     for text in tg.sent_texts(private["id"])[:2]:
         assert text[:20] not in page and text[:20] not in health
+
+
+async def test_a_bot_admin_manages_a_chat_of_another_platform_as_themselves(
+    harness: Harness, client: aiohttp.ClientSession
+) -> None:
+    """BOT_ADMINS see every chat and may change any of them (a Slack channel, signed in
+    from Telegram); the audit names the Telegram admin, not a Slack user of that id."""
+    from bot.engine.chat_store import change_settings
+    from bot.engine.ports import ChatRef
+
+    running = await start(harness)
+    base = f"http://127.0.0.1:{running.http.bound_port}"
+    channel = ChatRef(platform="slack", chat_id="C0GENERAL", kind="channel", title="general")
+    await change_settings(harness.db, channel, changes={}, changed_by="slack:U0")  # known
+    ann = harness.user(ADMIN_ID, "Ann")
+    async with client.get(link_in(await ask_link(harness, ann, harness.private(ann)))) as resp:
+        assert "general" in await resp.text()
+    cid = await chat_id(harness, "C0GENERAL")  # type: ignore[arg-type]
+    async with client.get(f"{base}/admin/chat?id={cid}") as resp:
+        token = csrf_of(await resp.text())
+    async with client.post(
+        f"{base}/admin/chat?id={cid}",
+        data={"model": NEW_MODEL, "csrf": token},
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 303
+    async with harness.db.sessions() as s:
+        from sqlalchemy import select
+
+        rows = (await s.scalars(select(SettingsAudit).where(SettingsAudit.chat_id == cid))).all()
+    assert [(r.actor, r.via, r.new) for r in rows] == [
+        (f"telegram:{ADMIN_ID}", "console", NEW_MODEL)
+    ]
+    await running.stop()
+    # Out of BOT_ADMINS, the session that saw every chat is over.
+    await start(harness, BOT_ADMINS="")
+    async with client.get(
+        f"{base.rsplit(':', 1)[0]}:{harness.bots[-1].http.bound_port}/admin/"
+    ) as resp:
+        assert resp.status == 401
