@@ -18,20 +18,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import texts
+from bot.i18n import tr
 
 COMMAND_NAMES: tuple[str, ...] = tuple(name for name, _ in texts.HELP_COMMANDS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommandStyle:
-    """A platform's spelling of commands: ``prefix`` + name (``/new``, ``/voicebot new``)."""
+    """A platform's spelling of commands: ``prefix`` + name (``/new``, ``/voicebot new``).
+
+    ``controls`` name the commands a platform offers as controls instead (the browser
+    playground's "Model" menu): command name → the msgid of the control's label, shown
+    quoted in the reader's language.
+    """
 
     prefix: str
+    controls: tuple[tuple[str, str], ...] = ()
 
     def command(self, name: str) -> str:
-        """The command ``name`` as a user types it on this platform."""
+        """The command ``name`` as a user types (or finds) it on this platform."""
         if name not in COMMAND_NAMES:
             raise ValueError(f"unknown command {name!r} in a text")
+        for command, label in self.controls:
+            if command == name:
+                return f"“{tr(label)}”"
         return f"{self.prefix}{name}"
 
     def format(self, template: str, **fields: Any) -> str:

@@ -52,3 +52,16 @@ def test_the_command_core_imports_no_platform_sdk() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_platform_without_a_command_line_names_its_controls() -> None:
+    """The browser playground: "/model" in a text is its Model menu, in the reader's
+    language; commands it has no control for keep their spelling."""
+    from bot.i18n import Lang, tr, use
+    from bot.web.playground.platform import STYLE
+
+    assert STYLE.format("Pick another with {cmd:model}.") == "Pick another with “Model”."
+    assert STYLE.format("{cmd:new} starts afresh") == "“New conversation” starts afresh"
+    assert STYLE.format("see {cmd:settings}") == "see /settings"
+    with use(Lang.ZH):
+        assert STYLE.command("model") == f"“{tr(texts.PLAYGROUND_MODEL)}”" != "“Model”"

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from bot import texts
 from bot.commands.handler import CommandHandler
 from bot.commands.ports import CommandProfile
-from bot.commands.style import SLASH
+from bot.commands.style import CommandStyle
 from bot.core import Core
 from bot.delivery.sink import DeliveryPolicy, StreamingSink
 from bot.engine.ordering import conversation_key
@@ -27,6 +28,13 @@ from bot.web.playground.surface import ReplyChannels, WebSurface
 
 if TYPE_CHECKING:
     from bot.http.server import HttpServer
+
+# The page has no command line: "/model" in a text names the page's Model menu, "/new"
+# its New conversation button.
+STYLE = CommandStyle(
+    prefix="/",
+    controls=(("model", texts.PLAYGROUND_MODEL), ("new", texts.PLAYGROUND_NEW)),
+)
 
 log = structlog.get_logger(__name__)
 
@@ -89,7 +97,7 @@ class PlaygroundPlatform:
         self.channels = ReplyChannels()
         self.signer = SessionSigner(secret=settings.DASHSCOPE_API_KEY.get_secret_value())
         self.commands = CommandHandler(
-            engine=core.engine, admins=NoPlatformAdmins(), profile=CommandProfile(style=SLASH)
+            engine=core.engine, admins=NoPlatformAdmins(), profile=CommandProfile(style=STYLE)
         )
         self.accepting = False
 
@@ -132,7 +140,7 @@ class PlaygroundPlatform:
             policy=DeliveryPolicy(timeout=self.core.settings.DELIVERY_TIMEOUT),
             metrics=self.core.metrics,
             platform=PLATFORM,
-            style=SLASH,
+            style=STYLE,
         )
 
     async def run_job(self, job: RunningJob) -> None:
