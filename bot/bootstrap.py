@@ -214,7 +214,7 @@ async def preload_platforms(settings: Settings) -> None:
     if settings.slack_enabled:
         modules.append("bot.adapters.slack.app")
     if settings.playground_enabled:
-        modules.append("bot.web.playground.platform")
+        modules.append("bot.web.playground.app")
     for name in modules:
         await asyncio.to_thread(importlib.import_module, name)
 
@@ -232,9 +232,9 @@ def build_platforms(core: Core, http: HttpServer) -> list[Platform]:
 
         platforms.append(SlackPlatform.from_core(core=core, http=http))
     if settings.playground_enabled:
-        from bot.web.playground.platform import PlaygroundPlatform
+        from bot.web.playground.app import build_playground
 
-        platforms.append(PlaygroundPlatform.from_core(core=core, http=http))
+        platforms.append(build_playground(core=core, http=http))
     return platforms
 
 

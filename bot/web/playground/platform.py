@@ -22,12 +22,12 @@ from bot.core import Core
 from bot.delivery.sink import DeliveryPolicy, StreamingSink
 from bot.engine.ordering import conversation_key
 from bot.engine.ports import ChatRef, IncomingTurn
-from bot.queue.port import Handler, Job, RunningJob
+from bot.queue.port import Job, RunningJob
 from bot.web.playground.session import SessionSigner
 from bot.web.playground.surface import ReplyChannels, WebSurface
 
 if TYPE_CHECKING:
-    from bot.http.server import HttpServer
+    pass
 
 # The page has no command line: "/model" in a text names the page's Model menu, "/new"
 # its New conversation button.
@@ -100,16 +100,6 @@ class PlaygroundPlatform:
             engine=core.engine, admins=NoPlatformAdmins(), profile=CommandProfile(style=STYLE)
         )
         self.accepting = False
-
-    @classmethod
-    def from_core(cls, *, core: Core, http: HttpServer) -> PlaygroundPlatform:
-        """Build from the composition root: register the job handler and the routes."""
-        from bot.web.playground.routes import PlaygroundRoutes
-
-        platform = cls(core=core)
-        core.queue.register(PLATFORM, Handler(run=platform.run_job, give_up=platform.give_up))
-        PlaygroundRoutes(platform=platform).register(http)
-        return platform
 
     # --- turns --------------------------------------------------------------------------
 
