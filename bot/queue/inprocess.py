@@ -10,7 +10,6 @@ deployment runs.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from collections.abc import Awaitable, Sequence
 
@@ -27,7 +26,7 @@ from bot.metrics import Metrics
 from bot.queue.claims import claim_and_enqueue
 from bot.queue.port import MAX_ATTEMPTS, Handler, Job, QueueHealth, RunningJob
 from bot.storage.database import Database
-from bot.storage.tables import QueuedJob, utcnow
+from bot.storage.tables import QueuedJob, as_utc, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -121,7 +120,7 @@ class InProcessQueue:
             if row.id not in self._tasks:
                 job = Job(handler=row.handler, payload=row.payload, lock=row.lock)
                 place = self._locks.reserve(job.lock) if job.lock is not None else None
-                waited = (wall - _aware(row.accepted_at)).total_seconds()
+                waited = (wall - as_utc(row.accepted_at)).total_seconds()
                 self._spawn(row.id, job, attempt=row.attempts, accepted=now - waited, place=place)
         # Accepted while the rows were read (no await since): run those the read missed.
         for job_id, job, accepted, place in loading:
@@ -260,8 +259,3 @@ def _release(place: Place | None) -> None:
 
 def _name(error: BaseException | None) -> str:
     return type(error).__name__ if error else "crashed"
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    # SQLite hands timestamps back naive (CURRENT_TIMESTAMP is UTC).
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

@@ -65,6 +65,14 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def as_utc(value: dt.datetime | str) -> dt.datetime:
+    """A stored time as an aware UTC datetime: SQLite keeps no time zone (every stored
+    time is UTC) and may hand an aggregate back as its text; PostgreSQL's are aware."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {

@@ -16,6 +16,7 @@ from bot.storage.tables import (
     Conversation,
     Turn,
     TurnRole,
+    as_utc,
     utcnow,
 )
 
@@ -206,17 +207,9 @@ async def conversation_summaries(
             id=conv_id,
             name=name,
             turns=int(turns or 0),
-            started_at=_aware(started),
-            last_activity=_aware(last),
+            started_at=as_utc(started),
+            last_activity=as_utc(last),
         )
         for conv_id, name, started, turns, last in rows
     ]
     return summaries, int(total or 0)
-
-
-def _aware(value: dt.datetime | str) -> dt.datetime:
-    # SQLite keeps no time zone (every stored time is UTC), and an aggregate over a
-    # COALESCE may come back as the stored text.
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)

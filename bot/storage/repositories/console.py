@@ -21,6 +21,7 @@ from bot.storage.tables import (
     SettingsAudit,
     Turn,
     UsageEntry,
+    as_utc,
     utcnow,
 )
 
@@ -370,7 +371,4 @@ async def turns_by_model(
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """SQLite returns naive UTC datetimes; PostgreSQL aware ones."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)
+    return None if value is None else as_utc(value)

@@ -9,6 +9,7 @@ their platform before any change (as the chat commands do); BOT_ADMINS need none
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from importlib import resources
 from typing import Any
@@ -317,9 +318,7 @@ class AdminConsole:
             by_day = await repo.usage_lines(s, by="day", since=since, ids=ids)
             by_model = await repo.usage_lines(s, by="model", since=since, ids=ids)
             by_chat = await repo.usage_lines(s, by="chat", since=since, ids=ids)
-            names = {
-                r.id: r for r in await repo.chat_rows(s, ids=ids, since=dt.datetime.now(dt.UTC))
-            }
+            names = {r.id: r for r in await repo.known_chats(s) if ids is None or r.id in ids}
         day_labels = [(since + dt.timedelta(days=i)).isoformat() for i in range(days)]
         day_map = {line.key: line for line in by_day}
         per_day = [day_map.get(d) for d in day_labels]
@@ -358,7 +357,7 @@ class AdminConsole:
             days=days,
             charts=charts,
             tables=[
-                ("Per day", [x for x in by_day]),
+                ("Per day", by_day),
                 ("Per model", by_model),
                 ("Per chat", [_relabel(x, chat_label(x.key)) for x in by_chat]),
             ],
@@ -462,8 +461,6 @@ def _ids(session: Session) -> list[int] | None:
 
 
 def _relabel(line: repo.UsageLine, key: str) -> repo.UsageLine:
-    import dataclasses
-
     return dataclasses.replace(line, key=key)
 
 
