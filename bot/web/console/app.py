@@ -31,11 +31,10 @@ from bot.storage.repositories import console as repo
 from bot.storage.tables import Chat
 from bot.web.console.charts import Series, bar_chart
 from bot.web.console.links import SignInLinks
-from bot.web.console.signing import SESSION_SECONDS, Session
+from bot.web.console.signing import COOKIE, SESSION_SECONDS, Session
 
 log = structlog.get_logger(__name__)
 
-COOKIE = "voicebot_console"
 PREFIX = "/admin"
 # The settings the chat page edits, in its order, and how each is entered.
 CHOICES: dict[str, list[str]] = {

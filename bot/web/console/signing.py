@@ -17,6 +17,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from bot.engine.ports import ConsoleScope
 
+#: The session cookie's name (Path=/: the playground off loopback asks for it too).
+COOKIE = "voicebot_console"
 LINK_SECONDS = 10 * 60
 SESSION_SECONDS = 8 * 3600
 _LINK_SALT = "voicebot.console.link"

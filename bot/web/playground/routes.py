@@ -28,6 +28,7 @@ from bot.errors import AudioTooLarge, QueueUnavailable, ShuttingDown
 from bot.http import paths
 from bot.http.server import HttpServer
 from bot.i18n import Lang, choose, tr, use
+from bot.web.console.signing import COOKIE as CONSOLE_COOKIE
 from bot.web.playground.page import render_page
 from bot.web.playground.platform import PlaygroundPlatform, chat_of
 from bot.web.playground.session import COOKIE, TOKEN_HEADER
@@ -251,8 +252,6 @@ class PlaygroundRoutes:
             return True
         if links is None:  # Settings refuses this; never serve unsigned off loopback
             return False
-        from bot.web.console.app import COOKIE as CONSOLE_COOKIE
-
         signer = await links.keys.signer()
         return signer.session(request.cookies.get(CONSOLE_COOKIE)) is not None
 

@@ -73,7 +73,7 @@ async def test_off_loopback_the_page_needs_the_consoles_sign_in(
     from bot.engine.ports import ConsoleScope
     from bot.http.server import HttpServer
     from bot.metrics import Metrics
-    from bot.web.console.app import COOKIE
+    from bot.web.console.signing import COOKIE
 
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
